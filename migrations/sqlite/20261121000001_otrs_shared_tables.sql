@@ -1,0 +1,42 @@
+-- OTRS tables shared by every source on this database, with OTRS's columns and sizes (Znuny sizes).
+-- The customer_user / customer_company tables of each configured source are created from
+-- migrations/templates/ right after these migrations, under the table name the source configures.
+
+CREATE TABLE IF NOT EXISTS valid (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name VARCHAR(200) NOT NULL,
+    create_time DATETIME NOT NULL,
+    create_by INTEGER NOT NULL,
+    change_time DATETIME NOT NULL,
+    change_by INTEGER NOT NULL,
+    CONSTRAINT valid_name UNIQUE (name)
+);
+INSERT OR IGNORE INTO valid (id, name, create_time, create_by, change_time, change_by) VALUES
+    (1, 'valid', current_timestamp, 1, current_timestamp, 1),
+    (2, 'invalid', current_timestamp, 1, current_timestamp, 1),
+    (3, 'invalid-temporarily', current_timestamp, 1, current_timestamp, 1);
+
+CREATE TABLE IF NOT EXISTS customer_preferences (
+    user_id VARCHAR(250) NOT NULL,
+    preferences_key VARCHAR(150) NOT NULL,
+    preferences_value VARCHAR(250) NULL
+);
+CREATE INDEX IF NOT EXISTS customer_preferences_user_id ON customer_preferences (user_id);
+
+CREATE TABLE IF NOT EXISTS customer_user_customer (
+    user_id VARCHAR(100) NOT NULL,
+    customer_id VARCHAR(150) NOT NULL,
+    create_time DATETIME NOT NULL,
+    create_by INTEGER NOT NULL,
+    change_time DATETIME NOT NULL,
+    change_by INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS customer_user_customer_customer_id ON customer_user_customer (customer_id);
+CREATE INDEX IF NOT EXISTS customer_user_customer_user_id ON customer_user_customer (user_id);
+
+-- Clientele's own: one row per written table, locked by every check-then-write transaction so
+-- uniqueness checks hold across concurrent calls and replicas.
+CREATE TABLE IF NOT EXISTS clientele_write_lock (
+    name VARCHAR(100) NOT NULL PRIMARY KEY,
+    counter BIGINT NOT NULL
+);

@@ -1,0 +1,136 @@
+//! `clientele.v1.CustomerService`.
+
+use std::{sync::Arc, time::Duration};
+
+use tonic::{Request, Response, Status};
+
+use super::convert::{
+    check, customer_from_pb, customer_to_pb, deadline, patch_from_pb, status_to_pb, user_to_pb,
+};
+use crate::directory::Directory;
+use crate::domain::{
+    query::{parse, Grammar},
+    search::CustomerSearch,
+    Validity,
+};
+use crate::error::Error;
+use crate::proto::{self as pb, customer_service_server::CustomerService};
+
+pub struct CustomerApi {
+    dir: Arc<Directory>,
+    default_deadline: Duration,
+}
+
+impl CustomerApi {
+    pub fn new(dir: Arc<Directory>, default_deadline: Duration) -> Self {
+        Self {
+            dir,
+            default_deadline,
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl CustomerService for CustomerApi {
+    async fn create_customer(
+        &self,
+        request: Request<pb::CreateCustomerRequest>,
+    ) -> Result<Response<pb::Customer>, Status> {
+        let until = deadline(&request, self.default_deadline);
+        let req = request.into_inner();
+        let Some(customer) = req.customer else {
+            return Err(Error::invalid("customer", "is required").into());
+        };
+        let mut v = Vec::new();
+        let customer = customer_from_pb(customer, Some(Validity::Valid), &mut v);
+        check(v)?;
+        let source = (!req.source.is_empty()).then_some(req.source.as_str());
+        let created = self.dir.create_customer(source, customer, until).await?;
+        Ok(Response::new(customer_to_pb(created)))
+    }
+
+    async fn get_customer(
+        &self,
+        request: Request<pb::GetCustomerRequest>,
+    ) -> Result<Response<pb::Customer>, Status> {
+        let until = deadline(&request, self.default_deadline);
+        let c = self
+            .dir
+            .get_customer(&request.into_inner().customer_id, until)
+            .await?;
+        Ok(Response::new(customer_to_pb(c)))
+    }
+
+    async fn update_customer(
+        &self,
+        request: Request<pb::UpdateCustomerRequest>,
+    ) -> Result<Response<pb::Customer>, Status> {
+        let until = deadline(&request, self.default_deadline);
+        let req = request.into_inner();
+        let mut v = Vec::new();
+        let values = customer_from_pb(req.customer.unwrap_or_default(), None, &mut v);
+        let mask_has_validity = req
+            .update_mask
+            .as_ref()
+            .is_some_and(|m| m.paths.iter().any(|p| p == "validity"));
+        if !mask_has_validity {
+            v.retain(|x| x.field != "customer.validity");
+        }
+        let patch = patch_from_pb(values, req.update_mask, &mut v);
+        check(v)?;
+        let c = self
+            .dir
+            .update_customer(&req.customer_id, patch, until)
+            .await?;
+        Ok(Response::new(customer_to_pb(c)))
+    }
+
+    async fn search_customers(
+        &self,
+        request: Request<pb::SearchCustomersRequest>,
+    ) -> Result<Response<pb::SearchCustomersResponse>, Status> {
+        let until = deadline(&request, self.default_deadline);
+        let req = request.into_inner();
+        let query =
+            parse(&req.query, Grammar::Full).map_err(|e| Error::invalid("query", e.to_string()))?;
+        let merged = self
+            .dir
+            .search_customers(
+                CustomerSearch {
+                    query,
+                    include_invalid: req.include_invalid,
+                    limit: req.limit as usize,
+                },
+                &req.sources,
+                until,
+            )
+            .await?;
+        Ok(Response::new(pb::SearchCustomersResponse {
+            customers: merged.items.into_iter().map(customer_to_pb).collect(),
+            truncated: merged.truncated,
+            source_status: merged.status.into_iter().map(status_to_pb).collect(),
+        }))
+    }
+
+    async fn list_customer_users_of_customer(
+        &self,
+        request: Request<pb::ListCustomerUsersOfCustomerRequest>,
+    ) -> Result<Response<pb::ListCustomerUsersOfCustomerResponse>, Status> {
+        let until = deadline(&request, self.default_deadline);
+        let req = request.into_inner();
+        let merged = self
+            .dir
+            .customer_users_of(
+                &req.customer_id,
+                req.include_invalid,
+                req.limit as usize,
+                until,
+            )
+            .await?;
+        Ok(Response::new(pb::ListCustomerUsersOfCustomerResponse {
+            customer_users: merged.items.into_iter().map(user_to_pb).collect(),
+            truncated: merged.truncated,
+            source_status: merged.status.into_iter().map(status_to_pb).collect(),
+        }))
+    }
+}

@@ -1,0 +1,10 @@
+//! gRPC services: thin handlers that check a request into domain types, call the directory and
+//! convert the answer back. No SQL, no LDAP here.
+
+pub mod convert;
+pub mod customer;
+pub mod customer_user;
+pub mod status;
+
+pub use customer::CustomerApi;
+pub use customer_user::CustomerUserApi;

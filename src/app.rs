@@ -1,0 +1,276 @@
+//! Builds everything from the validated configuration and runs the gRPC server until shutdown.
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+use tonic_health::{server::HealthReporter, ServingStatus};
+
+use crate::api::{CustomerApi, CustomerUserApi};
+use crate::config::Settings;
+use crate::directory::{Bounded, Directory};
+use crate::proto::{
+    customer_service_server::CustomerServiceServer,
+    customer_user_service_server::CustomerUserServiceServer,
+};
+use crate::source::{
+    sql::{
+        customer::SqlCustomerSource, user::SqlUserSource, Db, DbRegistry, SourceTable, TableKind,
+    },
+    CustomerSource, CustomerUserSource,
+};
+
+/// How often source health is probed for `grpc.health.v1` (`source/<name>`).
+const HEALTH_PROBE_EVERY: Duration = Duration::from_secs(10);
+
+/// The built service: the directory over every source, and the databases behind them.
+pub struct App {
+    pub settings: Settings,
+    pub directory: Arc<Directory>,
+    pub databases: Vec<(String, Arc<Db>)>,
+}
+
+/// Opens (lazily) every database and builds every source. Fails only on configuration that
+/// cannot work at all (a malformed URL); an unreachable database is reported later and retried.
+pub fn build(settings: Settings) -> Result<App, String> {
+    let mut registry = DbRegistry::default();
+    for s in &settings.user_sources {
+        registry.want(&s.url, |spec| {
+            spec.pool_size = spec.pool_size.max(s.settings.pool_size);
+            spec.connect_timeout = spec.connect_timeout.max(s.settings.connect_timeout);
+            if s.settings.migrate {
+                spec.migrate = true;
+                spec.tables.push(SourceTable {
+                    kind: TableKind::CustomerUser,
+                    name: s.table.clone(),
+                });
+                spec.lock_names.push(s.table.clone());
+            }
+        });
+    }
+    for s in &settings.customer_sources {
+        registry.want(&s.url, |spec| {
+            spec.pool_size = spec.pool_size.max(s.settings.pool_size);
+            spec.connect_timeout = spec.connect_timeout.max(s.settings.connect_timeout);
+            if s.settings.migrate {
+                spec.migrate = true;
+                spec.tables.push(SourceTable {
+                    kind: TableKind::CustomerCompany,
+                    name: s.table.clone(),
+                });
+                spec.lock_names.push(s.table.clone());
+            }
+        });
+    }
+    let dbs = registry.open()?;
+    let db = |url: &str| {
+        dbs.get(url)
+            .cloned()
+            .ok_or_else(|| format!("no database for {url}"))
+    };
+    let mut sql_users = Vec::new();
+    for s in &settings.user_sources {
+        sql_users.push((
+            s.url.clone(),
+            Arc::new(SqlUserSource::new(s.clone(), db(&s.url)?)),
+        ));
+    }
+    let mut customers: Vec<Bounded<dyn CustomerSource>> = Vec::new();
+    for s in &settings.customer_sources {
+        let colocated = sql_users
+            .iter()
+            .filter(|(url, u)| url == &s.url && u.writable())
+            .filter_map(|(_, u)| u.customer_id_ref())
+            .collect();
+        customers.push(Bounded {
+            source: Arc::new(SqlCustomerSource::new(s.clone(), db(&s.url)?, colocated)),
+            timeout: s.settings.timeout,
+        });
+    }
+    let users: Vec<Bounded<dyn CustomerUserSource>> = sql_users
+        .into_iter()
+        .zip(&settings.user_sources)
+        .map(|((_, source), cfg)| Bounded {
+            source: source as Arc<dyn CustomerUserSource>,
+            timeout: cfg.settings.timeout,
+        })
+        .collect();
+    let user_limit = settings
+        .user_sources
+        .iter()
+        .map(|s| s.settings.list_limit as usize)
+        .min()
+        .unwrap_or(250);
+    let customer_limit = settings
+        .customer_sources
+        .iter()
+        .map(|s| s.settings.list_limit as usize)
+        .min()
+        .unwrap_or(250);
+    let mut databases: Vec<(String, Arc<Db>)> = dbs.into_iter().collect();
+    databases.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(App {
+        directory: Arc::new(Directory::new(users, customers, user_limit, customer_limit)),
+        databases,
+        settings,
+    })
+}
+
+impl App {
+    /// Connects to and migrates every database now; one line per database.
+    pub async fn migrate(&self) -> Vec<(String, Result<(), String>)> {
+        let mut out = Vec::new();
+        for (_, db) in &self.databases {
+            out.push((
+                db.label().to_owned(),
+                db.migrate_now().await.map_err(|e| e.to_string()),
+            ));
+        }
+        out
+    }
+
+    /// Asks every source for a trivial answer; one line per source with its state.
+    pub async fn check_sources(&self) -> Vec<(String, Result<(), String>)> {
+        let mut out = Vec::new();
+        for s in self.directory.user_sources() {
+            let r = tokio::time::timeout(Duration::from_secs(15), s.ping()).await;
+            out.push((format!("customer_user_sources {:?}", s.name()), flatten(r)));
+        }
+        for s in self.directory.customer_sources() {
+            let r = tokio::time::timeout(Duration::from_secs(15), s.ping()).await;
+            out.push((format!("customer_sources {:?}", s.name()), flatten(r)));
+        }
+        out
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then drains in-flight calls for at most
+    /// `server.shutdown_grace`.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), String> {
+        let (reporter, health) = tonic_health::server::health_reporter();
+        reporter
+            .set_service_status("", ServingStatus::Serving)
+            .await;
+        let probe = tokio::spawn(probe_sources(self.directory.clone(), reporter.clone()));
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| format!("reflection: {e}"))?;
+        let deadline = self.settings.server.default_deadline;
+        let grace = self.settings.server.shutdown_grace;
+        let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
+        let reporter_for_stop = reporter.clone();
+        let signal = async move {
+            shutdown.await;
+            tracing::info!("shutting down: health NOT_SERVING, draining in-flight calls");
+            reporter_for_stop
+                .set_service_status("", ServingStatus::NotServing)
+                .await;
+            let _ = drain_tx.send(());
+        };
+        let server = Server::builder()
+            .add_service(health)
+            .add_service(reflection)
+            .add_service(CustomerUserServiceServer::new(CustomerUserApi::new(
+                self.directory.clone(),
+                deadline,
+            )))
+            .add_service(CustomerServiceServer::new(CustomerApi::new(
+                self.directory.clone(),
+                deadline,
+            )))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+        tokio::pin!(server);
+        let result = tokio::select! {
+            r = &mut server => r.map_err(|e| e.to_string()),
+            () = async {
+                let _ = drain_rx.await;
+                tokio::time::sleep(grace).await;
+            } => {
+                tracing::warn!(?grace, "in-flight calls did not finish within the grace period");
+                Ok(())
+            }
+        };
+        probe.abort();
+        result
+    }
+}
+
+fn flatten(
+    r: Result<Result<(), crate::source::SourceError>, tokio::time::error::Elapsed>,
+) -> Result<(), String> {
+    match r {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no answer within 15 s".into()),
+    }
+}
+
+/// Keeps `source/<name>` health current and logs changes (first probe at start-up: a source
+/// that is down is reported, and retried every probe until it serves).
+async fn probe_sources(dir: Arc<Directory>, reporter: HealthReporter) {
+    let mut last: std::collections::HashMap<String, bool> = Default::default();
+    loop {
+        let mut results = Vec::new();
+        for s in dir.user_sources() {
+            results.push((
+                s.name().to_owned(),
+                s.ping().await.map_err(|e| e.to_string()),
+            ));
+        }
+        for s in dir.customer_sources() {
+            results.push((
+                s.name().to_owned(),
+                s.ping().await.map_err(|e| e.to_string()),
+            ));
+        }
+        for (name, r) in results {
+            let ok = r.is_ok();
+            let status = if ok {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            reporter
+                .set_service_status(format!("source/{name}"), status)
+                .await;
+            if last.insert(name.clone(), ok) != Some(ok) {
+                match r {
+                    Ok(()) => tracing::info!(source = %name, "source serving"),
+                    Err(e) => {
+                        tracing::warn!(source = %name, error = %e, "source unavailable; retrying")
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(HEALTH_PROBE_EVERY).await;
+    }
+}
+
+/// Binds the configured address, refusing a non-loopback one (no callers are configured in
+/// this build) unless `server.insecure` is set.
+pub async fn bind(settings: &Settings) -> Result<TcpListener, String> {
+    let addr: SocketAddr = settings
+        .server
+        .listen
+        .parse()
+        .map_err(|e| format!("server.listen: {e}"))?;
+    if !addr.ip().is_loopback() && !settings.server.insecure {
+        return Err(format!(
+            "refusing to serve {addr} without caller authentication; listen on loopback or set server.insecure = true"
+        ));
+    }
+    if addr.ip().is_loopback() {
+        tracing::warn!(%addr, "serving WITHOUT caller authentication (loopback only)");
+    } else {
+        tracing::warn!(%addr, "serving WITHOUT caller authentication on a non-loopback address (server.insecure = true)");
+    }
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))
+}

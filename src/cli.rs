@@ -1,0 +1,135 @@
+//! Command line: `serve`, `migrate`, `check-config`.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+
+use crate::{app, config::Config, telemetry};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "clientele",
+    version,
+    about = "Customer users, customers and their logins over gRPC"
+)]
+pub struct Cli {
+    /// Configuration file (TOML). Default: ./clientele.toml if it exists, else the embedded
+    /// default (SQLite in ./clientele.db on 127.0.0.1:50051).
+    #[arg(long, short, env = "CLIENTELE_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the gRPC API.
+    Serve {
+        /// Overrides server.listen.
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Create or upgrade the tables of every source that Clientele owns (`migrate = true`).
+    Migrate,
+    /// Validate the configuration, connect to every source and report each one's state.
+    CheckConfig,
+}
+
+/// Runs the command line; the exit code is non-zero on any failure.
+pub async fn run(cli: Cli) -> ExitCode {
+    telemetry::init();
+    let path = cli.config.clone().or_else(|| {
+        let default = PathBuf::from("clientele.toml");
+        default.exists().then_some(default)
+    });
+    let settings = match Config::load(path.as_deref(), std::env::vars()) {
+        Ok(mut s) => {
+            if let Command::Serve { listen: Some(l) } = &cli.command {
+                s.server.listen.clone_from(l);
+            }
+            s
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let built = match app::build(settings) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command {
+        Command::Serve { .. } => {
+            let listener = match app::bind(&built.settings).await {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(%addr, "clientele serving");
+            }
+            for (label, r) in built.migrate().await {
+                if let Err(e) = r {
+                    tracing::warn!(database = %label, error = %e, "database not ready; its sources answer with their error until it is");
+                }
+            }
+            match built.serve(listener, shutdown_signal()).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Migrate => report(built.migrate().await, "migrated"),
+        Command::CheckConfig => {
+            println!("configuration: ok");
+            report(built.check_sources().await, "ok")
+        }
+    }
+}
+
+fn report(results: Vec<(String, Result<(), String>)>, ok_word: &str) -> ExitCode {
+    let mut failed = false;
+    for (what, r) in results {
+        match r {
+            Ok(()) => println!("{what}: {ok_word}"),
+            Err(e) => {
+                failed = true;
+                println!("{what}: FAILED: {e}");
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

@@ -1,0 +1,882 @@
+//! Typed configuration: a TOML file plus `CLIENTELE_*` environment overrides, validated at
+//! start-up with every problem listed by its key.
+//!
+//! Environment overrides address any key with `__` between path segments and numbers for list
+//! positions, e.g. `CLIENTELE_SERVER__LISTEN=0.0.0.0:50051` or
+//! `CLIENTELE_CUSTOMER_USER_SOURCES__0__URL=postgres://…`. A value is taken as TOML (number,
+//! boolean, array) when it parses as such and the key does not already hold a string.
+//!
+//! With no file at all the embedded default applies: one writable SQLite source in
+//! `./clientele.db` for customer users and customers, served on `127.0.0.1:50051`.
+
+use std::{collections::BTreeMap, fmt, path::Path, time::Duration};
+
+use serde::{Deserialize, Deserializer};
+
+use crate::domain::{
+    customer::CustomerField, customer_user::UserField, query::Pattern, Attr, AttrRule, Field,
+    Schema,
+};
+
+/// The default database of the embedded configuration.
+pub const DEFAULT_SQLITE_URL: &str = "sqlite://clientele.db";
+/// Environment variables with this prefix override configuration keys.
+pub const ENV_PREFIX: &str = "CLIENTELE_";
+/// Environment variables that are not configuration keys.
+const ENV_RESERVED: &[&str] = &["CLIENTELE_CONFIG", "CLIENTELE_LOG", "CLIENTELE_LOG_FORMAT"];
+
+/// Everything wrong with a configuration, one problem per line, each naming its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub Vec<String>);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "invalid configuration ({} problem(s)):", self.0.len())?;
+        for p in &self.0 {
+            writeln!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Ordered: the order is the precedence (first source wins on a login).
+    #[serde(default)]
+    pub customer_user_sources: Option<Vec<UserSourceConfig>>,
+    /// Ordered like the customer-user sources. Absent: one source on the database of the first
+    /// SQL customer-user source (table `customer_company`).
+    #[serde(default)]
+    pub customer_sources: Option<Vec<CustomerSourceConfig>>,
+    /// Sections of later capabilities, accepted so an operator's file keeps working.
+    #[serde(default)]
+    pub auth: Option<toml::Table>,
+    #[serde(default)]
+    pub groups: Option<toml::Table>,
+    #[serde(default)]
+    pub callers: Option<Vec<toml::Table>>,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ServerConfig {
+    pub listen: String,
+    pub metrics_listen: String,
+    pub insecure: bool,
+    /// Bound of the graceful drain on shutdown.
+    #[serde(deserialize_with = "duration")]
+    pub shutdown_grace: Duration,
+    /// Used when a call carries no deadline of its own.
+    #[serde(deserialize_with = "duration")]
+    pub default_deadline: Duration,
+    /// `[server.tls]`, taken by a later capability.
+    pub tls: Option<toml::Table>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:50051".into(),
+            metrics_listen: "127.0.0.1:9464".into(),
+            insecure: false,
+            shutdown_grace: Duration::from_secs(10),
+            default_deadline: Duration::from_secs(30),
+            tls: None,
+        }
+    }
+}
+
+/// The kind of a source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    Sql,
+    Ldap,
+}
+
+/// One mapped attribute: a column name, or a table with its rules.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum MapEntry {
+    Column(String),
+    Full {
+        column: String,
+        #[serde(default)]
+        required: Option<bool>,
+        #[serde(default)]
+        read_only: bool,
+    },
+}
+
+/// Connection and behaviour settings every SQL source has, customer users and customers alike.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SqlSettings {
+    pub name: String,
+    pub kind: SourceKind,
+    /// `sqlite://…`, `postgres://…`, `mysql://…`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Name of an environment variable holding the URL (keeps passwords out of files).
+    #[serde(default)]
+    pub url_env: Option<String>,
+    /// Path of a file holding the URL.
+    #[serde(default)]
+    pub url_file: Option<String>,
+    #[serde(default)]
+    pub table: Option<String>,
+    /// false = a table Clientele does not own (e.g. Znuny's): never create or alter anything.
+    #[serde(default = "yes")]
+    pub migrate: bool,
+    #[serde(default)]
+    pub read_only: bool,
+    /// The table has no create/change columns.
+    #[serde(default)]
+    pub foreign_db: bool,
+    #[serde(default = "default_pool_size")]
+    pub pool_size: u32,
+    /// Bound for establishing a connection.
+    #[serde(default = "default_connect_timeout", deserialize_with = "duration")]
+    pub connect_timeout: Duration,
+    /// Bound for one call to this source (the caller's deadline, when shorter, wins).
+    #[serde(default = "default_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    #[serde(default = "default_list_limit")]
+    pub list_limit: u32,
+    #[serde(default)]
+    pub case_sensitive: bool,
+    #[serde(default)]
+    pub search_fields: Option<Vec<String>>,
+    #[serde(default = "star")]
+    pub search_prefix: String,
+    #[serde(default = "star")]
+    pub search_suffix: String,
+    /// Per-replica cache lifetime; taken by a later capability (no cache yet).
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub cache_ttl: Option<Duration>,
+    #[serde(default)]
+    pub map: BTreeMap<String, MapEntry>,
+}
+
+/// `[[customer_user_sources]]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct UserSourceConfig {
+    #[serde(flatten)]
+    pub sql: SqlSettings,
+    /// Fields compared (exactly, case-insensitively) with a sender address.
+    #[serde(default = "default_postmaster_fields")]
+    pub postmaster_search_fields: Vec<String>,
+    #[serde(default = "default_name_fields")]
+    pub name_fields: Vec<String>,
+    #[serde(default = "space")]
+    pub name_join: String,
+    /// Refuse a second customer user with the same email in this source (case-insensitive).
+    #[serde(default = "yes")]
+    pub email_unique: bool,
+    /// The customer (company) of a new or changed customer user must exist (OTRS
+    /// CustomerCompanySupport). Checked only when customer sources are configured.
+    #[serde(default = "yes")]
+    pub customer_company_support: bool,
+}
+
+/// `[[customer_sources]]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct CustomerSourceConfig {
+    #[serde(flatten)]
+    pub sql: SqlSettings,
+}
+
+fn yes() -> bool {
+    true
+}
+fn star() -> String {
+    "*".into()
+}
+fn space() -> String {
+    " ".into()
+}
+fn default_pool_size() -> u32 {
+    8
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_list_limit() -> u32 {
+    250
+}
+fn default_postmaster_fields() -> Vec<String> {
+    vec!["email".into()]
+}
+fn default_name_fields() -> Vec<String> {
+    vec!["title".into(), "first_name".into(), "last_name".into()]
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("{s:?}: {e}")))
+}
+
+fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
+}
+
+impl SqlSettings {
+    fn embedded(table: &str) -> Self {
+        Self {
+            name: "local".into(),
+            kind: SourceKind::Sql,
+            url: Some(DEFAULT_SQLITE_URL.into()),
+            url_env: None,
+            url_file: None,
+            table: Some(table.into()),
+            migrate: true,
+            read_only: false,
+            foreign_db: false,
+            pool_size: default_pool_size(),
+            connect_timeout: default_connect_timeout(),
+            timeout: default_timeout(),
+            list_limit: default_list_limit(),
+            case_sensitive: false,
+            search_fields: None,
+            search_prefix: star(),
+            search_suffix: star(),
+            cache_ttl: None,
+            map: BTreeMap::new(),
+        }
+    }
+
+    /// The connection URL, resolved through `url_env` / `url_file` when set.
+    pub fn resolve_url(&self) -> Result<String, String> {
+        match (&self.url, &self.url_env, &self.url_file) {
+            (Some(u), None, None) => Ok(u.clone()),
+            (None, Some(var), None) => std::env::var(var)
+                .map_err(|_| format!("environment variable {var:?} (url_env) is not set")),
+            (None, None, Some(path)) => std::fs::read_to_string(path)
+                .map(|s| s.trim().to_owned())
+                .map_err(|e| format!("cannot read url_file {path:?}: {e}")),
+            (None, None, None) => Err("one of url, url_env, url_file is required".into()),
+            _ => Err("set only one of url, url_env, url_file".into()),
+        }
+    }
+
+    /// The search prefix and suffix as wildcard patterns.
+    pub fn affixes(&self) -> (Pattern, Pattern) {
+        (
+            Pattern::wildcards(&self.search_prefix),
+            Pattern::wildcards(&self.search_suffix),
+        )
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::default(),
+            customer_user_sources: None,
+            customer_sources: None,
+            auth: None,
+            groups: None,
+            callers: None,
+        }
+    }
+}
+
+/// A source's attribute map resolved against the built-in defaults: attribute -> column, with the
+/// domain rules.
+#[derive(Debug, Clone)]
+pub struct ResolvedMap<F> {
+    pub columns: Vec<(Attr<F>, String)>,
+    pub schema: Schema<F>,
+}
+
+impl<F: Field> ResolvedMap<F> {
+    /// The column of an attribute, if the source maps it.
+    pub fn column(&self, attr: &Attr<F>) -> Option<&str> {
+        self.columns
+            .iter()
+            .find(|(a, _)| a == attr)
+            .map(|(_, c)| c.as_str())
+    }
+
+    pub fn field_column(&self, field: F) -> Option<&str> {
+        self.column(&Attr::Field(field))
+    }
+}
+
+/// Resolves a map: built-ins default to the OTRS columns; an empty column unmaps a built-in; any
+/// other name is an extra attribute. `extra_builtins` are fields outside `F::RECORD` that may be
+/// mapped (the customer-user password).
+fn resolve_map<F: Field>(
+    map: &BTreeMap<String, MapEntry>,
+    extra_builtins: &[F],
+    key: &str,
+    problems: &mut Vec<String>,
+) -> ResolvedMap<F> {
+    let builtins: Vec<F> = F::RECORD.iter().chain(extra_builtins).copied().collect();
+    let mut columns = Vec::new();
+    let mut rules = Vec::new();
+    for &f in &builtins {
+        let (column, required, read_only) = match map.get(f.name()) {
+            None => (f.default_column().to_owned(), None, false),
+            Some(MapEntry::Column(c)) => (c.clone(), None, false),
+            Some(MapEntry::Full {
+                column,
+                required,
+                read_only,
+            }) => (column.clone(), *required, *read_only),
+        };
+        if column.is_empty() {
+            if f == F::KEY {
+                problems.push(format!(
+                    "{key}.map.{}: the key attribute must be mapped",
+                    f.name()
+                ));
+            }
+            continue;
+        }
+        check_identifier(&format!("{key}.map.{}", f.name()), &column, problems);
+        columns.push((Attr::Field(f), column));
+        if F::RECORD.contains(&f) {
+            rules.push(AttrRule {
+                attr: Attr::Field(f),
+                required: f == F::KEY || required.unwrap_or_else(|| f.required_by_default()),
+                read_only: read_only && f != F::KEY,
+            });
+        }
+    }
+    for (name, entry) in map {
+        if builtins.iter().any(|f| f.name() == name) {
+            continue;
+        }
+        let path = format!("{key}.map.{name}");
+        if !is_identifier(name) {
+            problems.push(format!("{path}: attribute names are letters, digits and _"));
+        }
+        let (column, required, read_only) = match entry {
+            MapEntry::Column(c) => (c.clone(), false, false),
+            MapEntry::Full {
+                column,
+                required,
+                read_only,
+            } => (column.clone(), required.unwrap_or(false), *read_only),
+        };
+        check_identifier(&path, &column, problems);
+        columns.push((Attr::Extra(name.clone()), column));
+        rules.push(AttrRule {
+            attr: Attr::Extra(name.clone()),
+            required,
+            read_only,
+        });
+    }
+    ResolvedMap {
+        columns,
+        schema: Schema { rules },
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+}
+
+/// SQL identifiers (tables, columns) are interpolated into statements, so they are restricted to
+/// plain names; values are always bound.
+fn check_identifier(key: &str, ident: &str, problems: &mut Vec<String>) {
+    if !is_identifier(ident) {
+        problems.push(format!(
+            "{key}: {ident:?} is not a plain SQL name (letters, digits, _; at most 64)"
+        ));
+    }
+}
+
+/// Resolves a list of attribute names (search fields, name fields) against a map.
+fn resolve_attrs<F: Field>(
+    names: &[String],
+    map: &ResolvedMap<F>,
+    key: &str,
+    problems: &mut Vec<String>,
+) -> Vec<Attr<F>> {
+    let mut out = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let attr = F::from_name(name).map_or_else(|| Attr::Extra(name.clone()), Attr::Field);
+        if map.column(&attr).is_none() || matches!(attr, Attr::Field(f) if f == F::VALIDITY) {
+            problems.push(format!(
+                "{key}[{i}]: {name:?} is not a mapped text attribute of this source"
+            ));
+        } else {
+            out.push(attr);
+        }
+    }
+    out
+}
+
+/// A customer-user SQL source, checked and resolved.
+#[derive(Debug, Clone)]
+pub struct UserSource {
+    pub settings: SqlSettings,
+    pub url: String,
+    pub table: String,
+    pub map: ResolvedMap<UserField>,
+    pub search_fields: Vec<Attr<UserField>>,
+    pub postmaster_fields: Vec<Attr<UserField>>,
+    pub name_fields: Vec<Attr<UserField>>,
+    pub name_join: String,
+    pub email_unique: bool,
+    pub customer_company_support: bool,
+}
+
+/// A customer SQL source, checked and resolved.
+#[derive(Debug, Clone)]
+pub struct CustomerSource {
+    pub settings: SqlSettings,
+    pub url: String,
+    pub table: String,
+    pub map: ResolvedMap<CustomerField>,
+    pub search_fields: Vec<Attr<CustomerField>>,
+}
+
+/// The configuration after validation: what the application is built from.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub server: ServerConfig,
+    pub user_sources: Vec<UserSource>,
+    pub customer_sources: Vec<CustomerSource>,
+}
+
+fn check_common(s: &SqlSettings, key: &str, problems: &mut Vec<String>) -> String {
+    if s.name.trim().is_empty() || s.name.trim() != s.name {
+        problems.push(format!(
+            "{key}.name: must be non-empty without surrounding spaces"
+        ));
+    }
+    if s.kind == SourceKind::Ldap {
+        problems.push(format!(
+            "{key}.kind: \"ldap\" sources are not supported by this build yet; use \"sql\""
+        ));
+    }
+    let url = match s.resolve_url() {
+        Ok(u) => u,
+        Err(e) => {
+            problems.push(format!("{key}.url: {e}"));
+            String::new()
+        }
+    };
+    if !url.is_empty()
+        && !["sqlite:", "postgres:", "postgresql:", "mysql:", "mariadb:"]
+            .iter()
+            .any(|p| url.starts_with(p))
+    {
+        problems.push(format!(
+            "{key}.url: unsupported scheme (use sqlite://, postgres:// or mysql://)"
+        ));
+    }
+    if let Some(t) = &s.table {
+        check_identifier(&format!("{key}.table"), t, problems);
+    }
+    if s.pool_size == 0 {
+        problems.push(format!("{key}.pool_size: must be at least 1"));
+    }
+    if s.list_limit == 0 {
+        problems.push(format!("{key}.list_limit: must be at least 1"));
+    }
+    if s.timeout.is_zero() {
+        problems.push(format!("{key}.timeout: must be positive"));
+    }
+    for (k, v) in [
+        ("search_prefix", &s.search_prefix),
+        ("search_suffix", &s.search_suffix),
+    ] {
+        if v.chars().any(|c| c != '*') {
+            problems.push(format!(
+                "{key}.{k}: only \"\" or \"*\" is supported, got {v:?}"
+            ));
+        }
+    }
+    url
+}
+
+fn check_unique_names<'a>(
+    names: impl Iterator<Item = &'a str>,
+    key: &str,
+    problems: &mut Vec<String>,
+) {
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, n) in names.enumerate() {
+        if !seen.insert(n) {
+            problems.push(format!(
+                "{key}[{i}].name: {n:?} is used by an earlier source"
+            ));
+        }
+    }
+}
+
+impl Config {
+    /// Reads the file (if given), applies `CLIENTELE_*` overrides from `env`, and validates.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Settings, ConfigError> {
+        let text = match path {
+            Some(p) => std::fs::read_to_string(p).map_err(|e| {
+                ConfigError(vec![format!(
+                    "cannot read config file {}: {e}",
+                    p.display()
+                )])
+            })?,
+            None => String::new(),
+        };
+        Self::from_toml(&text, env)?.validate()
+    }
+
+    /// Parses TOML text with environment overrides; unknown keys are problems, all listed.
+    pub fn from_toml(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut value: toml::Value =
+            toml::from_str(text).map_err(|e| ConfigError(vec![format!("config file: {e}")]))?;
+        let mut problems = Vec::new();
+        let mut overrides: Vec<_> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX) && !k.starts_with("CLIENTELE_TEST_"))
+            .filter(|(k, _)| !ENV_RESERVED.contains(&k.as_str()))
+            .collect();
+        overrides.sort();
+        for (k, v) in overrides {
+            if let Err(e) = apply_override(&mut value, &k[ENV_PREFIX.len()..], &v) {
+                problems.push(format!("{k}: {e}"));
+            }
+        }
+        let mut unknown = Vec::new();
+        let config: Result<Config, _> =
+            serde_ignored::deserialize(value, |path| unknown.push(path.to_string()));
+        match config {
+            Err(e) => {
+                problems.push(e.to_string());
+                Err(ConfigError(problems))
+            }
+            Ok(c) => {
+                problems.extend(unknown.into_iter().map(|p| format!("{p}: unknown key")));
+                if problems.is_empty() {
+                    Ok(c)
+                } else {
+                    Err(ConfigError(problems))
+                }
+            }
+        }
+    }
+
+    /// Checks every setting and resolves maps and field lists; lists every problem found.
+    pub fn validate(self) -> Result<Settings, ConfigError> {
+        let mut problems = Vec::new();
+        if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
+            problems.push(format!(
+                "server.listen: {:?} is not an address:port",
+                self.server.listen
+            ));
+        }
+        let user_cfgs = self.customer_user_sources.unwrap_or_else(|| {
+            vec![UserSourceConfig {
+                sql: SqlSettings::embedded("customer_user"),
+                postmaster_search_fields: default_postmaster_fields(),
+                name_fields: default_name_fields(),
+                name_join: space(),
+                email_unique: true,
+                customer_company_support: true,
+            }]
+        });
+        if user_cfgs.is_empty() {
+            problems.push("customer_user_sources: at least one source is required".into());
+        }
+        check_unique_names(
+            user_cfgs.iter().map(|s| s.sql.name.as_str()),
+            "customer_user_sources",
+            &mut problems,
+        );
+        let mut user_sources = Vec::new();
+        for (i, c) in user_cfgs.into_iter().enumerate() {
+            let key = format!("customer_user_sources[{i}]");
+            let url = check_common(&c.sql, &key, &mut problems);
+            let map = resolve_map(&c.sql.map, &[UserField::Password], &key, &mut problems);
+            let default_search = ["login", "first_name", "last_name", "customer_id"]
+                .map(String::from)
+                .to_vec();
+            let search_fields = resolve_attrs(
+                c.sql.search_fields.as_ref().unwrap_or(&default_search),
+                &map,
+                &format!("{key}.search_fields"),
+                &mut problems,
+            );
+            let postmaster_fields = resolve_attrs(
+                &c.postmaster_search_fields,
+                &map,
+                &format!("{key}.postmaster_search_fields"),
+                &mut problems,
+            );
+            if postmaster_fields.is_empty() {
+                problems.push(format!(
+                    "{key}.postmaster_search_fields: must name at least one field"
+                ));
+            }
+            let name_fields = resolve_attrs(
+                &c.name_fields,
+                &map,
+                &format!("{key}.name_fields"),
+                &mut problems,
+            );
+            user_sources.push(UserSource {
+                table: c
+                    .sql
+                    .table
+                    .clone()
+                    .unwrap_or_else(|| "customer_user".into()),
+                url,
+                map,
+                search_fields,
+                postmaster_fields,
+                name_fields,
+                name_join: c.name_join,
+                email_unique: c.email_unique,
+                customer_company_support: c.customer_company_support,
+                settings: c.sql,
+            });
+        }
+        let customer_cfgs = self.customer_sources.unwrap_or_else(|| {
+            user_sources
+                .first()
+                .map(|u| {
+                    let mut s = SqlSettings::embedded("customer_company");
+                    s.name = u.settings.name.clone();
+                    s.url = Some(u.url.clone());
+                    s.migrate = u.settings.migrate;
+                    s.pool_size = u.settings.pool_size;
+                    vec![CustomerSourceConfig { sql: s }]
+                })
+                .unwrap_or_default()
+        });
+        check_unique_names(
+            customer_cfgs.iter().map(|s| s.sql.name.as_str()),
+            "customer_sources",
+            &mut problems,
+        );
+        let mut customer_sources = Vec::new();
+        for (i, c) in customer_cfgs.into_iter().enumerate() {
+            let key = format!("customer_sources[{i}]");
+            let url = check_common(&c.sql, &key, &mut problems);
+            let map = resolve_map(&c.sql.map, &[], &key, &mut problems);
+            let default_search = ["customer_id", "name"].map(String::from).to_vec();
+            let search_fields = resolve_attrs(
+                c.sql.search_fields.as_ref().unwrap_or(&default_search),
+                &map,
+                &format!("{key}.search_fields"),
+                &mut problems,
+            );
+            customer_sources.push(CustomerSource {
+                table: c
+                    .sql
+                    .table
+                    .clone()
+                    .unwrap_or_else(|| "customer_company".into()),
+                url,
+                map,
+                search_fields,
+                settings: c.sql,
+            });
+        }
+        if problems.is_empty() {
+            Ok(Settings {
+                server: self.server,
+                user_sources,
+                customer_sources,
+            })
+        } else {
+            Err(ConfigError(problems))
+        }
+    }
+}
+
+/// Sets the value at `path` (`SERVER__LISTEN`, `CUSTOMER_USER_SOURCES__0__URL`) in `root`.
+fn apply_override(root: &mut toml::Value, path: &str, raw: &str) -> Result<(), String> {
+    let segments: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
+    if segments.iter().any(String::is_empty) {
+        return Err("empty path segment (use __ between keys)".into());
+    }
+    let mut node = root;
+    for (i, seg) in segments.iter().enumerate() {
+        let last = i + 1 == segments.len();
+        node = match node {
+            toml::Value::Array(items) => {
+                let idx: usize = seg
+                    .parse()
+                    .map_err(|_| format!("{seg:?} is not a list position"))?;
+                if idx > items.len() {
+                    return Err(format!(
+                        "list position {idx} skips entries (have {})",
+                        items.len()
+                    ));
+                }
+                if idx == items.len() {
+                    items.push(toml::Value::Table(toml::Table::new()));
+                }
+                &mut items[idx]
+            }
+            toml::Value::Table(table) => {
+                if last {
+                    let value = parse_env_value(raw, table.get(seg.as_str()));
+                    table.insert(seg.clone(), value);
+                    return Ok(());
+                }
+                let next_is_index = segments[i + 1].parse::<usize>().is_ok();
+                table.entry(seg.clone()).or_insert_with(|| {
+                    if next_is_index {
+                        toml::Value::Array(Vec::new())
+                    } else {
+                        toml::Value::Table(toml::Table::new())
+                    }
+                })
+            }
+            _ => return Err(format!("{seg:?} is inside a value that is not a table")),
+        };
+    }
+    Err("a list position cannot be set as a whole".into())
+}
+
+fn parse_env_value(raw: &str, existing: Option<&toml::Value>) -> toml::Value {
+    if matches!(existing, Some(toml::Value::String(_))) {
+        return toml::Value::String(raw.to_owned());
+    }
+    toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn none() -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    #[test]
+    fn no_config_is_the_embedded_default() {
+        let s = Config::from_toml("", none()).unwrap().validate().unwrap();
+        assert_eq!(s.server.listen, "127.0.0.1:50051");
+        assert_eq!(s.user_sources.len(), 1);
+        assert_eq!(s.user_sources[0].url, DEFAULT_SQLITE_URL);
+        assert_eq!(s.user_sources[0].table, "customer_user");
+        assert_eq!(s.customer_sources[0].table, "customer_company");
+        assert_eq!(
+            s.user_sources[0].map.field_column(UserField::Comment),
+            Some("comments")
+        );
+        assert_eq!(s.user_sources[0].search_fields.len(), 4);
+    }
+
+    #[test]
+    fn env_overrides_keys_and_list_entries() {
+        let toml = r#"
+            [[customer_user_sources]]
+            name = "a"
+            kind = "sql"
+            url = "sqlite://a.db"
+        "#;
+        let env = vec![
+            ("CLIENTELE_SERVER__LISTEN".into(), "127.0.0.1:7000".into()),
+            (
+                "CLIENTELE_CUSTOMER_USER_SOURCES__0__LIST_LIMIT".into(),
+                "10".into(),
+            ),
+            (
+                "CLIENTELE_CUSTOMER_USER_SOURCES__0__URL".into(),
+                "sqlite://b.db".into(),
+            ),
+            ("CLIENTELE_TEST_POSTGRES_URL".into(), "ignored".into()),
+            ("OTHER".into(), "ignored".into()),
+        ];
+        let s = Config::from_toml(toml, env).unwrap().validate().unwrap();
+        assert_eq!(s.server.listen, "127.0.0.1:7000");
+        assert_eq!(s.user_sources[0].settings.list_limit, 10);
+        assert_eq!(s.user_sources[0].url, "sqlite://b.db");
+    }
+
+    #[test]
+    fn every_problem_is_listed_with_its_key() {
+        let toml = r#"
+            [server]
+            listen = "nowhere"
+            [[customer_user_sources]]
+            name = "a"
+            kind = "sql"
+            url = "ftp://x"
+            table = "customer user"
+            list_limit = 0
+            search_fields = ["login", "nickname"]
+            [customer_user_sources.map]
+            login = ""
+            room = { column = "room; drop", required = true }
+            [[customer_user_sources]]
+            name = "a"
+            kind = "sql"
+        "#;
+        let err = Config::from_toml(toml, none())
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        let text = err.to_string();
+        for needle in [
+            "server.listen",
+            "customer_user_sources[0].url",
+            "customer_user_sources[0].table",
+            "customer_user_sources[0].list_limit",
+            "customer_user_sources[0].search_fields[1]",
+            "customer_user_sources[0].map.login",
+            "customer_user_sources[0].map.room",
+            "customer_user_sources[1].name",
+            "customer_user_sources[1].url",
+        ] {
+            assert!(text.contains(needle), "{needle} missing in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_all_reported() {
+        let toml = "[server]\nlisten = \"127.0.0.1:1\"\nlistne = 1\nbogus = 2\n";
+        let err = Config::from_toml(toml, none()).unwrap_err();
+        assert_eq!(err.0.len(), 2, "{err}");
+        assert!(err.0[0].contains("listne"));
+    }
+
+    #[test]
+    fn extra_attributes_and_rules() {
+        let toml = r#"
+            [[customer_user_sources]]
+            name = "a"
+            kind = "sql"
+            url = "sqlite://a.db"
+            [customer_user_sources.map]
+            room = { column = "room", required = true }
+            title = ""
+            email = { column = "mail", read_only = true }
+        "#;
+        let s = Config::from_toml(toml, none()).unwrap().validate().unwrap();
+        let m = &s.user_sources[0].map;
+        assert_eq!(m.column(&Attr::Extra("room".into())), Some("room"));
+        assert_eq!(m.field_column(UserField::Title), None);
+        assert_eq!(m.field_column(UserField::Email), Some("mail"));
+        let email = m.schema.rule(&Attr::Field(UserField::Email)).unwrap();
+        assert!(email.read_only && email.required);
+        assert!(m.schema.rule(&Attr::Extra("room".into())).unwrap().required);
+    }
+}

@@ -1,0 +1,82 @@
+//! Plain Rust types and rules of the domain. Knows neither protobuf nor SQL nor LDAP.
+
+pub mod customer;
+pub mod customer_user;
+pub mod email;
+pub mod query;
+pub mod record;
+pub mod search;
+
+pub use customer::{Customer, CustomerAttr, CustomerField, CustomerPatch, CustomerSchema};
+pub use customer_user::{CustomerUser, CustomerUserPatch, UserAttr, UserField, UserSchema};
+pub use record::{Attr, AttrRule, Field, Patch, Record, Schema};
+
+use std::fmt;
+
+/// Validity of a record, as OTRS's `valid` table ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Validity {
+    #[default]
+    Valid,
+    Invalid,
+    InvalidTemporarily,
+}
+
+impl Validity {
+    /// The OTRS `valid.id`.
+    pub fn id(self) -> i16 {
+        match self {
+            Self::Valid => 1,
+            Self::Invalid => 2,
+            Self::InvalidTemporarily => 3,
+        }
+    }
+
+    /// From an OTRS `valid.id`; `None` for an id outside 1..=3.
+    pub fn from_id(id: i64) -> Option<Self> {
+        match id {
+            1 => Some(Self::Valid),
+            2 => Some(Self::Invalid),
+            3 => Some(Self::InvalidTemporarily),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Validity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Valid => "valid",
+            Self::Invalid => "invalid",
+            Self::InvalidTemporarily => "invalid-temporarily",
+        })
+    }
+}
+
+/// A point in time as stored by the sources (UTC seconds since the epoch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Timestamp(pub i64);
+
+/// Lower-cases for case-insensitive comparison: Unicode-aware, one character at a time (so a
+/// fragment folds the same on its own as inside a word, as the search grammar and SQL `LOWER()`
+/// do).
+pub fn fold(s: &str) -> String {
+    s.chars().flat_map(char::to_lowercase).collect()
+}
+
+/// Length limits of the OTRS columns (in characters), checked before anything is written so a
+/// database never truncates or rejects a value half-way.
+pub mod limits {
+    pub const LOGIN: usize = 200;
+    pub const EMAIL: usize = 150;
+    pub const CUSTOMER_ID: usize = 150;
+    pub const TITLE: usize = 50;
+    pub const NAME: usize = 100;
+    pub const SHORT: usize = 150;
+    pub const LONG: usize = 200;
+    pub const COMMENT: usize = 250;
+    pub const MEMBERSHIP_LOGIN: usize = 100;
+    pub const PREFERENCE_KEY: usize = 150;
+    pub const PREFERENCE_VALUE: usize = 250;
+    pub const COMPANY_NAME: usize = 200;
+}

@@ -1,0 +1,116 @@
+//! Sources: where customer users and customers live. Each kind of backend implements the small
+//! traits below; the multiplexer (`directory`) only ever sees `Arc<dyn …Source>`.
+//!
+//! Contracts shared by every method:
+//! - keys (logins, customer ids) are matched case-insensitively (Unicode), unless the source is
+//!   configured `case_sensitive`;
+//! - reads return `Err(SourceError)` only when the backend failed; "not found" is `Ok(None)` or an
+//!   empty list;
+//! - lists are sorted by key, case-insensitively.
+
+pub mod sql;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+
+use crate::domain::{
+    search::{CustomerSearch, Page, UserSearch},
+    Customer, CustomerPatch, CustomerSchema, CustomerUser, CustomerUserPatch, UserSchema,
+};
+use crate::error::Error;
+
+/// Why a source could not answer a read.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SourceError {
+    /// The backend cannot be reached (connection refused, pool timeout, not migrated yet).
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// The backend answered with an error.
+    #[error("failed: {0}")]
+    Failed(String),
+}
+
+impl From<SourceError> for Error {
+    fn from(e: SourceError) -> Self {
+        match e {
+            SourceError::Unavailable(m) => Error::Unavailable(m),
+            SourceError::Failed(m) => Error::Internal(m),
+        }
+    }
+}
+
+/// A place customer users are kept (a SQL table, later an LDAP directory).
+#[async_trait]
+pub trait CustomerUserSource: Send + Sync {
+    /// The configured, unique name.
+    fn name(&self) -> &str;
+    /// False when writes must be refused (FAILED_PRECONDITION naming the source).
+    fn writable(&self) -> bool;
+    /// The attributes this source stores, with their rules.
+    fn schema(&self) -> &UserSchema;
+    /// The customer of a written customer user must exist (OTRS CustomerCompanySupport).
+    fn customer_company_support(&self) -> bool;
+    /// The smallest unit of work that proves the backend answers.
+    async fn ping(&self) -> Result<(), SourceError>;
+    /// The customer user with this login, or `None`.
+    async fn get(&self, login: &str) -> Result<Option<CustomerUser>, SourceError>;
+    /// At most `search.limit` matches sorted by login; `truncated` when there were more.
+    async fn search(&self, search: &UserSearch) -> Result<Page<CustomerUser>, SourceError>;
+    /// Valid customer users whose postmaster fields equal one of `addresses` (already
+    /// normalised, lower-case), in one round trip for the whole batch.
+    /// Returns each match as (the address it matched, the customer user).
+    async fn find_by_emails(
+        &self,
+        addresses: &[String],
+    ) -> Result<Vec<(String, CustomerUser)>, SourceError>;
+    /// Stores a new customer user (already checked against the schema). Refuses a login this
+    /// source already has and, when configured, an email it already has, atomically.
+    async fn create(
+        &self,
+        user: &CustomerUser,
+        password_hash: Option<&str>,
+    ) -> Result<CustomerUser, Error>;
+    /// Applies `patch` to the customer user `login`; a renamed login carries preferences and
+    /// customer memberships along in the same transaction. `NotFound` when absent.
+    async fn update(&self, login: &str, patch: &CustomerUserPatch) -> Result<CustomerUser, Error>;
+    /// The additional customer ids of `login` (exact login), sorted.
+    async fn memberships(&self, login: &str) -> Result<Vec<String>, SourceError>;
+    /// Adds or removes one additional customer id of `login`.
+    async fn set_membership(
+        &self,
+        login: &str,
+        customer_id: &str,
+        member: bool,
+    ) -> Result<(), Error>;
+    /// Logins with an additional membership in `customer_id`, sorted.
+    async fn members_of(&self, customer_id: &str) -> Result<Vec<String>, SourceError>;
+    /// The stored preferences of `login` (exact login).
+    async fn preferences(&self, login: &str) -> Result<BTreeMap<String, String>, SourceError>;
+    /// Replaces one preference of `login`.
+    async fn set_preference(&self, login: &str, key: &str, value: &str) -> Result<(), Error>;
+    /// Moves every customer user and membership of customer `old` to `new`; returns how many
+    /// customer users changed. A read-only source changes nothing and returns 0.
+    async fn rename_customer_id(&self, old: &str, new: &str) -> Result<u64, Error>;
+}
+
+/// A place customers (companies) are kept.
+#[async_trait]
+pub trait CustomerSource: Send + Sync {
+    fn name(&self) -> &str;
+    fn writable(&self) -> bool;
+    fn schema(&self) -> &CustomerSchema;
+    /// Customer-user sources whose customer users this source moves itself, in the same
+    /// transaction, when a customer id is renamed (those on the same database).
+    fn renames_users_of(&self) -> Vec<String>;
+    async fn ping(&self) -> Result<(), SourceError>;
+    /// The customer with this id, or `None`.
+    async fn get(&self, customer_id: &str) -> Result<Option<Customer>, SourceError>;
+    /// At most `search.limit` matches sorted by customer id; `truncated` when there were more.
+    async fn search(&self, search: &CustomerSearch) -> Result<Page<Customer>, SourceError>;
+    /// Stores a new customer; refuses an id or name this source already has.
+    async fn create(&self, customer: &Customer) -> Result<Customer, Error>;
+    /// Applies `patch`; a renamed id also moves the references kept in the same database
+    /// (customer users of co-located sources, memberships) in the same transaction.
+    async fn update(&self, customer_id: &str, patch: &CustomerPatch) -> Result<Customer, Error>;
+}

@@ -1,0 +1,309 @@
+//! Customers (companies) in an OTRS `customer_company`-shaped table.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::sync::Mutex;
+
+use super::{
+    audit_columns, source_error, table::Table, user::reassign_customer_id, user::CustomerIdRef,
+    write_error, Db, Sql, Val,
+};
+use crate::config::CustomerSource as CustomerSourceConfig;
+use crate::domain::{
+    query::Pattern,
+    search::{CustomerSearch, Page},
+    Attr, Customer, CustomerField, CustomerPatch, CustomerSchema,
+};
+use crate::error::Error;
+use crate::source::{CustomerSource, SourceError};
+
+/// A customer source on one SQL table.
+pub struct SqlCustomerSource {
+    cfg: CustomerSourceConfig,
+    db: Arc<Db>,
+    table: Table<CustomerField>,
+    /// Customer-user tables on the same database: a rename moves their customer users in the
+    /// same transaction as the customer itself.
+    colocated: Vec<CustomerIdRef>,
+    write: Mutex<()>,
+}
+
+impl SqlCustomerSource {
+    pub fn new(cfg: CustomerSourceConfig, db: Arc<Db>, colocated: Vec<CustomerIdRef>) -> Self {
+        let table = Table::new(
+            db.dialect(),
+            &cfg.table,
+            &cfg.settings.name,
+            &cfg.map,
+            cfg.settings.foreign_db,
+            cfg.settings.case_sensitive,
+            &[],
+        );
+        Self {
+            cfg,
+            db,
+            table,
+            colocated,
+            write: Mutex::new(()),
+        }
+    }
+
+    fn write_err(&self, e: sqlx::Error, field: &'static str, key: &str) -> Error {
+        write_error(e, "customer", field, key, self.name())
+    }
+
+    /// The customer-user sources whose customer users this source moves itself on a rename.
+    pub fn colocated_sources(&self) -> Vec<String> {
+        self.colocated.iter().map(|c| c.source.clone()).collect()
+    }
+
+    fn read_only_error(&self) -> Error {
+        Error::FailedPrecondition {
+            reason: "SOURCE_READ_ONLY",
+            message: format!(
+                "customer source {:?} is read-only; write to a writable source",
+                self.name()
+            ),
+        }
+    }
+
+    async fn name_taken(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        name: &str,
+        except: Option<&str>,
+    ) -> Result<bool, Error> {
+        let Some(col) = self.cfg.map.field_column(CustomerField::Name) else {
+            return Ok(false);
+        };
+        let mut sql = self.table.select();
+        sql.matches(col, &Pattern::literal(name));
+        let rows = sql
+            .query()
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| self.write_err(e, "name", name))?;
+        for row in &rows {
+            let c = self.table.row_to_record(row)?;
+            if except.is_some_and(|id| self.table.same_key(&c.customer_id, id)) {
+                continue;
+            }
+            if crate::domain::fold(&c.name) == crate::domain::fold(name) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
+#[async_trait]
+impl CustomerSource for SqlCustomerSource {
+    fn name(&self) -> &str {
+        &self.cfg.settings.name
+    }
+
+    fn writable(&self) -> bool {
+        !self.cfg.settings.read_only
+    }
+
+    fn schema(&self) -> &CustomerSchema {
+        &self.cfg.map.schema
+    }
+
+    fn renames_users_of(&self) -> Vec<String> {
+        self.colocated_sources()
+    }
+
+    async fn ping(&self) -> Result<(), SourceError> {
+        self.db.ready().await?;
+        let mut sql = self.table.select();
+        sql.push("1=0");
+        sql.query()
+            .fetch_all(self.db.pool())
+            .await
+            .map(|_| ())
+            .map_err(source_error)
+    }
+
+    async fn get(&self, customer_id: &str) -> Result<Option<Customer>, SourceError> {
+        self.db.ready().await?;
+        let mut sql = self.table.select();
+        sql.matches(&self.table.key_col, &Pattern::literal(customer_id));
+        let page = self
+            .table
+            .fetch_filtered(self.db.pool(), sql, 1, |c| {
+                self.table.same_key(&c.customer_id, customer_id)
+            })
+            .await?;
+        Ok(page.items.into_iter().next())
+    }
+
+    async fn search(&self, search: &CustomerSearch) -> Result<Page<Customer>, SourceError> {
+        self.db.ready().await?;
+        let limit = search.limit.min(self.cfg.settings.list_limit as usize);
+        let (prefix, suffix) = self.cfg.settings.affixes();
+        let fields: Vec<(&Attr<CustomerField>, &str)> = self
+            .cfg
+            .search_fields
+            .iter()
+            .filter_map(|a| Some((a, self.cfg.map.column(a)?)))
+            .collect();
+        let cols: Vec<&str> = fields.iter().map(|(_, c)| *c).collect();
+        let mut sql = self.table.select();
+        sql.expr(&search.query, &cols, &prefix, &suffix);
+        if !search.include_invalid {
+            self.table.push_valid_only(&mut sql);
+        }
+        let cs = self.table.case_sensitive;
+        self.table
+            .fetch_filtered(self.db.pool(), sql, limit, |c| {
+                let values: Vec<&str> =
+                    fields.iter().map(|(a, _)| a.get(c).unwrap_or("")).collect();
+                search.query.matches(&values, &prefix, &suffix, cs)
+            })
+            .await
+    }
+
+    async fn create(&self, customer: &Customer) -> Result<Customer, Error> {
+        if !self.writable() {
+            return Err(self.read_only_error());
+        }
+        self.db.ready().await?;
+        let id = customer.customer_id.as_str();
+        let _guard = self.write.lock().await;
+        let mut tx = self
+            .db
+            .begin_locked(&[&self.table.name])
+            .await
+            .map_err(|e| self.write_err(e, "customer_id", id))?;
+        let exists = self
+            .table
+            .current(&mut tx, id)
+            .await
+            .map_err(|e| self.write_err(e, "customer_id", id))?;
+        if exists.is_some() {
+            return Err(Error::AlreadyExists {
+                kind: "customer",
+                field: "customer_id",
+                key: id.to_owned(),
+                source_name: Some(self.name().to_owned()),
+            });
+        }
+        if self.name_taken(&mut tx, &customer.name, None).await? {
+            return Err(Error::AlreadyExists {
+                kind: "customer",
+                field: "name",
+                key: customer.name.clone(),
+                source_name: Some(self.name().to_owned()),
+            });
+        }
+        let mut values = Vec::new();
+        for (attr, col) in &self.cfg.map.columns {
+            let value = match attr {
+                Attr::Field(CustomerField::Validity) => Val::Int(i64::from(customer.validity.id())),
+                other => Val::Text(other.get(customer).unwrap_or("").to_owned()),
+            };
+            values.push((col.as_str(), value));
+        }
+        if !self.cfg.settings.foreign_db {
+            values.extend(audit_columns());
+        }
+        Sql::insert(self.db.dialect(), &self.table.name, values)
+            .query()
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.write_err(e, "customer_id", id))?;
+        let stored = self
+            .table
+            .current(&mut tx, id)
+            .await
+            .map_err(|e| self.write_err(e, "customer_id", id))?
+            .ok_or_else(|| Error::Internal("inserted customer not readable".into()))?;
+        tx.commit()
+            .await
+            .map_err(|e| self.write_err(e, "customer_id", id))?;
+        Ok(stored)
+    }
+
+    async fn update(&self, customer_id: &str, patch: &CustomerPatch) -> Result<Customer, Error> {
+        if !self.writable() {
+            return Err(self.read_only_error());
+        }
+        self.db.ready().await?;
+        let _guard = self.write.lock().await;
+        let mut names: Vec<&str> = vec![&self.table.name];
+        names.extend(self.colocated.iter().map(|c| c.table.as_str()));
+        let mut tx = self
+            .db
+            .begin_locked(&names)
+            .await
+            .map_err(|e| self.write_err(e, "customer_id", customer_id))?;
+        let current = self
+            .table
+            .current(&mut tx, customer_id)
+            .await
+            .map_err(|e| self.write_err(e, "customer_id", customer_id))?
+            .ok_or_else(|| Error::not_found("customer", customer_id))?;
+        let new_id = patch.new_key().filter(|n| *n != current.customer_id);
+        if let Some(n) = new_id {
+            let taken = !self.table.same_key(n, &current.customer_id)
+                && self
+                    .table
+                    .current(&mut tx, n)
+                    .await
+                    .map_err(|e| self.write_err(e, "customer_id", n))?
+                    .is_some();
+            if taken {
+                return Err(Error::AlreadyExists {
+                    kind: "customer",
+                    field: "customer_id",
+                    key: n.to_owned(),
+                    source_name: Some(self.name().to_owned()),
+                });
+            }
+        }
+        if patch.touches(&Attr::Field(CustomerField::Name))
+            && self
+                .name_taken(&mut tx, &patch.values.name, Some(&current.customer_id))
+                .await?
+        {
+            return Err(Error::AlreadyExists {
+                kind: "customer",
+                field: "name",
+                key: patch.values.name.clone(),
+                source_name: Some(self.name().to_owned()),
+            });
+        }
+        self.table
+            .update_sql(&self.cfg.map, patch, &current.customer_id)
+            .query()
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.write_err(e, "customer_id", customer_id))?;
+        let final_id = new_id.unwrap_or(&current.customer_id).to_owned();
+        if new_id.is_some() {
+            for target in &self.colocated {
+                reassign_customer_id(
+                    &mut tx,
+                    self.db.dialect(),
+                    target,
+                    &current.customer_id,
+                    &final_id,
+                )
+                .await
+                .map_err(|e| self.write_err(e, "customer_id", &final_id))?;
+            }
+        }
+        let stored = self
+            .table
+            .current(&mut tx, &final_id)
+            .await
+            .map_err(|e| self.write_err(e, "customer_id", &final_id))?
+            .ok_or_else(|| Error::Internal("updated customer not readable".into()))?;
+        tx.commit()
+            .await
+            .map_err(|e| self.write_err(e, "customer_id", customer_id))?;
+        Ok(stored)
+    }
+}

@@ -1,0 +1,683 @@
+//! SQL sources over PostgreSQL, MySQL/MariaDB and SQLite (sqlx `Any`), on OTRS's own tables.
+//!
+//! Principle: SQL narrows, Rust decides. Every lookup and search is rendered as a condition that
+//! matches *at least* the wanted rows on every dialect (SQLite's `LOWER()` only folds ASCII,
+//! MySQL's `_ci` collations also fold accents), and each row is then checked exactly in Rust with
+//! the same Unicode rules everywhere. Values are always bound; identifiers come from the
+//! validated configuration only.
+
+pub mod customer;
+pub mod table;
+pub mod user;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
+
+use sqlx::{
+    any::{AnyArguments, AnyPoolOptions, AnyRow},
+    query::Query,
+    Any, AnyPool, Row,
+};
+use tokio::sync::OnceCell;
+
+use super::SourceError;
+use crate::domain::query::{Expr, Pattern, Piece};
+use crate::domain::Timestamp;
+use crate::error::Error;
+
+/// The SQL dialect of a database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Postgres,
+    MySql,
+    Sqlite,
+}
+
+impl Dialect {
+    /// The dialect of a connection URL.
+    pub fn of_url(url: &str) -> Option<Self> {
+        let scheme = url.split(':').next()?;
+        match scheme {
+            "postgres" | "postgresql" => Some(Self::Postgres),
+            "mysql" | "mariadb" => Some(Self::MySql),
+            "sqlite" => Some(Self::Sqlite),
+            _ => None,
+        }
+    }
+
+    /// Whether the dialect's `LOWER()` folds non-ASCII letters.
+    fn unicode_lower(self) -> bool {
+        !matches!(self, Self::Sqlite)
+    }
+
+    /// `ESCAPE` clause for LIKE patterns escaped with a backslash.
+    fn like_escape(self) -> &'static str {
+        match self {
+            Self::MySql => " ESCAPE '\\\\'",
+            _ => " ESCAPE '\\'",
+        }
+    }
+
+    /// A text column read as text whatever its declared type.
+    fn text(self, column: &str) -> String {
+        match self {
+            Self::MySql => format!("CAST({column} AS CHAR)"),
+            _ => format!("CAST({column} AS TEXT)"),
+        }
+    }
+
+    /// An integer column read as a 64-bit integer.
+    fn int(self, column: &str) -> String {
+        match self {
+            Self::MySql => format!("CAST({column} AS SIGNED)"),
+            Self::Postgres => format!("CAST({column} AS BIGINT)"),
+            Self::Sqlite => format!("CAST({column} AS INTEGER)"),
+        }
+    }
+
+    /// A timestamp column read as UTC epoch seconds.
+    fn epoch(self, column: &str) -> String {
+        match self {
+            Self::Postgres => format!("CAST(EXTRACT(EPOCH FROM {column}) AS BIGINT)"),
+            Self::MySql => format!("CAST(UNIX_TIMESTAMP({column}) AS SIGNED)"),
+            Self::Sqlite => format!("CAST(strftime('%s', {column}) AS INTEGER)"),
+        }
+    }
+
+    /// `ORDER BY` expression sorting by the case-folded value in code-point order.
+    fn order_folded(self, column: &str) -> String {
+        match self {
+            Self::Postgres => format!("LOWER({column}) COLLATE \"C\""),
+            Self::MySql => format!("LOWER({column}) COLLATE utf8mb4_bin"),
+            Self::Sqlite => format!("LOWER({column})"),
+        }
+    }
+}
+
+/// A value bound to a statement.
+#[derive(Debug, Clone)]
+enum Arg {
+    Text(String),
+    Int(i64),
+}
+
+/// A value of an INSERT column.
+#[derive(Debug, Clone)]
+pub enum Val {
+    Text(String),
+    Int(i64),
+    /// `CURRENT_TIMESTAMP`.
+    Now,
+}
+
+/// OTRS's create/change columns of a new row: now, by agent 1 (admin), as OTRS's API users do.
+pub fn audit_columns() -> [(&'static str, Val); 4] {
+    [
+        ("create_time", Val::Now),
+        ("create_by", Val::Int(1)),
+        ("change_time", Val::Now),
+        ("change_by", Val::Int(1)),
+    ]
+}
+
+/// A statement under construction: text with dialect placeholders, and its bound values.
+#[derive(Debug, Clone)]
+pub struct Sql {
+    dialect: Dialect,
+    text: String,
+    args: Vec<Arg>,
+}
+
+impl Sql {
+    pub fn new(dialect: Dialect) -> Self {
+        Self {
+            dialect,
+            text: String::new(),
+            args: Vec::new(),
+        }
+    }
+
+    /// Appends SQL text (never a value).
+    pub fn push(&mut self, s: &str) -> &mut Self {
+        self.text.push_str(s);
+        self
+    }
+
+    fn placeholder(&mut self) {
+        match self.dialect {
+            Dialect::Postgres => {
+                let n = self.args.len();
+                self.text.push_str(&format!("${n}"));
+            }
+            _ => self.text.push('?'),
+        }
+    }
+
+    /// Appends a placeholder bound to a text value.
+    pub fn text(&mut self, v: impl Into<String>) -> &mut Self {
+        self.args.push(Arg::Text(v.into()));
+        self.placeholder();
+        self
+    }
+
+    /// Appends a placeholder bound to an integer.
+    pub fn int(&mut self, v: i64) -> &mut Self {
+        self.args.push(Arg::Int(v));
+        self.placeholder();
+        self
+    }
+
+    /// `INSERT INTO table (cols…) VALUES (…)` with every value bound.
+    pub fn insert<'c>(
+        dialect: Dialect,
+        table: &str,
+        values: impl IntoIterator<Item = (&'c str, Val)>,
+    ) -> Self {
+        let (cols, vals): (Vec<&str>, Vec<Val>) = values.into_iter().unzip();
+        let mut sql = Self::new(dialect);
+        sql.push("INSERT INTO ")
+            .push(table)
+            .push(" (")
+            .push(&cols.join(", "))
+            .push(") VALUES (");
+        for (i, v) in vals.into_iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            match v {
+                Val::Text(t) => sql.text(t),
+                Val::Int(n) => sql.int(n),
+                Val::Now => sql.push("CURRENT_TIMESTAMP"),
+            };
+        }
+        sql.push(")");
+        sql
+    }
+
+    /// Appends `a, b, c` placeholders for a list of texts.
+    pub fn text_list(&mut self, values: impl IntoIterator<Item = String>) -> &mut Self {
+        for (i, v) in values.into_iter().enumerate() {
+            if i > 0 {
+                self.push(", ");
+            }
+            self.text(v);
+        }
+        self
+    }
+
+    /// The statement ready to run.
+    pub fn query(&self) -> Query<'_, Any, AnyArguments<'_>> {
+        let mut q = sqlx::query(&self.text);
+        for a in &self.args {
+            q = match a {
+                Arg::Text(s) => q.bind(s.as_str()),
+                Arg::Int(i) => q.bind(*i),
+            };
+        }
+        q
+    }
+
+    /// Appends a condition that holds for every row whose `column` matches `pattern` (the whole
+    /// value) case-insensitively; it may hold for more rows, which the caller filters exactly.
+    pub fn matches(&mut self, column: &str, pattern: &Pattern) -> &mut Self {
+        if pattern.is_match_all() {
+            return self.push("1=1");
+        }
+        let ascii_only = pattern.pieces().iter().all(|p| match p {
+            Piece::Text(t) => t.is_ascii(),
+            Piece::Any => true,
+        });
+        let lower = format!("LOWER({column})");
+        match pattern.as_literal() {
+            Some(lit) if ascii_only || self.dialect.unicode_lower() => {
+                self.push(&lower).push(" = ").text(crate::domain::fold(lit))
+            }
+            _ => {
+                let like = self.like_pattern(pattern);
+                let escape = self.dialect.like_escape();
+                self.push(&lower).push(" LIKE ").text(like).push(escape)
+            }
+        }
+    }
+
+    /// A LIKE pattern for `pattern`, lower-cased; where the dialect cannot fold a non-ASCII
+    /// character, that character becomes `_` (any one character).
+    fn like_pattern(&self, pattern: &Pattern) -> String {
+        let mut out = String::new();
+        for piece in pattern.pieces() {
+            match piece {
+                Piece::Any => out.push('%'),
+                Piece::Text(t) => {
+                    for c in t.chars().flat_map(char::to_lowercase) {
+                        match c {
+                            '%' | '_' | '\\' => {
+                                out.push('\\');
+                                out.push(c);
+                            }
+                            c if !c.is_ascii() && !self.dialect.unicode_lower() => out.push('_'),
+                            c => out.push(c),
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Appends a condition that holds for at least every row matching `expr` over `columns`
+    /// (a positive term matches when any column does; a negated one when none does).
+    pub fn expr(
+        &mut self,
+        expr: &Expr,
+        columns: &[&str],
+        prefix: &Pattern,
+        suffix: &Pattern,
+    ) -> &mut Self {
+        match expr {
+            Expr::And(items) | Expr::Or(items) => {
+                let op = if matches!(expr, Expr::And(_)) {
+                    " AND "
+                } else {
+                    " OR "
+                };
+                self.push("(");
+                for (i, e) in items.iter().enumerate() {
+                    if i > 0 {
+                        self.push(op);
+                    }
+                    self.expr(e, columns, prefix, suffix);
+                }
+                self.push(")")
+            }
+            Expr::Term { pattern, negated } => {
+                let full = pattern.with_affixes(prefix, suffix);
+                let exact_negation = self.dialect.unicode_lower()
+                    || full.pieces().iter().all(|p| match p {
+                        Piece::Text(t) => t.is_ascii(),
+                        Piece::Any => true,
+                    });
+                if *negated && !exact_negation {
+                    // Cannot be narrowed safely in SQL; decided in Rust.
+                    return self.push("1=1");
+                }
+                self.push(if *negated { "NOT (" } else { "(" });
+                for (i, c) in columns.iter().enumerate() {
+                    if i > 0 {
+                        self.push(" OR ");
+                    }
+                    let col = format!("COALESCE({c}, '')");
+                    self.matches(&col, &full);
+                }
+                self.push(")")
+            }
+        }
+    }
+}
+
+/// Reads a text column that may be NULL.
+pub(crate) fn text_at(row: &AnyRow, idx: usize) -> Result<String, SourceError> {
+    row.try_get::<Option<String>, _>(idx)
+        .map(Option::unwrap_or_default)
+        .map_err(|e| SourceError::Failed(format!("column {idx}: {e}")))
+}
+
+/// Reads an integer column that may be NULL.
+pub(crate) fn int_at(row: &AnyRow, idx: usize) -> Result<Option<i64>, SourceError> {
+    row.try_get::<Option<i64>, _>(idx)
+        .map_err(|e| SourceError::Failed(format!("column {idx}: {e}")))
+}
+
+pub(crate) fn time_at(row: &AnyRow, idx: usize) -> Result<Option<Timestamp>, SourceError> {
+    int_at(row, idx).map(|v| v.map(Timestamp))
+}
+
+/// Classifies a database error for reads.
+pub(crate) fn source_error(e: sqlx::Error) -> SourceError {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => SourceError::Unavailable(e.to_string()),
+        other => SourceError::Failed(other.to_string()),
+    }
+}
+
+/// Classifies a database error for writes: unique violations become `AlreadyExists`.
+pub(crate) fn write_error(
+    e: sqlx::Error,
+    kind: &'static str,
+    field: &'static str,
+    key: &str,
+    source: &str,
+) -> Error {
+    if let sqlx::Error::Database(db) = &e {
+        if db.is_unique_violation() {
+            return Error::AlreadyExists {
+                kind,
+                field,
+                key: key.to_owned(),
+                source_name: Some(source.to_owned()),
+            };
+        }
+        // SQLite busy / MySQL deadlock / PostgreSQL serialization failure: a concurrent writer won.
+        let code = db.code().map(|c| c.to_string()).unwrap_or_default();
+        if matches!(code.as_str(), "5" | "517" | "1213" | "40001" | "40P01") {
+            return Error::Aborted(format!("a concurrent change won, retry: {db}"));
+        }
+    }
+    match source_error(e) {
+        SourceError::Unavailable(m) => Error::Unavailable(format!("source {source:?}: {m}")),
+        SourceError::Failed(m) => Error::Internal(format!("source {source:?}: {m}")),
+    }
+}
+
+/// A customer-user or customer table of a source that Clientele owns (`migrate = true`), created
+/// from `migrations/templates/` under the configured name after the migrations ran.
+#[derive(Debug, Clone)]
+pub struct SourceTable {
+    pub kind: TableKind,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableKind {
+    CustomerUser,
+    CustomerCompany,
+}
+
+/// One database: a lazily connecting pool shared by every source configured on the same URL,
+/// migrated once, on first use (so an unreachable database at start-up only delays readiness).
+pub struct Db {
+    pool: AnyPool,
+    dialect: Dialect,
+    migrate: bool,
+    tables: Vec<SourceTable>,
+    /// Write-lock rows to seed (one per written table).
+    lock_names: Vec<String>,
+    ready: OnceCell<()>,
+    /// Whether the Clientele lock table exists (false on databases Clientele does not migrate).
+    has_lock_table: OnceLock<bool>,
+    label: String,
+}
+
+static MIGRATOR_PG: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+static MIGRATOR_MYSQL: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/mysql");
+static MIGRATOR_SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// What one database must provide, gathered from every source configured on it.
+#[derive(Debug, Default, Clone)]
+pub struct DbSpec {
+    pub migrate: bool,
+    pub pool_size: u32,
+    pub connect_timeout: Duration,
+    pub tables: Vec<SourceTable>,
+    pub lock_names: Vec<String>,
+}
+
+impl Db {
+    /// A pool for `url` that connects lazily; fails only on a malformed URL.
+    pub fn open(url: &str, spec: &DbSpec) -> Result<Arc<Self>, String> {
+        sqlx::any::install_default_drivers();
+        let dialect = Dialect::of_url(url)
+            .ok_or_else(|| format!("unsupported URL scheme in {}", redact(url)))?;
+        let url = match dialect {
+            Dialect::Sqlite if !url.contains("mode=") => {
+                format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' })
+            }
+            _ => url.to_owned(),
+        };
+        let mut options = AnyPoolOptions::new()
+            .max_connections(spec.pool_size.max(1))
+            .min_connections(0)
+            .acquire_timeout(spec.connect_timeout)
+            .idle_timeout(Some(Duration::from_secs(300)));
+        if dialect == Dialect::Sqlite {
+            options = options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::query("PRAGMA journal_mode = WAL")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA busy_timeout = 10000")
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = options
+            .connect_lazy(&url)
+            .map_err(|e| format!("{}: {e}", redact(&url)))?;
+        Ok(Arc::new(Self {
+            pool,
+            dialect,
+            migrate: spec.migrate,
+            tables: spec.tables.clone(),
+            lock_names: spec.lock_names.clone(),
+            ready: OnceCell::new(),
+            has_lock_table: OnceLock::new(),
+            label: redact(&url),
+        }))
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// The URL without its password, for messages.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Connects and, the first time it succeeds, migrates. Every operation calls this first.
+    pub async fn ready(&self) -> Result<(), SourceError> {
+        self.ready
+            .get_or_try_init(|| async { self.prepare().await })
+            .await
+            .map(|_| ())
+    }
+
+    async fn prepare(&self) -> Result<(), SourceError> {
+        let pool = &self.pool;
+        // Connect first, so an unreachable database reads as unavailable, not as a failed migration.
+        pool.acquire().await.map_err(source_error)?;
+        if self.migrate {
+            let migrator = match self.dialect {
+                Dialect::Postgres => &MIGRATOR_PG,
+                Dialect::MySql => &MIGRATOR_MYSQL,
+                Dialect::Sqlite => &MIGRATOR_SQLITE,
+            };
+            migrator
+                .run(pool)
+                .await
+                .map_err(|e| SourceError::Failed(format!("migrating {}: {e}", self.label)))?;
+            for t in &self.tables {
+                for stmt in create_table_sql(self.dialect, t) {
+                    sqlx::query(&stmt).execute(pool).await.map_err(|e| {
+                        SourceError::Failed(format!("creating table {}: {e}", t.name))
+                    })?;
+                }
+            }
+            for name in &self.lock_names {
+                let mut sql = Sql::new(self.dialect);
+                sql.push(match self.dialect {
+                    Dialect::Postgres => {
+                        "INSERT INTO clientele_write_lock (name, counter) VALUES ("
+                    }
+                    Dialect::MySql => {
+                        "INSERT IGNORE INTO clientele_write_lock (name, counter) VALUES ("
+                    }
+                    Dialect::Sqlite => {
+                        "INSERT OR IGNORE INTO clientele_write_lock (name, counter) VALUES ("
+                    }
+                })
+                .text(name.clone())
+                .push(", 0)");
+                if self.dialect == Dialect::Postgres {
+                    sql.push(" ON CONFLICT (name) DO NOTHING");
+                }
+                sql.query().execute(pool).await.map_err(source_error)?;
+            }
+        }
+        let _ = self.has_lock_table.set(self.migrate);
+        Ok(())
+    }
+
+    /// Runs the migrations now (the `migrate` command).
+    pub async fn migrate_now(&self) -> Result<(), SourceError> {
+        self.ready().await
+    }
+
+    /// Begins a write transaction that first takes this database's write lock for `name` (a
+    /// row lock shared by every replica), so check-then-write sequences are serialised.
+    pub async fn begin_locked(
+        &self,
+        names: &[&str],
+    ) -> Result<sqlx::Transaction<'static, Any>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        if self.has_lock_table.get().copied().unwrap_or(false) {
+            let mut sorted: Vec<&str> = names.to_vec();
+            sorted.sort_unstable();
+            sorted.dedup();
+            for name in sorted {
+                let mut sql = Sql::new(self.dialect);
+                sql.push("UPDATE clientele_write_lock SET counter = counter + 1 WHERE name = ")
+                    .text(name);
+                sql.query().execute(&mut *tx).await?;
+            }
+        }
+        Ok(tx)
+    }
+}
+
+/// `CREATE TABLE` statements for a customer-user or customer table with a non-default name,
+/// with OTRS's columns and sizes (the default tables come from the migrations).
+fn create_table_sql(dialect: Dialect, table: &SourceTable) -> Vec<String> {
+    let template = match (dialect, table.kind) {
+        (Dialect::Postgres, TableKind::CustomerUser) => {
+            include_str!("../../../migrations/templates/postgres/customer_user.sql")
+        }
+        (Dialect::MySql, TableKind::CustomerUser) => {
+            include_str!("../../../migrations/templates/mysql/customer_user.sql")
+        }
+        (Dialect::Sqlite, TableKind::CustomerUser) => {
+            include_str!("../../../migrations/templates/sqlite/customer_user.sql")
+        }
+        (Dialect::Postgres, TableKind::CustomerCompany) => {
+            include_str!("../../../migrations/templates/postgres/customer_company.sql")
+        }
+        (Dialect::MySql, TableKind::CustomerCompany) => {
+            include_str!("../../../migrations/templates/mysql/customer_company.sql")
+        }
+        (Dialect::Sqlite, TableKind::CustomerCompany) => {
+            include_str!("../../../migrations/templates/sqlite/customer_company.sql")
+        }
+    };
+    template
+        .replace("{table}", &table.name)
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Removes the password from a URL for messages and logs.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Opens one [`Db`] per distinct URL.
+#[derive(Default)]
+pub struct DbRegistry {
+    specs: HashMap<String, DbSpec>,
+    order: Vec<String>,
+}
+
+impl DbRegistry {
+    /// Records what a source needs from the database at `url`.
+    pub fn want(&mut self, url: &str, f: impl FnOnce(&mut DbSpec)) {
+        if !self.specs.contains_key(url) {
+            self.order.push(url.to_owned());
+        }
+        let spec = self.specs.entry(url.to_owned()).or_default();
+        f(spec);
+    }
+
+    /// Opens every database.
+    pub fn open(self) -> Result<HashMap<String, Arc<Db>>, String> {
+        let mut out = HashMap::new();
+        for url in self.order {
+            let spec = &self.specs[&url];
+            out.insert(url.clone(), Db::open(&url, spec)?);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::query::{parse, Grammar};
+
+    #[test]
+    fn placeholders_follow_the_dialect() {
+        let mut pg = Sql::new(Dialect::Postgres);
+        pg.push("a = ").text("x").push(" AND b = ").int(1);
+        assert_eq!(pg.text, "a = $1 AND b = $2");
+        let mut my = Sql::new(Dialect::MySql);
+        my.push("a = ").text("x").push(" AND b = ").int(1);
+        assert_eq!(my.text, "a = ? AND b = ?");
+    }
+
+    #[test]
+    fn like_escapes_sql_wildcards_and_lowercases() {
+        let sql = Sql::new(Dialect::Postgres);
+        assert_eq!(
+            sql.like_pattern(&Pattern::wildcards("*50%_A\\b*")),
+            "%50\\%\\_a\\\\b%"
+        );
+        let lite = Sql::new(Dialect::Sqlite);
+        assert_eq!(lite.like_pattern(&Pattern::wildcards("Jü*")), "j_%");
+    }
+
+    #[test]
+    fn expressions_render_with_bound_values_only() {
+        let expr = parse("john+!o'brien", Grammar::CustomerUser).unwrap();
+        let mut sql = Sql::new(Dialect::Postgres);
+        let star = Pattern::wildcards("*");
+        sql.expr(&expr, &["login", "last_name"], &star, &star);
+        assert!(!sql.text.contains("brien"), "{}", sql.text);
+        assert_eq!(sql.args.len(), 4);
+        assert!(sql.text.starts_with("(("), "{}", sql.text);
+        assert!(sql.text.contains("NOT ("), "{}", sql.text);
+    }
+
+    #[test]
+    fn unnarrowable_negation_is_left_to_rust_on_sqlite() {
+        let expr = parse("!müller", Grammar::CustomerUser).unwrap();
+        let mut sql = Sql::new(Dialect::Sqlite);
+        let star = Pattern::wildcards("*");
+        sql.expr(&expr, &["login"], &star, &star);
+        assert_eq!(sql.text, "1=1");
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("sqlite://x.db"), "sqlite://x.db");
+    }
+}

@@ -1,0 +1,238 @@
+//! What SQL customer-user and customer sources share: the mapped table, reading rows into
+//! records, exact filtering of superset queries, and partial updates.
+
+use sqlx::{any::AnyRow, AnyConnection, AnyPool};
+
+use super::{int_at, source_error, text_at, time_at, Dialect, Sql};
+use crate::config::ResolvedMap;
+use crate::domain::{fold, query::Pattern, search::Page, Attr, Field, Patch, Record, Validity};
+use crate::source::SourceError;
+
+/// One mapped table of a source.
+#[derive(Debug, Clone)]
+pub struct Table<F> {
+    pub dialect: Dialect,
+    pub name: String,
+    pub source: String,
+    pub key_col: String,
+    pub validity_col: Option<String>,
+    pub foreign_db: bool,
+    pub case_sensitive: bool,
+    /// Text attributes read into a record, in SELECT order.
+    text_attrs: Vec<(Attr<F>, String)>,
+    select_list: String,
+}
+
+impl<F: Field> Table<F> {
+    /// `skip` are mapped fields never read into a record (the password).
+    pub fn new(
+        dialect: Dialect,
+        name: &str,
+        source: &str,
+        map: &ResolvedMap<F>,
+        foreign_db: bool,
+        case_sensitive: bool,
+        skip: &[F],
+    ) -> Self {
+        let text_attrs: Vec<(Attr<F>, String)> = map
+            .columns
+            .iter()
+            .filter(|(a, _)| !matches!(a, Attr::Field(f) if *f == F::VALIDITY || skip.contains(f)))
+            .cloned()
+            .collect();
+        let validity_col = map.field_column(F::VALIDITY).map(str::to_owned);
+        let mut cols: Vec<String> = text_attrs.iter().map(|(_, c)| dialect.text(c)).collect();
+        cols.push(
+            validity_col
+                .as_deref()
+                .map_or_else(|| "1".to_owned(), |c| dialect.int(c)),
+        );
+        if !foreign_db {
+            cols.push(dialect.epoch("create_time"));
+            cols.push(dialect.epoch("change_time"));
+        }
+        Self {
+            dialect,
+            name: name.to_owned(),
+            source: source.to_owned(),
+            key_col: map.field_column(F::KEY).unwrap_or("id").to_owned(),
+            validity_col,
+            foreign_db,
+            case_sensitive,
+            text_attrs,
+            select_list: cols.join(", "),
+        }
+    }
+
+    /// `SELECT <mapped columns> FROM <table> WHERE ` — the caller appends the condition.
+    pub fn select(&self) -> Sql {
+        let mut sql = Sql::new(self.dialect);
+        sql.push("SELECT ")
+            .push(&self.select_list)
+            .push(" FROM ")
+            .push(&self.name)
+            .push(" WHERE ");
+        sql
+    }
+
+    /// Equal keys under the source's case rules.
+    pub fn same_key(&self, a: &str, b: &str) -> bool {
+        if self.case_sensitive {
+            a == b
+        } else {
+            fold(a) == fold(b)
+        }
+    }
+
+    /// Whether `value` matches `pattern` under the source's case rules.
+    pub fn pattern_match(&self, pattern: &Pattern, value: &str) -> bool {
+        pattern.matches(value, self.case_sensitive)
+    }
+
+    pub fn row_to_record(&self, row: &AnyRow) -> Result<F::Record, SourceError> {
+        let mut record = F::Record::default();
+        for (i, (attr, _)) in self.text_attrs.iter().enumerate() {
+            let value = text_at(row, i)?;
+            match attr {
+                Attr::Field(f) => f.set(&mut record, value),
+                Attr::Extra(name) if !value.is_empty() => {
+                    record.extra_mut().insert(name.clone(), value);
+                }
+                Attr::Extra(_) => {}
+            }
+        }
+        let n = self.text_attrs.len();
+        let valid_id = int_at(row, n)?.unwrap_or(1);
+        // Ids outside OTRS's three (a foreign table's own additions) count as not valid.
+        record.set_validity(Validity::from_id(valid_id).unwrap_or(Validity::Invalid));
+        let (create, change) = if self.foreign_db {
+            (None, None)
+        } else {
+            (time_at(row, n + 1)?, time_at(row, n + 2)?)
+        };
+        record.set_origin(&self.source, create, change);
+        Ok(record)
+    }
+
+    /// ` AND <validity> = 1` when the table has a validity column.
+    pub fn push_valid_only(&self, sql: &mut Sql) {
+        if let Some(c) = &self.validity_col {
+            sql.push(" AND ")
+                .push(c)
+                .push(" = ")
+                .int(i64::from(Validity::Valid.id()));
+        }
+    }
+
+    /// Runs `sql` (a condition without ORDER BY / LIMIT), keeps the records `keep` accepts,
+    /// sorted by key case-insensitively, at most `limit`, with a truncation flag. The database
+    /// is asked for one page more than `limit`; only when the exact check dropped rows from a
+    /// full page is the query repeated without a limit.
+    pub async fn fetch_filtered(
+        &self,
+        pool: &AnyPool,
+        sql: Sql,
+        limit: usize,
+        keep: impl Fn(&F::Record) -> bool,
+    ) -> Result<Page<F::Record>, SourceError> {
+        let mut ordered = sql;
+        ordered
+            .push(" ORDER BY ")
+            .push(&self.dialect.order_folded(&self.key_col))
+            .push(", ")
+            .push(&self.key_col);
+        let mut limited = ordered.clone();
+        limited
+            .push(" LIMIT ")
+            .int(i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX));
+        let rows = limited
+            .query()
+            .fetch_all(pool)
+            .await
+            .map_err(source_error)?;
+        let fetched = rows.len();
+        let mut items = self.keep_rows(&rows, &keep)?;
+        if fetched > limit && items.len() <= limit {
+            let rows = ordered
+                .query()
+                .fetch_all(pool)
+                .await
+                .map_err(source_error)?;
+            items = self.keep_rows(&rows, &keep)?;
+        }
+        let truncated = items.len() > limit;
+        items.truncate(limit);
+        Ok(Page { items, truncated })
+    }
+
+    fn keep_rows(
+        &self,
+        rows: &[AnyRow],
+        keep: &impl Fn(&F::Record) -> bool,
+    ) -> Result<Vec<F::Record>, SourceError> {
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let r = self.row_to_record(row)?;
+            if keep(&r) {
+                out.push(r);
+            }
+        }
+        out.sort_by_cached_key(|r| fold(r.key()));
+        Ok(out)
+    }
+
+    /// The stored record with this key, read on `conn` (inside a transaction).
+    pub async fn current(
+        &self,
+        conn: &mut AnyConnection,
+        key: &str,
+    ) -> Result<Option<F::Record>, sqlx::Error> {
+        let mut sql = self.select();
+        sql.matches(&self.key_col, &Pattern::literal(key));
+        let rows = sql.query().fetch_all(&mut *conn).await?;
+        for row in &rows {
+            let r = self
+                .row_to_record(row)
+                .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+            if self.same_key(r.key(), key) {
+                return Ok(Some(r));
+            }
+        }
+        Ok(None)
+    }
+
+    /// `UPDATE <table> SET <audit>, <masked columns> WHERE <key> = <stored key>`.
+    pub fn update_sql(
+        &self,
+        map: &ResolvedMap<F>,
+        patch: &Patch<F::Record>,
+        stored_key: &str,
+    ) -> Sql {
+        let mut sql = Sql::new(self.dialect);
+        sql.push("UPDATE ").push(&self.name).push(" SET ");
+        if self.foreign_db {
+            sql.push(&self.key_col).push(" = ").push(&self.key_col);
+        } else {
+            sql.push("change_time = CURRENT_TIMESTAMP, change_by = 1");
+        }
+        for attr in &patch.fields {
+            let Some(col) = map.column(attr) else {
+                continue;
+            };
+            sql.push(", ").push(col).push(" = ");
+            match attr {
+                Attr::Field(f) if *f == F::VALIDITY => {
+                    sql.int(i64::from(patch.values.validity().id()));
+                }
+                _ => {
+                    sql.text(attr.get(&patch.values).unwrap_or("").to_owned());
+                }
+            }
+        }
+        sql.push(" WHERE ")
+            .push(&self.key_col)
+            .push(" = ")
+            .text(stored_key.to_owned());
+        sql
+    }
+}

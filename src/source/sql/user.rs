@@ -1,0 +1,675 @@
+//! Customer users in an OTRS `customer_user`-shaped table.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use async_trait::async_trait;
+use sqlx::AnyConnection;
+use tokio::sync::Mutex;
+
+use super::{
+    audit_columns, source_error, table::Table, text_at, write_error, Db, Dialect, Sql, Val,
+};
+use crate::config::UserSource;
+use crate::domain::{
+    customer_user::{full_name, UserAttr},
+    email::normalize_address,
+    fold, limits,
+    query::Pattern,
+    search::{Page, UserCriterion, UserSearch},
+    Attr, CustomerUser, CustomerUserPatch, Field, UserField, UserSchema, Validity,
+};
+use crate::error::{Error, FieldViolation};
+use crate::source::{CustomerUserSource, SourceError};
+
+/// Addresses per lookup statement (well below every dialect's bound-parameter limit).
+const EMAIL_BATCH: usize = 500;
+
+/// A customer-user source on one SQL table.
+pub struct SqlUserSource {
+    cfg: UserSource,
+    db: Arc<Db>,
+    table: Table<UserField>,
+    /// Serialises this replica's writes to the table (the database lock covers other replicas).
+    write: Mutex<()>,
+}
+
+impl SqlUserSource {
+    pub fn new(cfg: UserSource, db: Arc<Db>) -> Self {
+        let table = Table::new(
+            db.dialect(),
+            &cfg.table,
+            &cfg.settings.name,
+            &cfg.map,
+            cfg.settings.foreign_db,
+            cfg.settings.case_sensitive,
+            &[UserField::Password],
+        );
+        Self {
+            table,
+            db,
+            cfg,
+            write: Mutex::new(()),
+        }
+    }
+
+    fn column(&self, field: UserField) -> Option<&str> {
+        self.cfg.map.field_column(field)
+    }
+
+    /// Completes a record read from the table with what the source computes.
+    fn finish(&self, mut user: CustomerUser) -> CustomerUser {
+        user.full_name = full_name(&user, &self.cfg.name_fields, &self.cfg.name_join);
+        user
+    }
+
+    async fn fetch(
+        &self,
+        sql: Sql,
+        limit: usize,
+        keep: impl Fn(&CustomerUser) -> bool,
+    ) -> Result<Page<CustomerUser>, SourceError> {
+        let mut page = self
+            .table
+            .fetch_filtered(self.db.pool(), sql, limit, keep)
+            .await?;
+        page.items = page.items.into_iter().map(|u| self.finish(u)).collect();
+        Ok(page)
+    }
+
+    /// The exact stored row of `login` inside a transaction.
+    async fn current(
+        &self,
+        conn: &mut AnyConnection,
+        login: &str,
+    ) -> Result<Option<CustomerUser>, Error> {
+        self.table
+            .current(conn, login)
+            .await
+            .map(|u| u.map(|u| self.finish(u)))
+            .map_err(|e| self.write_err(e, login))
+    }
+
+    /// Another customer user of this source with `address` on a postmaster field (any validity).
+    async fn email_taken(
+        &self,
+        conn: &mut AnyConnection,
+        address: &str,
+        except_login: Option<&str>,
+    ) -> Result<bool, Error> {
+        let wanted = normalize_address(address);
+        let mut sql = self.table.select();
+        self.push_postmaster_condition(&mut sql, std::slice::from_ref(&wanted));
+        let rows = sql
+            .query()
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| write_error(e, "customer user", "email", address, self.name()))?;
+        for row in &rows {
+            let u = self.table.row_to_record(row)?;
+            if except_login.is_some_and(|l| self.table.same_key(&u.login, l)) {
+                continue;
+            }
+            if self.postmaster_values(&u).any(|v| v == wanted) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn postmaster_values<'a>(&'a self, u: &'a CustomerUser) -> impl Iterator<Item = String> + 'a {
+        self.cfg
+            .postmaster_fields
+            .iter()
+            .filter_map(|a| a.get(u))
+            .filter(|v| !v.is_empty())
+            .map(normalize_address)
+    }
+
+    /// `(f1 matches any address OR f2 …)`: an IN list where the dialect folds every address,
+    /// one superset LIKE per address where it cannot.
+    fn push_postmaster_condition(&self, sql: &mut Sql, addresses: &[String]) {
+        let d = self.db.dialect();
+        let (plain, special): (Vec<&String>, Vec<&String>) = addresses
+            .iter()
+            .partition(|a| a.is_ascii() || d != Dialect::Sqlite);
+        sql.push("(");
+        let mut first = true;
+        for attr in &self.cfg.postmaster_fields {
+            let Some(col) = self.cfg.map.column(attr) else {
+                continue;
+            };
+            if !plain.is_empty() {
+                if !first {
+                    sql.push(" OR ");
+                }
+                first = false;
+                sql.push("LOWER(").push(col).push(") IN (");
+                sql.text_list(plain.iter().map(|a| (*a).clone()));
+                sql.push(")");
+            }
+            for a in &special {
+                if !first {
+                    sql.push(" OR ");
+                }
+                first = false;
+                sql.matches(col, &Pattern::literal(a));
+            }
+        }
+        if first {
+            sql.push("1=0");
+        }
+        sql.push(")");
+    }
+
+    fn write_err(&self, e: sqlx::Error, key: &str) -> Error {
+        write_error(e, "customer user", "login", key, self.name())
+    }
+
+    fn read_only_error(&self) -> Error {
+        Error::FailedPrecondition {
+            reason: "SOURCE_READ_ONLY",
+            message: format!(
+                "customer-user source {:?} is read-only; write to a writable source",
+                self.name()
+            ),
+        }
+    }
+}
+
+/// Moves the customer users of `table` whose `cid_col` equals `old` (case rules as configured)
+/// to `new`, plus the memberships in `customer_user_customer`; used by the customer-user source
+/// itself and by a customer source on the same database (inside its transaction).
+pub(crate) async fn reassign_customer_id(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    target: &CustomerIdRef,
+    old: &str,
+    new: &str,
+) -> Result<u64, sqlx::Error> {
+    let mut sql = Sql::new(dialect);
+    sql.push("SELECT ")
+        .push(&dialect.text(&target.login_col))
+        .push(", ")
+        .push(&dialect.text(&target.cid_col))
+        .push(" FROM ")
+        .push(&target.table)
+        .push(" WHERE ");
+    sql.matches(&target.cid_col, &Pattern::literal(old));
+    let rows = sql.query().fetch_all(&mut *conn).await?;
+    let wanted = fold(old);
+    let logins: Vec<String> = rows
+        .iter()
+        .filter_map(|r| {
+            let login = text_at(r, 0).ok()?;
+            let cid = text_at(r, 1).ok()?;
+            let same = if target.case_sensitive {
+                cid == old
+            } else {
+                fold(&cid) == wanted
+            };
+            same.then_some(login)
+        })
+        .collect();
+    let mut changed = 0;
+    for chunk in logins.chunks(EMAIL_BATCH) {
+        let mut up = Sql::new(dialect);
+        up.push("UPDATE ")
+            .push(&target.table)
+            .push(" SET ")
+            .push(&target.cid_col)
+            .push(" = ")
+            .text(new);
+        if target.timestamps {
+            up.push(", change_time = CURRENT_TIMESTAMP, change_by = 1");
+        }
+        up.push(" WHERE ").push(&target.login_col).push(" IN (");
+        up.text_list(chunk.iter().cloned());
+        up.push(")");
+        changed += up.query().execute(&mut *conn).await?.rows_affected();
+    }
+    let mut m = Sql::new(dialect);
+    m.push("UPDATE customer_user_customer SET customer_id = ")
+        .text(new)
+        .push(", change_time = CURRENT_TIMESTAMP WHERE customer_id = ")
+        .text(old);
+    m.query().execute(&mut *conn).await?;
+    Ok(changed)
+}
+
+/// Where a customer-user table names customer ids (for renames).
+#[derive(Debug, Clone)]
+pub struct CustomerIdRef {
+    pub source: String,
+    pub table: String,
+    pub login_col: String,
+    pub cid_col: String,
+    pub case_sensitive: bool,
+    pub timestamps: bool,
+}
+
+impl SqlUserSource {
+    /// Where this source's table names customer ids.
+    pub fn customer_id_ref(&self) -> Option<CustomerIdRef> {
+        Some(CustomerIdRef {
+            source: self.name().to_owned(),
+            table: self.table.name.clone(),
+            login_col: self.table.key_col.clone(),
+            cid_col: self.column(UserField::CustomerId)?.to_owned(),
+            case_sensitive: self.table.case_sensitive,
+            timestamps: !self.cfg.settings.foreign_db,
+        })
+    }
+
+    pub fn db(&self) -> &Arc<Db> {
+        &self.db
+    }
+}
+
+#[async_trait]
+impl CustomerUserSource for SqlUserSource {
+    fn name(&self) -> &str {
+        &self.cfg.settings.name
+    }
+
+    fn writable(&self) -> bool {
+        !self.cfg.settings.read_only
+    }
+
+    fn schema(&self) -> &UserSchema {
+        &self.cfg.map.schema
+    }
+
+    fn customer_company_support(&self) -> bool {
+        self.cfg.customer_company_support
+    }
+
+    async fn ping(&self) -> Result<(), SourceError> {
+        self.db.ready().await?;
+        let mut sql = self.table.select();
+        sql.push("1=0");
+        sql.query()
+            .fetch_all(self.db.pool())
+            .await
+            .map(|_| ())
+            .map_err(source_error)
+    }
+
+    async fn get(&self, login: &str) -> Result<Option<CustomerUser>, SourceError> {
+        self.db.ready().await?;
+        let mut sql = self.table.select();
+        sql.matches(&self.table.key_col, &Pattern::literal(login));
+        let page = self
+            .fetch(sql, 1, |u| self.table.same_key(&u.login, login))
+            .await?;
+        Ok(page.items.into_iter().next())
+    }
+
+    async fn search(&self, search: &UserSearch) -> Result<Page<CustomerUser>, SourceError> {
+        self.db.ready().await?;
+        let limit = search.limit.min(self.cfg.settings.list_limit as usize);
+        let mut sql = self.table.select();
+        let (prefix, suffix) = self.cfg.settings.affixes();
+        let cs = self.table.case_sensitive;
+        let search_cols: Vec<(UserAttr, &str)> = self
+            .cfg
+            .search_fields
+            .iter()
+            .filter_map(|a| Some((a.clone(), self.cfg.map.column(a)?)))
+            .collect();
+        let customer_id_col = self.column(UserField::CustomerId).unwrap_or("customer_id");
+        match &search.criterion {
+            UserCriterion::Query(expr) => {
+                let cols: Vec<&str> = search_cols.iter().map(|(_, c)| *c).collect();
+                sql.expr(expr, &cols, &prefix, &suffix);
+            }
+            UserCriterion::Email(address) => {
+                self.push_postmaster_condition(&mut sql, std::slice::from_ref(address));
+            }
+            UserCriterion::CustomerId(p) => {
+                sql.matches(customer_id_col, p);
+            }
+            UserCriterion::Login(p) => {
+                sql.matches(&self.table.key_col, p);
+            }
+        }
+        if !search.include_invalid {
+            self.table.push_valid_only(&mut sql);
+        }
+        let keep = |u: &CustomerUser| match &search.criterion {
+            UserCriterion::Query(expr) => {
+                let values: Vec<&str> = search_cols
+                    .iter()
+                    .map(|(a, _)| a.get(u).unwrap_or(""))
+                    .collect();
+                expr.matches(&values, &prefix, &suffix, cs)
+            }
+            UserCriterion::Email(address) => self.postmaster_values(u).any(|v| &v == address),
+            UserCriterion::CustomerId(p) => self.table.pattern_match(p, &u.customer_id),
+            UserCriterion::Login(p) => self.table.pattern_match(p, &u.login),
+        };
+        // A caller limit above this source's list_limit is cut to it; `truncated` then says
+        // whether the source had more.
+        self.fetch(sql, limit, keep).await
+    }
+
+    async fn find_by_emails(
+        &self,
+        addresses: &[String],
+    ) -> Result<Vec<(String, CustomerUser)>, SourceError> {
+        self.db.ready().await?;
+        let mut out = Vec::new();
+        for chunk in addresses.chunks(EMAIL_BATCH) {
+            let mut sql = self.table.select();
+            self.push_postmaster_condition(&mut sql, chunk);
+            self.table.push_valid_only(&mut sql);
+            let rows = sql
+                .query()
+                .fetch_all(self.db.pool())
+                .await
+                .map_err(source_error)?;
+            for row in &rows {
+                let u = self.finish(self.table.row_to_record(row)?);
+                if u.validity != Validity::Valid {
+                    continue;
+                }
+                let mut matched: Vec<String> = self
+                    .postmaster_values(&u)
+                    .filter(|v| chunk.contains(v))
+                    .collect();
+                matched.dedup();
+                for address in matched {
+                    out.push((address, u.clone()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn create(
+        &self,
+        user: &CustomerUser,
+        password_hash: Option<&str>,
+    ) -> Result<CustomerUser, Error> {
+        if !self.writable() {
+            return Err(self.read_only_error());
+        }
+        self.db.ready().await?;
+        let _guard = self.write.lock().await;
+        let mut tx = self
+            .db
+            .begin_locked(&[&self.table.name])
+            .await
+            .map_err(|e| self.write_err(e, &user.login))?;
+        if self.current(&mut tx, &user.login).await?.is_some() {
+            return Err(Error::AlreadyExists {
+                kind: "customer user",
+                field: "login",
+                key: user.login.clone(),
+                source_name: Some(self.name().to_owned()),
+            });
+        }
+        if self.cfg.email_unique
+            && !user.email.is_empty()
+            && self.email_taken(&mut tx, &user.email, None).await?
+        {
+            return Err(Error::AlreadyExists {
+                kind: "customer user",
+                field: "email",
+                key: user.email.clone(),
+                source_name: Some(self.name().to_owned()),
+            });
+        }
+        let mut values = Vec::new();
+        for (attr, col) in &self.cfg.map.columns {
+            let value = match attr {
+                Attr::Field(UserField::Password) => match password_hash {
+                    Some(h) => Val::Text(h.to_owned()),
+                    None => continue,
+                },
+                Attr::Field(UserField::Validity) => Val::Int(i64::from(user.validity.id())),
+                other => Val::Text(other.get(user).unwrap_or("").to_owned()),
+            };
+            values.push((col.as_str(), value));
+        }
+        if !self.cfg.settings.foreign_db {
+            values.extend(audit_columns());
+        }
+        let sql = Sql::insert(self.db.dialect(), &self.table.name, values);
+        sql.query()
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.write_err(e, &user.login))?;
+        let stored = self
+            .current(&mut tx, &user.login)
+            .await?
+            .ok_or_else(|| Error::Internal("inserted customer user not readable".into()))?;
+        tx.commit()
+            .await
+            .map_err(|e| self.write_err(e, &user.login))?;
+        Ok(stored)
+    }
+
+    async fn update(&self, login: &str, patch: &CustomerUserPatch) -> Result<CustomerUser, Error> {
+        if !self.writable() {
+            return Err(self.read_only_error());
+        }
+        self.db.ready().await?;
+        let _guard = self.write.lock().await;
+        let mut tx = self
+            .db
+            .begin_locked(&[&self.table.name])
+            .await
+            .map_err(|e| self.write_err(e, login))?;
+        let current = self
+            .current(&mut tx, login)
+            .await?
+            .ok_or_else(|| Error::not_found("customer user", login))?;
+        let new_login = patch.new_key().filter(|n| *n != current.login);
+        if let Some(n) = new_login {
+            if !self.table.same_key(n, &current.login) && self.current(&mut tx, n).await?.is_some()
+            {
+                return Err(Error::AlreadyExists {
+                    kind: "customer user",
+                    field: "login",
+                    key: n.to_owned(),
+                    source_name: Some(self.name().to_owned()),
+                });
+            }
+        }
+        let email_changed = patch.touches(&Attr::Field(UserField::Email))
+            && normalize_address(&patch.values.email) != normalize_address(&current.email);
+        if self.cfg.email_unique
+            && email_changed
+            && !patch.values.email.is_empty()
+            && self
+                .email_taken(&mut tx, &patch.values.email, Some(&current.login))
+                .await?
+        {
+            return Err(Error::AlreadyExists {
+                kind: "customer user",
+                field: "email",
+                key: patch.values.email.clone(),
+                source_name: Some(self.name().to_owned()),
+            });
+        }
+        let d = self.db.dialect();
+        let sql = self.table.update_sql(&self.cfg.map, patch, &current.login);
+        sql.query()
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.write_err(e, new_login.unwrap_or(login)))?;
+        let final_login = new_login.unwrap_or(&current.login).to_owned();
+        if new_login.is_some() {
+            for (table, col) in [
+                ("customer_preferences", "user_id"),
+                ("customer_user_customer", "user_id"),
+            ] {
+                let mut r = Sql::new(d);
+                r.push("UPDATE ")
+                    .push(table)
+                    .push(" SET ")
+                    .push(col)
+                    .push(" = ")
+                    .text(final_login.clone())
+                    .push(" WHERE ")
+                    .push(col)
+                    .push(" = ")
+                    .text(current.login.clone());
+                r.query()
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| self.write_err(e, &final_login))?;
+            }
+        }
+        let stored = self
+            .current(&mut tx, &final_login)
+            .await?
+            .ok_or_else(|| Error::Internal("updated customer user not readable".into()))?;
+        tx.commit().await.map_err(|e| self.write_err(e, login))?;
+        Ok(stored)
+    }
+
+    async fn memberships(&self, login: &str) -> Result<Vec<String>, SourceError> {
+        self.db.ready().await?;
+        let mut sql = Sql::new(self.db.dialect());
+        sql.push("SELECT DISTINCT customer_id FROM customer_user_customer WHERE user_id = ")
+            .text(login)
+            .push(" ORDER BY customer_id");
+        let rows = sql
+            .query()
+            .fetch_all(self.db.pool())
+            .await
+            .map_err(source_error)?;
+        rows.iter().map(|r| text_at(r, 0)).collect()
+    }
+
+    async fn set_membership(
+        &self,
+        login: &str,
+        customer_id: &str,
+        member: bool,
+    ) -> Result<(), Error> {
+        if login.chars().count() > limits::MEMBERSHIP_LOGIN {
+            return Err(Error::InvalidArgument(vec![FieldViolation::new(
+                "login",
+                format!(
+                    "customer memberships are stored for logins of at most {} characters",
+                    limits::MEMBERSHIP_LOGIN
+                ),
+            )]));
+        }
+        self.db.ready().await?;
+        let d = self.db.dialect();
+        let mut tx = self
+            .db
+            .pool()
+            .begin()
+            .await
+            .map_err(|e| self.write_err(e, login))?;
+        let mut del = Sql::new(d);
+        del.push("DELETE FROM customer_user_customer WHERE user_id = ")
+            .text(login)
+            .push(" AND customer_id = ")
+            .text(customer_id);
+        del.query()
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.write_err(e, login))?;
+        if member {
+            let mut values = vec![
+                ("user_id", Val::Text(login.to_owned())),
+                ("customer_id", Val::Text(customer_id.to_owned())),
+            ];
+            values.extend(audit_columns());
+            let ins = Sql::insert(d, "customer_user_customer", values);
+            ins.query()
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.write_err(e, login))?;
+        }
+        tx.commit().await.map_err(|e| self.write_err(e, login))
+    }
+
+    async fn members_of(&self, customer_id: &str) -> Result<Vec<String>, SourceError> {
+        self.db.ready().await?;
+        let mut sql = Sql::new(self.db.dialect());
+        sql.push("SELECT DISTINCT user_id FROM customer_user_customer WHERE customer_id = ")
+            .text(customer_id)
+            .push(" ORDER BY user_id");
+        let rows = sql
+            .query()
+            .fetch_all(self.db.pool())
+            .await
+            .map_err(source_error)?;
+        rows.iter().map(|r| text_at(r, 0)).collect()
+    }
+
+    async fn preferences(&self, login: &str) -> Result<BTreeMap<String, String>, SourceError> {
+        self.db.ready().await?;
+        let mut sql = Sql::new(self.db.dialect());
+        sql.push(
+            "SELECT preferences_key, preferences_value FROM customer_preferences WHERE user_id = ",
+        )
+        .text(login);
+        let rows = sql
+            .query()
+            .fetch_all(self.db.pool())
+            .await
+            .map_err(source_error)?;
+        rows.iter()
+            .map(|r| Ok((text_at(r, 0)?, text_at(r, 1)?)))
+            .collect()
+    }
+
+    async fn set_preference(&self, login: &str, key: &str, value: &str) -> Result<(), Error> {
+        self.db.ready().await?;
+        let d = self.db.dialect();
+        let mut tx = self
+            .db
+            .pool()
+            .begin()
+            .await
+            .map_err(|e| self.write_err(e, login))?;
+        let mut del = Sql::new(d);
+        del.push("DELETE FROM customer_preferences WHERE user_id = ")
+            .text(login)
+            .push(" AND preferences_key = ")
+            .text(key);
+        del.query()
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.write_err(e, login))?;
+        let ins = Sql::insert(
+            d,
+            "customer_preferences",
+            vec![
+                ("user_id", Val::Text(login.to_owned())),
+                ("preferences_key", Val::Text(key.to_owned())),
+                ("preferences_value", Val::Text(value.to_owned())),
+            ],
+        );
+        ins.query()
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.write_err(e, login))?;
+        tx.commit().await.map_err(|e| self.write_err(e, login))
+    }
+
+    async fn rename_customer_id(&self, old: &str, new: &str) -> Result<u64, Error> {
+        let Some(target) = self.customer_id_ref().filter(|_| self.writable()) else {
+            return Ok(0);
+        };
+        self.db.ready().await?;
+        let _guard = self.write.lock().await;
+        let mut tx = self
+            .db
+            .begin_locked(&[&self.table.name])
+            .await
+            .map_err(|e| self.write_err(e, old))?;
+        let n = reassign_customer_id(&mut tx, self.db.dialect(), &target, old, new)
+            .await
+            .map_err(|e| self.write_err(e, old))?;
+        tx.commit().await.map_err(|e| self.write_err(e, old))?;
+        Ok(n)
+    }
+}
