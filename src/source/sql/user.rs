@@ -16,7 +16,7 @@ use crate::domain::{
     fold, limits,
     query::Pattern,
     search::{Page, UserCriterion, UserSearch},
-    Attr, CustomerUser, CustomerUserPatch, Field, UserField, UserSchema, Validity,
+    Attr, CustomerUser, CustomerUserPatch, UserField, UserSchema, Validity,
 };
 use crate::error::{Error, FieldViolation};
 use crate::source::{CustomerUserSource, SourceError};
