@@ -22,8 +22,17 @@ use crate::domain::{
 pub const DEFAULT_SQLITE_URL: &str = "sqlite://clientele.db";
 /// Environment variables with this prefix override configuration keys.
 pub const ENV_PREFIX: &str = "CLIENTELE_";
-/// Environment variables that are not configuration keys.
-const ENV_RESERVED: &[&str] = &["CLIENTELE_CONFIG", "CLIENTELE_LOG", "CLIENTELE_LOG_FORMAT"];
+/// The top-level keys an environment override may address; any other `CLIENTELE_*` variable
+/// (`CLIENTELE_CONFIG`, `CLIENTELE_LOG`, a `url_env` target such as `CLIENTELE_PG_URL`, …) is
+/// not an override.
+const ENV_SECTIONS: &[&str] = &[
+    "server",
+    "customer_user_sources",
+    "customer_sources",
+    "auth",
+    "groups",
+    "callers",
+];
 
 /// Everything wrong with a configuration, one problem per line, each naming its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,7 +51,7 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// The whole configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct Config {
     #[serde(default)]
     pub server: ServerConfig,
@@ -273,19 +282,6 @@ impl SqlSettings {
             Pattern::wildcards(&self.search_prefix),
             Pattern::wildcards(&self.search_suffix),
         )
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            server: ServerConfig::default(),
-            customer_user_sources: None,
-            customer_sources: None,
-            auth: None,
-            groups: None,
-            callers: None,
-        }
     }
 }
 
@@ -548,8 +544,13 @@ impl Config {
         let mut problems = Vec::new();
         let mut overrides: Vec<_> = env
             .into_iter()
-            .filter(|(k, _)| k.starts_with(ENV_PREFIX) && !k.starts_with("CLIENTELE_TEST_"))
-            .filter(|(k, _)| !ENV_RESERVED.contains(&k.as_str()))
+            .filter(|(k, _)| {
+                k.strip_prefix(ENV_PREFIX)
+                    .and_then(|rest| rest.split("__").next())
+                    .is_some_and(|section| {
+                        ENV_SECTIONS.contains(&section.to_ascii_lowercase().as_str())
+                    })
+            })
             .collect();
         overrides.sort();
         for (k, v) in overrides {
@@ -803,6 +804,11 @@ mod tests {
                 "sqlite://b.db".into(),
             ),
             ("CLIENTELE_TEST_POSTGRES_URL".into(), "ignored".into()),
+            (
+                "CLIENTELE_PG_URL".into(),
+                "a url_env target, ignored".into(),
+            ),
+            ("CLIENTELE_LOG".into(), "debug".into()),
             ("OTHER".into(), "ignored".into()),
         ];
         let s = Config::from_toml(toml, env).unwrap().validate().unwrap();

@@ -427,24 +427,11 @@ async fn concurrent_creates(backend: Backend) {
     let mut tasks = Vec::new();
     for i in 0..8 {
         let mut c = s.users.clone();
-        // Same login (different case) from half, same email from the other half.
-        let (login, email) = if i % 2 == 0 {
-            (
-                format!("Race{}", if i % 4 == 0 { "" } else { "" }).to_owned()
-                    + if i == 0 { "" } else { "" },
-                format!("race{i}@example.com"),
-            )
-        } else {
-            (format!("race-mail-{i}"), "same@example.com".to_owned())
-        };
-        let login = if i % 2 == 0 {
-            if i % 4 == 0 {
-                "race".to_owned()
-            } else {
-                "RACE".to_owned()
-            }
-        } else {
-            login
+        // Half race for one login (in two letter cases), half for one email address.
+        let (login, email) = match i % 4 {
+            0 => ("race".to_owned(), format!("race{i}@example.com")),
+            2 => ("RACE".to_owned(), format!("race{i}@example.com")),
+            _ => (format!("race-mail-{i}"), "same@example.com".to_owned()),
         };
         tasks.push(tokio::spawn(async move {
             c.create_customer_user(pb::CreateCustomerUserRequest {

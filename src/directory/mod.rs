@@ -593,7 +593,7 @@ impl Directory {
         deadline: Instant,
     ) -> Result<BTreeMap<String, String>> {
         let (source, user) = self.locate_user(login, deadline).await?;
-        Ok(bounded(deadline, source.preferences(&user.login)).await?)
+        bounded(deadline, source.preferences(&user.login)).await
     }
 
     /// Sets one preference; native field names are refused.
