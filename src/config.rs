@@ -178,10 +178,12 @@ pub struct UserSourceConfig {
     #[serde(flatten)]
     pub sql: SqlSettings,
     /// Fields compared (exactly, case-insensitively) with a sender address.
-    #[serde(default = "default_postmaster_fields")]
-    pub postmaster_search_fields: Vec<String>,
-    #[serde(default = "default_name_fields")]
-    pub name_fields: Vec<String>,
+    /// Default `["email"]`.
+    #[serde(default)]
+    pub postmaster_search_fields: Option<Vec<String>>,
+    /// Default `["title", "first_name", "last_name"]` (those the map has).
+    #[serde(default)]
+    pub name_fields: Option<Vec<String>>,
     #[serde(default = "space")]
     pub name_join: String,
     /// Refuse a second customer user with the same email in this source (case-insensitive).
@@ -220,12 +222,6 @@ fn default_timeout() -> Duration {
 }
 fn default_list_limit() -> u32 {
     250
-}
-fn default_postmaster_fields() -> Vec<String> {
-    vec!["email".into()]
-}
-fn default_name_fields() -> Vec<String> {
-    vec!["title".into(), "first_name".into(), "last_name".into()]
 }
 
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -395,16 +391,27 @@ fn check_identifier(key: &str, ident: &str, problems: &mut Vec<String>) {
     }
 }
 
-/// Resolves a list of attribute names (search fields, name fields) against a map.
+/// Resolves a configured list of attribute names (search fields, name fields) against a map;
+/// every name must be mapped. Without a configured list, the defaults the map has are taken.
 fn resolve_attrs<F: Field>(
-    names: &[String],
+    configured: Option<&Vec<String>>,
+    defaults: &[&str],
     map: &ResolvedMap<F>,
     key: &str,
     problems: &mut Vec<String>,
 ) -> Vec<Attr<F>> {
+    let to_attr =
+        |name: &str| F::from_name(name).map_or_else(|| Attr::Extra(name.to_owned()), Attr::Field);
+    let Some(names) = configured else {
+        return defaults
+            .iter()
+            .map(|n| to_attr(n))
+            .filter(|a| map.column(a).is_some())
+            .collect();
+    };
     let mut out = Vec::new();
     for (i, name) in names.iter().enumerate() {
-        let attr = F::from_name(name).map_or_else(|| Attr::Extra(name.clone()), Attr::Field);
+        let attr = to_attr(name);
         if map.column(&attr).is_none() || matches!(attr, Attr::Field(f) if f == F::VALIDITY) {
             problems.push(format!(
                 "{key}[{i}]: {name:?} is not a mapped text attribute of this source"
@@ -589,8 +596,8 @@ impl Config {
         let user_cfgs = self.customer_user_sources.unwrap_or_else(|| {
             vec![UserSourceConfig {
                 sql: SqlSettings::embedded("customer_user"),
-                postmaster_search_fields: default_postmaster_fields(),
-                name_fields: default_name_fields(),
+                postmaster_search_fields: None,
+                name_fields: None,
                 name_join: space(),
                 email_unique: true,
                 customer_company_support: true,
@@ -609,17 +616,16 @@ impl Config {
             let key = format!("customer_user_sources[{i}]");
             let url = check_common(&c.sql, &key, &mut problems);
             let map = resolve_map(&c.sql.map, &[UserField::Password], &key, &mut problems);
-            let default_search = ["login", "first_name", "last_name", "customer_id"]
-                .map(String::from)
-                .to_vec();
             let search_fields = resolve_attrs(
-                c.sql.search_fields.as_ref().unwrap_or(&default_search),
+                c.sql.search_fields.as_ref(),
+                &["login", "first_name", "last_name", "customer_id"],
                 &map,
                 &format!("{key}.search_fields"),
                 &mut problems,
             );
             let postmaster_fields = resolve_attrs(
-                &c.postmaster_search_fields,
+                c.postmaster_search_fields.as_ref(),
+                &["email"],
                 &map,
                 &format!("{key}.postmaster_search_fields"),
                 &mut problems,
@@ -630,7 +636,8 @@ impl Config {
                 ));
             }
             let name_fields = resolve_attrs(
-                &c.name_fields,
+                c.name_fields.as_ref(),
+                &["title", "first_name", "last_name"],
                 &map,
                 &format!("{key}.name_fields"),
                 &mut problems,
@@ -675,9 +682,9 @@ impl Config {
             let key = format!("customer_sources[{i}]");
             let url = check_common(&c.sql, &key, &mut problems);
             let map = resolve_map(&c.sql.map, &[], &key, &mut problems);
-            let default_search = ["customer_id", "name"].map(String::from).to_vec();
             let search_fields = resolve_attrs(
-                c.sql.search_fields.as_ref().unwrap_or(&default_search),
+                c.sql.search_fields.as_ref(),
+                &["customer_id", "name"],
                 &map,
                 &format!("{key}.search_fields"),
                 &mut problems,
@@ -861,7 +868,7 @@ mod tests {
         let toml = "[server]\nlisten = \"127.0.0.1:1\"\nlistne = 1\nbogus = 2\n";
         let err = Config::from_toml(toml, none()).unwrap_err();
         assert_eq!(err.0.len(), 2, "{err}");
-        assert!(err.0[0].contains("listne"));
+        assert!(err.0.iter().any(|p| p.contains("server.listne")), "{err}");
     }
 
     #[test]
