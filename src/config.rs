@@ -69,6 +69,10 @@ pub struct Config {
     pub groups: Option<toml::Table>,
     #[serde(default)]
     pub callers: Option<Vec<toml::Table>>,
+    /// Problems found while reading (unknown keys, bad overrides), reported by `validate`
+    /// together with everything else.
+    #[serde(skip)]
+    pub read_problems: Vec<String>,
 }
 
 /// `[server]`
@@ -573,20 +577,17 @@ impl Config {
                 problems.push(e.to_string());
                 Err(ConfigError(problems))
             }
-            Ok(c) => {
+            Ok(mut c) => {
                 problems.extend(unknown.into_iter().map(|p| format!("{p}: unknown key")));
-                if problems.is_empty() {
-                    Ok(c)
-                } else {
-                    Err(ConfigError(problems))
-                }
+                c.read_problems = problems;
+                Ok(c)
             }
         }
     }
 
     /// Checks every setting and resolves maps and field lists; lists every problem found.
     pub fn validate(self) -> Result<Settings, ConfigError> {
-        let mut problems = Vec::new();
+        let mut problems = self.read_problems;
         if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
             problems.push(format!(
                 "server.listen: {:?} is not an address:port",
@@ -865,9 +866,13 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_all_reported() {
-        let toml = "[server]\nlisten = \"127.0.0.1:1\"\nlistne = 1\nbogus = 2\n";
-        let err = Config::from_toml(toml, none()).unwrap_err();
-        assert_eq!(err.0.len(), 2, "{err}");
+        let toml = "[server]\nlisten = \"nowhere\"\nlistne = 1\nbogus = 2\n";
+        let err = Config::from_toml(toml, none())
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.0.len(), 3, "{err}");
+        assert!(err.0.iter().any(|p| p.contains("server.listen")), "{err}");
         assert!(err.0.iter().any(|p| p.contains("server.listne")), "{err}");
     }
 

@@ -402,6 +402,9 @@ pub struct Db {
     /// Whether the Clientele lock table exists (false on databases Clientele does not migrate).
     has_lock_table: OnceLock<bool>,
     label: String,
+    /// The full URL, for diagnostics only; never logged (see `label`).
+    url: String,
+    connect_timeout: Duration,
 }
 
 static MIGRATOR_PG: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -460,6 +463,8 @@ impl Db {
             ready: OnceCell::new(),
             has_lock_table: OnceLock::new(),
             label: redact(&url),
+            url: url.clone(),
+            connect_timeout: spec.connect_timeout,
         }))
     }
 
@@ -486,8 +491,18 @@ impl Db {
 
     async fn prepare(&self) -> Result<(), SourceError> {
         let pool = &self.pool;
-        // Connect first, so an unreachable database reads as unavailable, not as a failed migration.
-        pool.acquire().await.map_err(source_error)?;
+        // Connect first, so an unreachable database reads as unavailable (with the real cause),
+        // not as a failed migration.
+        if let Err(e) = pool.acquire().await {
+            return Err(match e {
+                sqlx::Error::PoolTimedOut => SourceError::Unavailable(format!(
+                    "cannot connect to {}: {}",
+                    self.label,
+                    self.connect_error().await
+                )),
+                other => source_error(other),
+            });
+        }
         if self.migrate {
             let migrator = match self.dialect {
                 Dialect::Postgres => &MIGRATOR_PG,
@@ -528,6 +543,20 @@ impl Db {
         }
         let _ = self.has_lock_table.set(self.migrate);
         Ok(())
+    }
+
+    /// Why a direct connection fails (the pool only reports that it timed out).
+    async fn connect_error(&self) -> String {
+        use sqlx::Connection;
+        let attempt = sqlx::AnyConnection::connect(&self.url);
+        match tokio::time::timeout(self.connect_timeout, attempt).await {
+            Ok(Ok(conn)) => {
+                let _ = conn.close().await;
+                "the pool timed out, but a direct connection worked (pool exhausted?)".into()
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {:?}", self.connect_timeout),
+        }
     }
 
     /// Runs the migrations now (the `migrate` command).

@@ -1,0 +1,184 @@
+//! Operations: sources that come back, `check-config`, `migrate` and the embedded default.
+
+mod common;
+
+use clientele::proto::{self as pb, search_customer_users_request::Criterion};
+use common::{user_source, TestServer};
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_clientele"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_unreachable_at_start_up_serves_once_it_is_back() {
+    let dir = tempfile::tempdir().unwrap();
+    // SQLite cannot open a file in a directory that does not exist yet.
+    let later = dir.path().join("later");
+    let url = format!("sqlite://{}", later.join("users.db").display());
+    let config = user_source(
+        "late",
+        &url,
+        "customer_user",
+        "customer_company_support = false",
+    );
+    let mut s = TestServer::start(&config).await;
+    let search =
+        |c: &mut clientele::proto::customer_user_service_client::CustomerUserServiceClient<
+            tonic::transport::Channel,
+        >| {
+            let mut c = c.clone();
+            async move {
+                c.search_customer_users(pb::SearchCustomerUsersRequest {
+                    criterion: Some(Criterion::Query("*".into())),
+                    ..Default::default()
+                })
+                .await
+            }
+        };
+    let err = search(&mut s.users).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+    std::fs::create_dir_all(&later).unwrap();
+    let ok = search(&mut s.users)
+        .await
+        .expect("serves once the database is reachable");
+    assert!(ok.into_inner().source_status[0].ok);
+    s.users
+        .create_customer_user(pb::CreateCustomerUserRequest {
+            customer_user: Some(pb::CustomerUser {
+                login: "late".into(),
+                first_name: "L".into(),
+                last_name: "Ate".into(),
+                email: "late@example.com".into(),
+                customer_id: "c".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("migrated on first contact, writable");
+    s.stop().await;
+}
+
+#[test]
+fn check_config_names_each_source_and_fails_on_any_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = format!("sqlite://{}", dir.path().join("ok.db").display());
+    let config = dir.path().join("clientele.toml");
+    std::fs::write(
+        &config,
+        user_source("good", &good, "customer_user", "")
+            + &user_source(
+                "down",
+                "postgres://probe:hunter2@127.0.0.1:1/none",
+                "customer_user",
+                "",
+            ),
+    )
+    .unwrap();
+    let out = bin()
+        .arg("--config")
+        .arg(&config)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("customer_user_sources \"good\": ok"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("customer_user_sources \"down\": FAILED"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("cannot connect"), "{stdout}");
+    assert!(
+        !stdout.contains("hunter2"),
+        "passwords never printed: {stdout}"
+    );
+
+    std::fs::write(&config, user_source("good", &good, "customer_user", "")).unwrap();
+    let out = bin()
+        .arg("--config")
+        .arg(&config)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn invalid_configuration_lists_every_problem_and_exits_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("clientele.toml");
+    std::fs::write(
+        &config,
+        "[server]\nlisten = \"nowhere\"\nlisten_typo = 1\n[[customer_user_sources]]\nname = \"a\"\nkind = \"sql\"\n",
+    )
+    .unwrap();
+    let out = bin()
+        .arg("--config")
+        .arg(&config)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for key in [
+        "server.listen:",
+        "server.listen_typo",
+        "customer_user_sources[0].url",
+    ] {
+        assert!(stderr.contains(key), "{key} missing: {stderr}");
+    }
+}
+
+#[test]
+fn migrate_with_the_embedded_default_creates_the_otrs_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin()
+        .current_dir(dir.path())
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let db = dir.path().join("clientele.db");
+    assert!(db.exists());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        use sqlx::Connection;
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        for table in [
+            "valid",
+            "customer_user",
+            "customer_company",
+            "customer_preferences",
+            "customer_user_customer",
+        ] {
+            let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+                .fetch_one(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("{table}: {e}"));
+            if table == "valid" {
+                assert_eq!(n, 3);
+            }
+        }
+        let names: Vec<String> = sqlx::query_scalar("SELECT name FROM valid ORDER BY id")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(names, ["valid", "invalid", "invalid-temporarily"]);
+    });
+}
