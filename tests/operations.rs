@@ -182,3 +182,81 @@ fn migrate_with_the_embedded_default_creates_the_otrs_tables() {
         assert_eq!(names, ["valid", "invalid", "invalid-temporarily"]);
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_table_is_served_and_never_migrated() {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("znuny.db").display()
+    );
+    let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+    // A table shaped like another system's: its own names, an extra column, no create/change columns.
+    for stmt in [
+        "CREATE TABLE people (uid VARCHAR(200) NOT NULL, mail VARCHAR(150) NOT NULL, org VARCHAR(150) NOT NULL, given VARCHAR(100) NOT NULL, surname VARCHAR(100) NOT NULL, room VARCHAR(20) NULL, valid_id SMALLINT NOT NULL)",
+        "INSERT INTO people VALUES ('jürgen', 'Juergen@Example.com', 'acme', 'Jürgen', 'Groß', '4.11', 1)",
+        "CREATE TABLE customer_preferences (user_id VARCHAR(250) NOT NULL, preferences_key VARCHAR(150) NOT NULL, preferences_value VARCHAR(250) NULL)",
+    ] {
+        sqlx::query(stmt).execute(&mut conn).await.unwrap();
+    }
+    // No customer sources: this database has no company table.
+    let config = "customer_sources = []\n".to_owned()
+        + &user_source(
+        "znuny",
+        &url,
+        "people",
+        "migrate = false\nforeign_db = true\ncustomer_company_support = false\n[customer_user_sources.map]\nlogin = \"uid\"\nemail = \"mail\"\ncustomer_id = \"org\"\nfirst_name = \"given\"\nlast_name = \"surname\"\ntitle = \"\"\nphone = \"\"\nfax = \"\"\nmobile = \"\"\nstreet = \"\"\nzip = \"\"\ncity = \"\"\ncountry = \"\"\ncomment = \"\"\npassword = \"\"\nroom = \"room\"\n",
+    );
+    let mut s = TestServer::start(&config).await;
+    let u = s
+        .users
+        .get_customer_user(pb::GetCustomerUserRequest {
+            login: "JÜRGEN".into(),
+        })
+        .await
+        .expect("get from the foreign table")
+        .into_inner();
+    assert_eq!(u.login, "jürgen");
+    assert_eq!(u.extra.get("room").map(String::as_str), Some("4.11"));
+    assert_eq!(u.full_name, "Jürgen Groß");
+    assert!(u.create_time.is_none());
+    let r = s
+        .users
+        .search_customer_users(pb::SearchCustomerUsersRequest {
+            criterion: Some(Criterion::Query("GROSS OR groß".into())),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.customer_users.len(), 1);
+    let updated = s
+        .users
+        .update_customer_user(pb::UpdateCustomerUserRequest {
+            login: "jürgen".into(),
+            customer_user: Some(pb::CustomerUser {
+                extra: [("room".to_owned(), "5.01".to_owned())].into(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["extra.room".into()],
+            }),
+        })
+        .await
+        .expect("update a foreign row")
+        .into_inner();
+    assert_eq!(updated.extra.get("room").map(String::as_str), Some("5.01"));
+    s.stop().await;
+    let tables: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(
+        tables,
+        ["customer_preferences", "people"],
+        "nothing was created"
+    );
+}
