@@ -1136,6 +1136,67 @@ async fn customers(backend: Backend) {
     s.stop().await;
 }
 
+async fn read_only_source(backend: Backend) {
+    let Some(db) = fresh_db(backend).await else {
+        return;
+    };
+    let config = user_source(
+        "ro",
+        &db.url,
+        "customer_user_ro",
+        "read_only = true\ncustomer_company_support = false",
+    ) + &user_source(
+        "rw",
+        &db.url,
+        "customer_user",
+        "customer_company_support = false",
+    );
+    let mut s = TestServer::start(&config).await;
+    // Creates skip the read-only source by default and are refused when it is named.
+    create(&mut s, user("writer", "W", "R", "w@example.com", "c")).await;
+    let err = s
+        .users
+        .create_customer_user(pb::CreateCustomerUserRequest {
+            source: "ro".into(),
+            customer_user: Some(user("nope", "N", "O", "n@example.com", "c")),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(err.message().contains("\"ro\""), "{}", err.message());
+    let mut raw = <sqlx::AnyConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .expect("raw connect");
+    sqlx::query("INSERT INTO customer_user_ro (login, email, customer_id, first_name, last_name, valid_id, create_time, create_by, change_time, change_by) VALUES ('reader', 'r@example.com', 'c', 'R', 'O', 1, CURRENT_TIMESTAMP, 1, CURRENT_TIMESTAMP, 1)")
+        .execute(&mut raw)
+        .await
+        .expect("insert");
+    let err = s
+        .users
+        .update_customer_user(pb::UpdateCustomerUserRequest {
+            login: "reader".into(),
+            customer_user: Some(pb::CustomerUser {
+                city: "X".into(),
+                ..Default::default()
+            }),
+            update_mask: mask(&["city"]),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    // Preferences of a read-only source's users still work.
+    s.users
+        .set_preference(pb::SetPreferenceRequest {
+            login: "reader".into(),
+            key: "UserLanguage".into(),
+            value: "de".into(),
+        })
+        .await
+        .expect("preferences are writable");
+    s.stop().await;
+}
+
 macro_rules! conformance {
     ($($test:ident),* $(,)?) => {
         mod sqlite { use super::*; $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $test() { super::$test(Backend::Sqlite).await } )* }
@@ -1154,4 +1215,5 @@ conformance!(
     multiple_sources,
     source_down,
     customers,
+    read_only_source,
 );

@@ -113,14 +113,18 @@ where
     fan_out_refs(&all, deadline, call).await
 }
 
-/// Sources have names; lets `fan_out` work over both kinds.
+/// What the multiplexer needs of any source kind.
 pub trait Named {
     fn name(&self) -> &str;
+    fn is_writable(&self) -> bool;
 }
 
 impl Named for dyn CustomerUserSource {
     fn name(&self) -> &str {
         CustomerUserSource::name(self)
+    }
+    fn is_writable(&self) -> bool {
+        self.writable()
     }
 }
 
@@ -128,6 +132,43 @@ impl Named for dyn CustomerSource {
     fn name(&self) -> &str {
         CustomerSource::name(self)
     }
+    fn is_writable(&self) -> bool {
+        self.writable()
+    }
+}
+
+/// The source a create goes to: the named one, or the first writable one; a read-only target
+/// is `FailedPrecondition` naming it.
+fn write_target<S: ?Sized + Named>(
+    sources: &[Bounded<S>],
+    name: Option<&str>,
+    kind: &str,
+) -> Result<Arc<S>> {
+    let target = match name {
+        Some(name) => sources
+            .iter()
+            .find(|b| b.source.name() == name)
+            .ok_or_else(|| {
+                Error::invalid("source", format!("no {kind} source is named {name:?}"))
+            })?,
+        None => sources
+            .iter()
+            .find(|b| b.source.is_writable())
+            .ok_or_else(|| Error::FailedPrecondition {
+                reason: "NO_WRITABLE_SOURCE",
+                message: format!("no writable {kind} source is configured"),
+            })?,
+    };
+    if !target.source.is_writable() {
+        return Err(Error::FailedPrecondition {
+            reason: "SOURCE_READ_ONLY",
+            message: format!(
+                "{kind} source {:?} is read-only; write to a writable source",
+                target.source.name()
+            ),
+        });
+    }
+    Ok(target.source.clone())
 }
 
 /// Merges pages: first source wins on a key (case-insensitive), sorted by key, cut at `limit`.
@@ -333,31 +374,7 @@ impl Directory {
         generate_password: bool,
         deadline: Instant,
     ) -> Result<(CustomerUser, Option<String>)> {
-        let target = match source {
-            Some(name) => self.user_source(name).cloned().ok_or_else(|| {
-                Error::invalid(
-                    "source",
-                    format!("no customer-user source is named {name:?}"),
-                )
-            })?,
-            None => self
-                .user_sources()
-                .find(|s| s.writable())
-                .cloned()
-                .ok_or_else(|| Error::FailedPrecondition {
-                    reason: "NO_WRITABLE_SOURCE",
-                    message: "every customer-user source is read-only".into(),
-                })?,
-        };
-        if !target.writable() {
-            return Err(Error::FailedPrecondition {
-                reason: "SOURCE_READ_ONLY",
-                message: format!(
-                    "customer-user source {:?} is read-only; write to a writable source",
-                    target.name()
-                ),
-            });
-        }
+        let target = write_target(&self.users, source, "customer-user")?;
         let mut violations = check_user(&user, target.schema(), target.name());
         if password.is_some() && generate_password {
             violations.push(FieldViolation::new(
@@ -669,28 +686,7 @@ impl Directory {
         customer: Customer,
         deadline: Instant,
     ) -> Result<Customer> {
-        let target = match source {
-            Some(name) => self.customer_source(name).cloned().ok_or_else(|| {
-                Error::invalid("source", format!("no customer source is named {name:?}"))
-            })?,
-            None => self
-                .customer_sources()
-                .find(|s| s.writable())
-                .cloned()
-                .ok_or_else(|| Error::FailedPrecondition {
-                    reason: "NO_WRITABLE_SOURCE",
-                    message: "no writable customer source is configured".into(),
-                })?,
-        };
-        if !target.writable() {
-            return Err(Error::FailedPrecondition {
-                reason: "SOURCE_READ_ONLY",
-                message: format!(
-                    "customer source {:?} is read-only; write to a writable source",
-                    target.name()
-                ),
-            });
-        }
+        let target = write_target(&self.customers, source, "customer")?;
         let violations = check_record(&customer, target.schema(), target.name());
         if !violations.is_empty() {
             return Err(Error::InvalidArgument(violations));
