@@ -216,18 +216,21 @@ fn flatten(
 async fn probe_sources(dir: Arc<Directory>, reporter: HealthReporter) {
     let mut last: std::collections::HashMap<String, bool> = Default::default();
     loop {
-        let mut results = Vec::new();
+        // A customer-user and a customer source may share a name: `source/<name>` serves only
+        // when every source of that name answers.
+        let mut results: std::collections::BTreeMap<String, Result<(), String>> =
+            Default::default();
+        let mut record = |name: &str, r: Result<(), crate::source::SourceError>| {
+            let slot = results.entry(name.to_owned()).or_insert(Ok(()));
+            if slot.is_ok() {
+                *slot = r.map_err(|e| e.to_string());
+            }
+        };
         for s in dir.user_sources() {
-            results.push((
-                s.name().to_owned(),
-                s.ping().await.map_err(|e| e.to_string()),
-            ));
+            record(s.name(), s.ping().await);
         }
         for s in dir.customer_sources() {
-            results.push((
-                s.name().to_owned(),
-                s.ping().await.map_err(|e| e.to_string()),
-            ));
+            record(s.name(), s.ping().await);
         }
         for (name, r) in results {
             let ok = r.is_ok();

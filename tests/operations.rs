@@ -260,3 +260,79 @@ async fn a_foreign_table_is_served_and_never_migrated() {
         "nothing was created"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_slower_than_the_callers_deadline_gives_a_partial_answer() {
+    // A "database" that accepts connections and never answers.
+    let blackhole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = blackhole.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = blackhole.accept().await {
+            open.push(socket);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let live = format!("sqlite://{}", dir.path().join("live.db").display());
+    let config = user_source(
+        "slow",
+        &format!("postgres://nobody@127.0.0.1:{port}/none"),
+        "customer_user",
+        "customer_company_support = false",
+    )
+    .replace("timeout = \"3s\"", "timeout = \"60s\"")
+    .replace("connect_timeout = \"2s\"", "connect_timeout = \"60s\"")
+        + &user_source(
+            "live",
+            &live,
+            "customer_user",
+            "customer_company_support = false",
+        );
+    let mut s = TestServer::start(&config).await;
+    let mut request = tonic::Request::new(pb::SearchCustomerUsersRequest {
+        criterion: Some(Criterion::Query("*".into())),
+        ..Default::default()
+    });
+    request.set_timeout(std::time::Duration::from_millis(1500));
+    let r = s
+        .users
+        .search_customer_users(request)
+        .await
+        .expect("the live source answers within the deadline")
+        .into_inner();
+    let slow = r
+        .source_status
+        .iter()
+        .find(|st| st.source == "slow")
+        .unwrap();
+    assert!(!slow.ok, "{slow:?}");
+    assert!(slow.error.contains("no answer within"), "{slow:?}");
+    assert!(
+        r.source_status
+            .iter()
+            .find(|st| st.source == "live")
+            .unwrap()
+            .ok
+    );
+
+    // Health: the server serves, the slow source does not.
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", s.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let overall = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        overall.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+    s.stop().await;
+    held.abort();
+}
