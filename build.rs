@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         "proto/clientele/v1/common.proto",
         "proto/clientele/v1/customer_user.proto",
         "proto/clientele/v1/customer.proto",
+        "proto/clientele/v1/group.proto",
     ];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");

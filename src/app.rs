@@ -7,16 +7,19 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 use tonic_health::{server::HealthReporter, ServingStatus};
 
-use crate::api::{CustomerApi, CustomerUserApi};
+use crate::api::{CustomerApi, CustomerUserApi, GroupApi};
 use crate::config::Settings;
-use crate::directory::{Bounded, Directory};
+use crate::directory::{Bounded, Directory, Groups};
+use crate::domain::group::Policy;
 use crate::proto::{
     customer_service_server::CustomerServiceServer,
     customer_user_service_server::CustomerUserServiceServer,
+    group_service_server::GroupServiceServer,
 };
 use crate::source::{
     sql::{
-        customer::SqlCustomerSource, user::SqlUserSource, Db, DbRegistry, SourceTable, TableKind,
+        customer::SqlCustomerSource, groups::SqlGroupStore, user::SqlUserSource, Db, DbRegistry,
+        SourceTable, TableKind,
     },
     CustomerSource, CustomerUserSource,
 };
@@ -60,6 +63,20 @@ pub fn build(settings: Settings) -> Result<App, String> {
                     name: s.table.clone(),
                 });
                 spec.lock_names.push(s.table.clone());
+            }
+        });
+    }
+    if let Some(g) = &settings.groups {
+        registry.want(&g.url, |spec| {
+            spec.pool_size = spec.pool_size.max(4);
+            spec.connect_timeout = spec.connect_timeout.max(Duration::from_secs(5));
+            if g.migrate {
+                spec.migrate = true;
+                spec.tables.push(SourceTable {
+                    kind: TableKind::Groups,
+                    name: g.table.clone(),
+                });
+                spec.lock_names.push(g.table.clone());
             }
         });
     }
@@ -108,10 +125,28 @@ pub fn build(settings: Settings) -> Result<App, String> {
         .map(|s| s.settings.list_limit as usize)
         .min()
         .unwrap_or(250);
+    let groups = match &settings.groups {
+        Some(g) => Some(Groups {
+            store: Arc::new(SqlGroupStore::new(db(&g.url)?, &g.table)),
+            policy: Policy {
+                customer_group_support: g.customer_group_support,
+                always_groups: g.always_groups.clone(),
+                customer_always_groups: g.customer_always_groups.clone(),
+                keys: g.permissions.clone(),
+            },
+        }),
+        None => None,
+    };
     let mut databases: Vec<(String, Arc<Db>)> = dbs.into_iter().collect();
     databases.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(App {
-        directory: Arc::new(Directory::new(users, customers, user_limit, customer_limit)),
+        directory: Arc::new(Directory::new(
+            users,
+            customers,
+            user_limit,
+            customer_limit,
+            groups,
+        )),
         databases,
         settings,
     })
@@ -140,6 +175,10 @@ impl App {
         for s in self.directory.customer_sources() {
             let r = tokio::time::timeout(Duration::from_secs(15), s.ping()).await;
             out.push((format!("customer_sources {:?}", s.name()), flatten(r)));
+        }
+        if let Some(g) = self.directory.group_store() {
+            let r = tokio::time::timeout(Duration::from_secs(15), g.ping()).await;
+            out.push(("groups".to_owned(), flatten(r)));
         }
         out
     }
@@ -181,6 +220,10 @@ impl App {
                 deadline,
             )))
             .add_service(CustomerServiceServer::new(CustomerApi::new(
+                self.directory.clone(),
+                deadline,
+            )))
+            .add_service(GroupServiceServer::new(GroupApi::new(
                 self.directory.clone(),
                 deadline,
             )))
@@ -231,6 +274,9 @@ async fn probe_sources(dir: Arc<Directory>, reporter: HealthReporter) {
         }
         for s in dir.customer_sources() {
             record(s.name(), s.ping().await);
+        }
+        if let Some(g) = dir.group_store() {
+            record("groups", g.ping().await);
         }
         for (name, r) in results {
             let ok = r.is_ok();

@@ -4,7 +4,9 @@
 pub mod convert;
 pub mod customer;
 pub mod customer_user;
+pub mod group;
 pub mod status;
 
 pub use customer::CustomerApi;
 pub use customer_user::CustomerUserApi;
+pub use group::GroupApi;

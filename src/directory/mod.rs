@@ -15,6 +15,7 @@ use futures::future::join_all;
 use tokio::time::{timeout_at, Instant};
 
 use crate::auth;
+use crate::domain::group::Policy;
 use crate::domain::{
     customer_user::check_user,
     email, fold, limits,
@@ -24,7 +25,9 @@ use crate::domain::{
     UserField,
 };
 use crate::error::{Error, FieldViolation, Result};
-use crate::source::{CustomerSource, CustomerUserSource, SourceError};
+use crate::source::{CustomerSource, CustomerUserSource, GroupStore, SourceError};
+
+mod groups;
 
 /// The most records one search returns, whatever the caller asks.
 pub const MAX_LIMIT: usize = 10_000;
@@ -95,6 +98,13 @@ pub struct Directory {
     customers: Vec<Bounded<dyn CustomerSource>>,
     user_limit: usize,
     customer_limit: usize,
+    groups: Option<Groups>,
+}
+
+/// The group store and the rules that decide permissions.
+pub struct Groups {
+    pub store: Arc<dyn GroupStore>,
+    pub policy: Policy,
 }
 
 /// Runs `call` on every source concurrently, each bounded by the earlier of `deadline` and the
@@ -264,17 +274,24 @@ impl Directory {
         customers: Vec<Bounded<dyn CustomerSource>>,
         user_limit: usize,
         customer_limit: usize,
+        groups: Option<Groups>,
     ) -> Self {
         Self {
             users,
             customers,
             user_limit,
             customer_limit,
+            groups,
         }
     }
 
     pub fn user_sources(&self) -> impl Iterator<Item = &Arc<dyn CustomerUserSource>> {
         self.users.iter().map(|b| &b.source)
+    }
+
+    /// The group store, when one is configured.
+    pub fn group_store(&self) -> Option<&Arc<dyn GroupStore>> {
+        self.groups.as_ref().map(|g| &g.store)
     }
 
     pub fn customer_sources(&self) -> impl Iterator<Item = &Arc<dyn CustomerSource>> {
@@ -444,7 +461,16 @@ impl Directory {
             )
             .await?;
         }
-        source.update(&current.login, &patch).await
+        let updated = source.update(&current.login, &patch).await?;
+        if let (Some(g), true) = (&self.groups, updated.login != current.login) {
+            g.store.rename_login(&current.login, &updated.login).await.map_err(|e| {
+                Error::Unavailable(format!(
+                    "customer user renamed to {:?}, but its group grants still name {:?}: {e}; repeat the rename",
+                    updated.login, current.login
+                ))
+            })?;
+        }
+        Ok(updated)
     }
 
     /// Searches the sources named in `only` (all when empty) and merges.
@@ -764,6 +790,11 @@ impl Directory {
         if let Some(new_id) = renamed {
             let done = source.renames_users_of();
             let mut failed = Vec::new();
+            if let Some(g) = &self.groups {
+                if let Err(e) = g.store.rename_customer(&current.customer_id, &new_id).await {
+                    failed.push(format!("group grants: {e}"));
+                }
+            }
             for s in self
                 .user_sources()
                 .filter(|s| !done.iter().any(|d| d == s.name()))

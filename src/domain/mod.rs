@@ -3,6 +3,7 @@
 pub mod customer;
 pub mod customer_user;
 pub mod email;
+pub mod group;
 pub mod query;
 pub mod record;
 pub mod search;

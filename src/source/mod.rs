@@ -15,8 +15,9 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 
 use crate::domain::{
+    group::{Context, Group},
     search::{CustomerSearch, Page, UserSearch},
-    Customer, CustomerPatch, CustomerSchema, CustomerUser, CustomerUserPatch, UserSchema,
+    Customer, CustomerPatch, CustomerSchema, CustomerUser, CustomerUserPatch, Patch, UserSchema,
 };
 use crate::error::Error;
 
@@ -89,6 +90,15 @@ pub trait CustomerUserSource: Send + Sync {
     async fn preferences(&self, login: &str) -> Result<BTreeMap<String, String>, SourceError>;
     /// Replaces one preference of `login`.
     async fn set_preference(&self, login: &str, key: &str, value: &str) -> Result<(), Error>;
+    /// The customer users with these logins (any validity), one round trip per batch.
+    async fn get_many(&self, logins: &[String]) -> Result<Vec<CustomerUser>, SourceError>;
+    /// The customer users whose primary customer id is one of `customer_ids` (any validity).
+    async fn by_customer_ids(
+        &self,
+        customer_ids: &[String],
+    ) -> Result<Vec<CustomerUser>, SourceError>;
+    /// Logins with an additional membership in any of `customer_ids`.
+    async fn members_of_any(&self, customer_ids: &[String]) -> Result<Vec<String>, SourceError>;
     /// Moves every customer user and membership of customer `old` to `new`; returns how many
     /// customer users changed. A read-only source changes nothing and returns 0.
     async fn rename_customer_id(&self, old: &str, new: &str) -> Result<u64, Error>;
@@ -113,4 +123,66 @@ pub trait CustomerSource: Send + Sync {
     /// Applies `patch`; a renamed id also moves the references kept in the same database
     /// (customer users of co-located sources, memberships) in the same transaction.
     async fn update(&self, customer_id: &str, patch: &CustomerPatch) -> Result<Customer, Error>;
+}
+
+/// A group with its storage id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredGroup {
+    pub id: i64,
+    pub group: Group,
+}
+
+/// Where groups and grants are kept (the OTRS groups table, `group_customer_user`,
+/// `group_customer`). Logins and customer ids in grants are matched exactly (callers pass the
+/// canonical ones); group names case-insensitively.
+#[async_trait]
+pub trait GroupStore: Send + Sync {
+    async fn ping(&self) -> Result<(), SourceError>;
+    /// The group with this name, or `None`.
+    async fn get(&self, name: &str) -> Result<Option<StoredGroup>, SourceError>;
+    /// Every group (any validity), sorted by name.
+    async fn list(&self) -> Result<Vec<StoredGroup>, SourceError>;
+    /// Stores a new group; refuses a name that exists (case-insensitive).
+    async fn create(&self, group: &Group) -> Result<Group, Error>;
+    /// Applies `patch` to the group `name`.
+    async fn update(&self, name: &str, patch: &Patch<Group>) -> Result<Group, Error>;
+    /// Sets each named key of `login` on the group (others untouched); returns the keys held.
+    async fn set_user_permissions(
+        &self,
+        login: &str,
+        group_id: i64,
+        changes: &[(String, bool)],
+    ) -> Result<Vec<String>, Error>;
+    /// Replaces the keys of `customer_id` on the group in `context`; returns the keys held.
+    async fn set_customer_permissions(
+        &self,
+        customer_id: &str,
+        group_id: i64,
+        context: Context,
+        keys: &[String],
+    ) -> Result<Vec<String>, Error>;
+    /// Direct grants of `login`: (group id, key) with value 1.
+    async fn user_grants(&self, login: &str) -> Result<Vec<(i64, String)>, SourceError>;
+    /// Grants of these customers: (customer id, group id, key, context) with value 1.
+    async fn customer_grants(
+        &self,
+        customer_ids: &[String],
+    ) -> Result<Vec<(String, i64, String, Context)>, SourceError>;
+    /// Logins granted any of `keys` directly on the group.
+    async fn group_user_grants(
+        &self,
+        group_id: i64,
+        keys: &[&str],
+    ) -> Result<Vec<String>, SourceError>;
+    /// Customer ids granted any of `keys` on the group in `context`.
+    async fn group_customer_grants(
+        &self,
+        group_id: i64,
+        keys: &[&str],
+        context: Context,
+    ) -> Result<Vec<String>, SourceError>;
+    /// Grants of login `old` become grants of `new`.
+    async fn rename_login(&self, old: &str, new: &str) -> Result<(), Error>;
+    /// Grants of customer `old` become grants of `new`.
+    async fn rename_customer(&self, old: &str, new: &str) -> Result<(), Error>;
 }

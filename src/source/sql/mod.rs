@@ -7,6 +7,7 @@
 //! validated configuration only.
 
 pub mod customer;
+pub mod groups;
 pub mod table;
 pub mod user;
 
@@ -387,6 +388,8 @@ pub struct SourceTable {
 pub enum TableKind {
     CustomerUser,
     CustomerCompany,
+    /// The groups table (configurable name) with `group_customer_user` and `group_customer`.
+    Groups,
 }
 
 /// One database: a lazily connecting pool shared by every source configured on the same URL,
@@ -607,6 +610,15 @@ fn create_table_sql(dialect: Dialect, table: &SourceTable) -> Vec<String> {
         }
         (Dialect::Sqlite, TableKind::CustomerCompany) => {
             include_str!("../../../migrations/templates/sqlite/customer_company.sql")
+        }
+        (Dialect::Postgres, TableKind::Groups) => {
+            include_str!("../../../migrations/templates/postgres/groups.sql")
+        }
+        (Dialect::MySql, TableKind::Groups) => {
+            include_str!("../../../migrations/templates/mysql/groups.sql")
+        }
+        (Dialect::Sqlite, TableKind::Groups) => {
+            include_str!("../../../migrations/templates/sqlite/groups.sql")
         }
     };
     template

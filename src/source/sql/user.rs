@@ -125,26 +125,34 @@ impl SqlUserSource {
             .map(normalize_address)
     }
 
-    /// `(f1 matches any address OR f2 …)`: an IN list where the dialect folds every address,
-    /// one superset LIKE per address where it cannot.
+    /// `(f1 matches any address OR f2 …)` over the postmaster fields.
     fn push_postmaster_condition(&self, sql: &mut Sql, addresses: &[String]) {
+        let cols: Vec<&str> = self
+            .cfg
+            .postmaster_fields
+            .iter()
+            .filter_map(|a| self.cfg.map.column(a))
+            .collect();
+        self.push_equals_any(sql, &cols, addresses);
+    }
+
+    /// `(any of cols equals any of values, case-insensitively)`: an IN list of folded values
+    /// where the dialect folds them, one superset LIKE per value where it cannot.
+    fn push_equals_any(&self, sql: &mut Sql, cols: &[&str], values: &[String]) {
         let d = self.db.dialect();
-        let (plain, special): (Vec<&String>, Vec<&String>) = addresses
+        let (plain, special): (Vec<&String>, Vec<&String>) = values
             .iter()
             .partition(|a| a.is_ascii() || d != Dialect::Sqlite);
         sql.push("(");
         let mut first = true;
-        for attr in &self.cfg.postmaster_fields {
-            let Some(col) = self.cfg.map.column(attr) else {
-                continue;
-            };
+        for col in cols {
             if !plain.is_empty() {
                 if !first {
                     sql.push(" OR ");
                 }
                 first = false;
                 sql.push("LOWER(").push(col).push(") IN (");
-                sql.text_list(plain.iter().map(|a| (*a).clone()));
+                sql.text_list(plain.iter().map(|a| fold(a)));
                 sql.push(")");
             }
             for a in &special {
@@ -159,6 +167,33 @@ impl SqlUserSource {
             sql.push("1=0");
         }
         sql.push(")");
+    }
+
+    /// Records whose `col` equals one of `values` under the source's case rules, in batches.
+    async fn fetch_equal_any(
+        &self,
+        col: &str,
+        values: &[String],
+        value_of: impl Fn(&CustomerUser) -> &str,
+    ) -> Result<Vec<CustomerUser>, SourceError> {
+        self.db.ready().await?;
+        let mut out = Vec::new();
+        for chunk in values.chunks(EMAIL_BATCH) {
+            let mut sql = self.table.select();
+            self.push_equals_any(&mut sql, &[col], chunk);
+            let rows = sql
+                .query()
+                .fetch_all(self.db.pool())
+                .await
+                .map_err(source_error)?;
+            for row in &rows {
+                let u = self.finish(self.table.row_to_record(row)?);
+                if chunk.iter().any(|v| self.table.same_key(value_of(&u), v)) {
+                    out.push(u);
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn write_err(&self, e: sqlx::Error, key: &str) -> Error {
@@ -653,6 +688,41 @@ impl CustomerUserSource for SqlUserSource {
             .await
             .map_err(|e| self.write_err(e, login))?;
         tx.commit().await.map_err(|e| self.write_err(e, login))
+    }
+
+    async fn get_many(&self, logins: &[String]) -> Result<Vec<CustomerUser>, SourceError> {
+        let col = self.table.key_col.clone();
+        self.fetch_equal_any(&col, logins, |u| &u.login).await
+    }
+
+    async fn by_customer_ids(
+        &self,
+        customer_ids: &[String],
+    ) -> Result<Vec<CustomerUser>, SourceError> {
+        let Some(col) = self.column(UserField::CustomerId).map(str::to_owned) else {
+            return Ok(Vec::new());
+        };
+        self.fetch_equal_any(&col, customer_ids, |u| &u.customer_id)
+            .await
+    }
+
+    async fn members_of_any(&self, customer_ids: &[String]) -> Result<Vec<String>, SourceError> {
+        self.db.ready().await?;
+        let mut out = Vec::new();
+        for chunk in customer_ids.chunks(EMAIL_BATCH) {
+            let mut sql = Sql::new(self.db.dialect());
+            sql.push("SELECT DISTINCT user_id FROM customer_user_customer WHERE customer_id IN (");
+            sql.text_list(chunk.iter().cloned()).push(")");
+            let rows = sql
+                .query()
+                .fetch_all(self.db.pool())
+                .await
+                .map_err(source_error)?;
+            for r in &rows {
+                out.push(text_at(r, 0)?);
+            }
+        }
+        Ok(out)
     }
 
     async fn rename_customer_id(&self, old: &str, new: &str) -> Result<u64, Error> {
