@@ -8,7 +8,7 @@ use tonic::transport::Server;
 use tonic_health::{server::HealthReporter, ServingStatus};
 
 use crate::api::{CustomerApi, CustomerUserApi, GroupApi};
-use crate::config::Settings;
+use crate::config::{Settings, SourceKind};
 use crate::directory::{Bounded, Directory, Groups};
 use crate::domain::group::Policy;
 use crate::proto::{
@@ -17,6 +17,7 @@ use crate::proto::{
     group_service_server::GroupServiceServer,
 };
 use crate::source::{
+    ldap::{customer::LdapCustomerSource, user::LdapUserSource},
     sql::{
         customer::SqlCustomerSource, groups::SqlGroupStore, user::SqlUserSource, Db, DbRegistry,
         SourceTable, TableKind,
@@ -39,6 +40,15 @@ pub struct App {
 pub fn build(settings: Settings) -> Result<App, String> {
     let mut registry = DbRegistry::default();
     for s in &settings.user_sources {
+        if s.settings.kind == SourceKind::Ldap {
+            // Only the SQL store of preferences and memberships.
+            registry.want(&s.store_url, |spec| {
+                spec.pool_size = spec.pool_size.max(2);
+                spec.connect_timeout = spec.connect_timeout.max(s.settings.connect_timeout);
+                spec.migrate = true;
+            });
+            continue;
+        }
         registry.want(&s.url, |spec| {
             spec.pool_size = spec.pool_size.max(s.settings.pool_size);
             spec.connect_timeout = spec.connect_timeout.max(s.settings.connect_timeout);
@@ -52,7 +62,11 @@ pub fn build(settings: Settings) -> Result<App, String> {
             }
         });
     }
-    for s in &settings.customer_sources {
+    for s in settings
+        .customer_sources
+        .iter()
+        .filter(|s| s.settings.kind == SourceKind::Sql)
+    {
         registry.want(&s.url, |spec| {
             spec.pool_size = spec.pool_size.max(s.settings.pool_size);
             spec.connect_timeout = spec.connect_timeout.max(s.settings.connect_timeout);
@@ -87,32 +101,45 @@ pub fn build(settings: Settings) -> Result<App, String> {
             .ok_or_else(|| format!("no database for {url}"))
     };
     let mut sql_users = Vec::new();
+    let mut users: Vec<Bounded<dyn CustomerUserSource>> = Vec::new();
     for s in &settings.user_sources {
-        sql_users.push((
-            s.url.clone(),
-            Arc::new(SqlUserSource::new(s.clone(), db(&s.url)?)),
-        ));
-    }
-    let mut customers: Vec<Bounded<dyn CustomerSource>> = Vec::new();
-    for s in &settings.customer_sources {
-        let colocated = sql_users
-            .iter()
-            .filter(|(url, u)| url == &s.url && u.writable())
-            .filter_map(|(_, u)| u.customer_id_ref())
-            .collect();
-        customers.push(Bounded {
-            source: Arc::new(SqlCustomerSource::new(s.clone(), db(&s.url)?, colocated)),
+        let source: Arc<dyn CustomerUserSource> = match s.settings.kind {
+            SourceKind::Sql => {
+                let sql = Arc::new(SqlUserSource::new(s.clone(), db(&s.url)?));
+                sql_users.push((s.url.clone(), sql.clone()));
+                sql
+            }
+            SourceKind::Ldap => Arc::new(
+                LdapUserSource::new(s.clone(), db(&s.store_url)?)
+                    .map_err(|e| format!("customer-user source {:?}: {e}", s.settings.name))?,
+            ),
+        };
+        users.push(Bounded {
+            source,
             timeout: s.settings.timeout,
         });
     }
-    let users: Vec<Bounded<dyn CustomerUserSource>> = sql_users
-        .into_iter()
-        .zip(&settings.user_sources)
-        .map(|((_, source), cfg)| Bounded {
-            source: source as Arc<dyn CustomerUserSource>,
-            timeout: cfg.settings.timeout,
-        })
-        .collect();
+    let mut customers: Vec<Bounded<dyn CustomerSource>> = Vec::new();
+    for s in &settings.customer_sources {
+        let source: Arc<dyn CustomerSource> = match s.settings.kind {
+            SourceKind::Sql => {
+                let colocated = sql_users
+                    .iter()
+                    .filter(|(url, u)| url == &s.url && u.writable())
+                    .filter_map(|(_, u)| u.customer_id_ref())
+                    .collect();
+                Arc::new(SqlCustomerSource::new(s.clone(), db(&s.url)?, colocated))
+            }
+            SourceKind::Ldap => Arc::new(
+                LdapCustomerSource::new(s.clone())
+                    .map_err(|e| format!("customer source {:?}: {e}", s.settings.name))?,
+            ),
+        };
+        customers.push(Bounded {
+            source,
+            timeout: s.settings.timeout,
+        });
+    }
     let user_limit = settings
         .user_sources
         .iter()

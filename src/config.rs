@@ -224,6 +224,38 @@ pub struct SqlSettings {
     pub cache_ttl: Option<Duration>,
     #[serde(default)]
     pub map: BTreeMap<String, MapEntry>,
+    /// LDAP: further server URLs, tried in order after `url` (failover).
+    #[serde(default)]
+    pub urls: Vec<String>,
+    /// LDAP: where the entries live.
+    #[serde(default)]
+    pub base_dn: Option<String>,
+    /// LDAP: `sub` (default) or `one`.
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// LDAP: bind as this DN (anonymous when absent); the password from the env/file below.
+    #[serde(default)]
+    pub bind_dn: Option<String>,
+    #[serde(default)]
+    pub bind_password_env: Option<String>,
+    #[serde(default)]
+    pub bind_password_file: Option<String>,
+    /// LDAP: AND-ed into every search, e.g. `(objectClass=inetOrgPerson)`.
+    #[serde(default)]
+    pub always_filter: Option<String>,
+    /// LDAP: entries matching this filter are invalid, e.g. `(employeeType=inactive)`.
+    #[serde(default)]
+    pub invalid_filter: Option<String>,
+    /// LDAP: upgrade `ldap://` with StartTLS (certificates are always verified).
+    #[serde(default)]
+    pub starttls: bool,
+    /// LDAP: PEM file of the CA that signed the server certificate (default: system roots).
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    /// LDAP: the SQL database that keeps this source's preferences and memberships (default:
+    /// the first SQL customer-user source's, else the embedded SQLite file).
+    #[serde(default)]
+    pub store_url: Option<String>,
 }
 
 /// `[[customer_user_sources]]`
@@ -309,6 +341,17 @@ impl SqlSettings {
             search_suffix: star(),
             cache_ttl: None,
             map: BTreeMap::new(),
+            urls: Vec::new(),
+            base_dn: None,
+            scope: None,
+            bind_dn: None,
+            bind_password_env: None,
+            bind_password_file: None,
+            always_filter: None,
+            invalid_filter: None,
+            starttls: false,
+            ca_file: None,
+            store_url: None,
         }
     }
 
@@ -323,6 +366,25 @@ impl SqlSettings {
                 .map_err(|e| format!("cannot read url_file {path:?}: {e}")),
             (None, None, None) => Err("one of url, url_env, url_file is required".into()),
             _ => Err("set only one of url, url_env, url_file".into()),
+        }
+    }
+
+    /// LDAP: `url` then `urls`, in failover order.
+    pub fn ldap_urls(&self) -> Vec<String> {
+        self.url.iter().chain(&self.urls).cloned().collect()
+    }
+
+    /// LDAP: the bind password from `bind_password_env` / `bind_password_file`.
+    pub fn bind_password(&self) -> Result<String, String> {
+        match (&self.bind_password_env, &self.bind_password_file) {
+            (Some(var), None) => {
+                std::env::var(var).map_err(|_| format!("environment variable {var:?} is not set"))
+            }
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
+                .map_err(|e| format!("cannot read bind_password_file {path:?}: {e}")),
+            (None, None) => Err("bind_dn needs bind_password_env or bind_password_file".into()),
+            _ => Err("set only one of bind_password_env, bind_password_file".into()),
         }
     }
 
@@ -361,16 +423,22 @@ impl<F: Field> ResolvedMap<F> {
 /// other name is an extra attribute. `extra_builtins` are fields outside `F::RECORD` that may be
 /// mapped (the customer-user password).
 fn resolve_map<F: Field>(
+    kind: SourceKind,
     map: &BTreeMap<String, MapEntry>,
     extra_builtins: &[F],
     key: &str,
     problems: &mut Vec<String>,
 ) -> ResolvedMap<F> {
+    let check = |path: &str, name: &str, problems: &mut Vec<String>| match kind {
+        SourceKind::Sql => check_identifier(path, name, problems),
+        SourceKind::Ldap => check_ldap_attr(path, name, problems),
+    };
     let builtins: Vec<F> = F::RECORD.iter().chain(extra_builtins).copied().collect();
     let mut columns = Vec::new();
     let mut rules = Vec::new();
     for &f in &builtins {
         let (column, required, read_only) = match map.get(f.name()) {
+            None if kind == SourceKind::Ldap => (f.default_ldap_attr().to_owned(), None, false),
             None => (f.default_column().to_owned(), None, false),
             Some(MapEntry::Column(c)) => (c.clone(), None, false),
             Some(MapEntry::Full {
@@ -388,7 +456,14 @@ fn resolve_map<F: Field>(
             }
             continue;
         }
-        check_identifier(&format!("{key}.map.{}", f.name()), &column, problems);
+        if kind == SourceKind::Ldap && f == F::VALIDITY {
+            problems.push(format!(
+                "{key}.map.{}: LDAP sources mark invalid entries with invalid_filter",
+                f.name()
+            ));
+            continue;
+        }
+        check(&format!("{key}.map.{}", f.name()), &column, problems);
         columns.push((Attr::Field(f), column));
         if F::RECORD.contains(&f) {
             rules.push(AttrRule {
@@ -414,7 +489,7 @@ fn resolve_map<F: Field>(
                 read_only,
             } => (column.clone(), required.unwrap_or(false), *read_only),
         };
-        check_identifier(&path, &column, problems);
+        check(&path, &column, problems);
         columns.push((Attr::Extra(name.clone()), column));
         rules.push(AttrRule {
             attr: Attr::Extra(name.clone()),
@@ -442,6 +517,19 @@ fn check_identifier(key: &str, ident: &str, problems: &mut Vec<String>) {
         problems.push(format!(
             "{key}: {ident:?} is not a plain SQL name (letters, digits, _; at most 64)"
         ));
+    }
+}
+
+/// LDAP attribute descriptions: a name (letters, digits, hyphens) or a numeric OID.
+fn check_ldap_attr(key: &str, attr: &str, problems: &mut Vec<String>) {
+    let name = attr.starts_with(|c: char| c.is_ascii_alphabetic())
+        && attr.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    let oid = !attr.is_empty()
+        && attr
+            .split('.')
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+    if !(name || oid) || attr.len() > 128 {
+        problems.push(format!("{key}: {attr:?} is not an LDAP attribute name"));
     }
 }
 
@@ -481,7 +569,10 @@ fn resolve_attrs<F: Field>(
 #[derive(Debug, Clone)]
 pub struct UserSource {
     pub settings: SqlSettings,
+    /// SQL: the database URL; LDAP: the first server URL.
     pub url: String,
+    /// The SQL database of preferences and memberships (SQL sources: `url`).
+    pub store_url: String,
     pub table: String,
     pub map: ResolvedMap<UserField>,
     pub search_fields: Vec<Attr<UserField>>,
@@ -512,6 +603,60 @@ pub struct Settings {
     pub groups: Option<GroupSettings>,
 }
 
+/// LDAP settings, checked; returns the first server URL.
+fn check_ldap(s: &SqlSettings, key: &str, problems: &mut Vec<String>) -> String {
+    let urls = s.ldap_urls();
+    if urls.is_empty() {
+        problems.push(format!(
+            "{key}.url: an ldap:// or ldaps:// URL (or urls) is required"
+        ));
+    }
+    for u in &urls {
+        if !(u.starts_with("ldap://") || u.starts_with("ldaps://")) {
+            problems.push(format!(
+                "{key}.url: {u:?} is not an ldap:// or ldaps:// URL"
+            ));
+        }
+        if s.starttls && u.starts_with("ldaps://") {
+            problems.push(format!(
+                "{key}.starttls: not with ldaps:// ({u:?} is TLS already)"
+            ));
+        }
+    }
+    if s.base_dn.as_deref().is_none_or(|b| b.trim().is_empty()) {
+        problems.push(format!("{key}.base_dn: required for an LDAP source"));
+    }
+    if !matches!(s.scope.as_deref(), None | Some("sub" | "one")) {
+        problems.push(format!("{key}.scope: \"sub\" or \"one\""));
+    }
+    if s.bind_dn.is_some() {
+        if let Err(e) = s.bind_password() {
+            problems.push(format!("{key}.bind_password_env: {e}"));
+        }
+    }
+    for (k, f) in [
+        ("always_filter", &s.always_filter),
+        ("invalid_filter", &s.invalid_filter),
+    ] {
+        if let Some(f) = f {
+            if !(f.starts_with('(') && f.ends_with(')')) {
+                problems.push(format!(
+                    "{key}.{k}: {f:?} must be a parenthesised LDAP filter"
+                ));
+            }
+        }
+    }
+    if let Some(ca) = &s.ca_file {
+        if let Err(e) = std::fs::metadata(ca) {
+            problems.push(format!("{key}.ca_file: {ca:?}: {e}"));
+        }
+    }
+    if s.list_limit == 0 {
+        problems.push(format!("{key}.list_limit: must be at least 1"));
+    }
+    urls.first().cloned().unwrap_or_default()
+}
+
 fn check_common(s: &SqlSettings, key: &str, problems: &mut Vec<String>) -> String {
     if s.name.trim().is_empty() || s.name.trim() != s.name {
         problems.push(format!(
@@ -519,9 +664,7 @@ fn check_common(s: &SqlSettings, key: &str, problems: &mut Vec<String>) -> Strin
         ));
     }
     if s.kind == SourceKind::Ldap {
-        problems.push(format!(
-            "{key}.kind: \"ldap\" sources are not supported by this build yet; use \"sql\""
-        ));
+        return check_ldap(s, key, problems);
     }
     let url = match s.resolve_url() {
         Ok(u) => u,
@@ -668,7 +811,13 @@ impl Config {
         for (i, c) in user_cfgs.into_iter().enumerate() {
             let key = format!("customer_user_sources[{i}]");
             let url = check_common(&c.sql, &key, &mut problems);
-            let map = resolve_map(&c.sql.map, &[UserField::Password], &key, &mut problems);
+            let map = resolve_map(
+                c.sql.kind,
+                &c.sql.map,
+                &[UserField::Password],
+                &key,
+                &mut problems,
+            );
             let search_fields = resolve_attrs(
                 c.sql.search_fields.as_ref(),
                 &["login", "first_name", "last_name", "customer_id"],
@@ -701,6 +850,7 @@ impl Config {
                     .table
                     .clone()
                     .unwrap_or_else(|| "customer_user".into()),
+                store_url: url.clone(),
                 url,
                 map,
                 search_fields,
@@ -712,9 +862,26 @@ impl Config {
                 settings: c.sql,
             });
         }
+        // LDAP sources keep preferences and memberships in SQL: their own store_url, else the
+        // first SQL source's database, else the embedded SQLite file.
+        let first_sql = user_sources
+            .iter()
+            .find(|u| u.settings.kind == SourceKind::Sql)
+            .map(|u| u.url.clone());
+        for u in &mut user_sources {
+            if u.settings.kind == SourceKind::Ldap {
+                u.store_url = u
+                    .settings
+                    .store_url
+                    .clone()
+                    .or_else(|| first_sql.clone())
+                    .unwrap_or_else(|| DEFAULT_SQLITE_URL.to_owned());
+            }
+        }
         let customer_cfgs = self.customer_sources.unwrap_or_else(|| {
             user_sources
-                .first()
+                .iter()
+                .find(|u| u.settings.kind == SourceKind::Sql)
                 .map(|u| {
                     let mut s = SqlSettings::embedded("customer_company");
                     s.name = u.settings.name.clone();
@@ -734,7 +901,7 @@ impl Config {
         for (i, c) in customer_cfgs.into_iter().enumerate() {
             let key = format!("customer_sources[{i}]");
             let url = check_common(&c.sql, &key, &mut problems);
-            let map = resolve_map(&c.sql.map, &[], &key, &mut problems);
+            let map = resolve_map(c.sql.kind, &c.sql.map, &[], &key, &mut problems);
             let search_fields = resolve_attrs(
                 c.sql.search_fields.as_ref(),
                 &["customer_id", "name"],
@@ -805,13 +972,14 @@ fn resolve_groups(
     };
     let (url, migrate) = match explicit {
         Some(u) => (u, g.migrate.unwrap_or(true)),
-        None => {
-            let first = users.first()?;
-            (
+        None => match users.iter().find(|u| u.settings.kind == SourceKind::Sql) {
+            Some(first) => (
                 first.url.clone(),
                 g.migrate.unwrap_or(first.settings.migrate),
-            )
-        }
+            ),
+            // Only directories: the store of their preferences and memberships.
+            None => (users.first()?.store_url.clone(), g.migrate.unwrap_or(true)),
+        },
     };
     Some(GroupSettings {
         url,

@@ -110,6 +110,17 @@ impl Field for CustomerField {
         }
     }
 
+    fn default_ldap_attr(self) -> &'static str {
+        match self {
+            Self::CustomerId => "o",
+            Self::Name => "description",
+            Self::Street => "street",
+            Self::Zip => "postalCode",
+            Self::City => "l",
+            Self::Country | Self::Url | Self::Comment | Self::Validity => "",
+        }
+    }
+
     fn required_by_default(self) -> bool {
         matches!(self, Self::CustomerId | Self::Name | Self::Validity)
     }

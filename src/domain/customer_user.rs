@@ -150,6 +150,25 @@ impl Field for UserField {
         }
     }
 
+    fn default_ldap_attr(self) -> &'static str {
+        match self {
+            Self::Login => "uid",
+            Self::Title => "title",
+            Self::FirstName => "givenName",
+            Self::LastName => "sn",
+            Self::Email => "mail",
+            Self::CustomerId => "o",
+            Self::Phone => "telephoneNumber",
+            Self::Fax => "facsimileTelephoneNumber",
+            Self::Mobile => "mobile",
+            Self::Street => "street",
+            Self::Zip => "postalCode",
+            Self::City => "l",
+            Self::Comment => "description",
+            Self::Country | Self::Validity | Self::Password => "",
+        }
+    }
+
     fn required_by_default(self) -> bool {
         matches!(
             self,

@@ -43,6 +43,10 @@ pub trait Field: Copy + Eq + Ord + Hash + Debug + Send + Sync + 'static {
     fn name(self) -> &'static str;
     /// The column in the OTRS table.
     fn default_column(self) -> &'static str;
+    /// The attribute in an LDAP directory's default map ("" = not mapped by default).
+    fn default_ldap_attr(self) -> &'static str {
+        ""
+    }
     /// Required in the OTRS default map.
     fn required_by_default(self) -> bool;
     /// Maximum length in characters (the OTRS column size).

@@ -8,6 +8,7 @@
 //!   empty list;
 //! - lists are sorted by key, case-insensitively.
 
+pub mod ldap;
 pub mod sql;
 
 use std::collections::BTreeMap;

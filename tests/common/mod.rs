@@ -6,6 +6,8 @@
 //! a failure.
 #![allow(dead_code)]
 
+pub mod slapd;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use clientele::config::Config;

@@ -8,6 +8,7 @@
 
 pub mod customer;
 pub mod groups;
+pub mod side;
 pub mod table;
 pub mod user;
 

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use sqlx::AnyConnection;
 use tokio::sync::Mutex;
 
+use super::side::SideTables;
 use super::{
     audit_columns, source_error, table::Table, text_at, write_error, Db, Dialect, Sql, Val,
 };
@@ -13,12 +14,12 @@ use crate::config::UserSource;
 use crate::domain::{
     customer_user::{full_name, UserAttr},
     email::normalize_address,
-    fold, limits,
+    fold,
     query::Pattern,
     search::{Page, UserCriterion, UserSearch},
     Attr, CustomerUser, CustomerUserPatch, UserField, UserSchema, Validity,
 };
-use crate::error::{Error, FieldViolation};
+use crate::error::Error;
 use crate::source::{CustomerUserSource, SourceError};
 
 /// Addresses per lookup statement (well below every dialect's bound-parameter limit).
@@ -29,6 +30,7 @@ pub struct SqlUserSource {
     cfg: UserSource,
     db: Arc<Db>,
     table: Table<UserField>,
+    side: SideTables,
     /// Serialises this replica's writes to the table (the database lock covers other replicas).
     write: Mutex<()>,
 }
@@ -46,6 +48,7 @@ impl SqlUserSource {
         );
         Self {
             table,
+            side: SideTables::new(db.clone(), &cfg.settings.name),
             db,
             cfg,
             write: Mutex::new(()),
@@ -565,17 +568,7 @@ impl CustomerUserSource for SqlUserSource {
     }
 
     async fn memberships(&self, login: &str) -> Result<Vec<String>, SourceError> {
-        self.db.ready().await?;
-        let mut sql = Sql::new(self.db.dialect());
-        sql.push("SELECT DISTINCT customer_id FROM customer_user_customer WHERE user_id = ")
-            .text(login)
-            .push(" ORDER BY customer_id");
-        let rows = sql
-            .query()
-            .fetch_all(self.db.pool())
-            .await
-            .map_err(source_error)?;
-        rows.iter().map(|r| text_at(r, 0)).collect()
+        self.side.memberships(login).await
     }
 
     async fn set_membership(
@@ -584,110 +577,23 @@ impl CustomerUserSource for SqlUserSource {
         customer_id: &str,
         member: bool,
     ) -> Result<(), Error> {
-        if login.chars().count() > limits::MEMBERSHIP_LOGIN {
-            return Err(Error::InvalidArgument(vec![FieldViolation::new(
-                "login",
-                format!(
-                    "customer memberships are stored for logins of at most {} characters",
-                    limits::MEMBERSHIP_LOGIN
-                ),
-            )]));
-        }
-        self.db.ready().await?;
-        let d = self.db.dialect();
-        let mut tx = self
-            .db
-            .pool()
-            .begin()
-            .await
-            .map_err(|e| self.write_err(e, login))?;
-        let mut del = Sql::new(d);
-        del.push("DELETE FROM customer_user_customer WHERE user_id = ")
-            .text(login)
-            .push(" AND customer_id = ")
-            .text(customer_id);
-        del.query()
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.write_err(e, login))?;
-        if member {
-            let mut values = vec![
-                ("user_id", Val::Text(login.to_owned())),
-                ("customer_id", Val::Text(customer_id.to_owned())),
-            ];
-            values.extend(audit_columns());
-            let ins = Sql::insert(d, "customer_user_customer", values);
-            ins.query()
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| self.write_err(e, login))?;
-        }
-        tx.commit().await.map_err(|e| self.write_err(e, login))
+        self.side.set_membership(login, customer_id, member).await
     }
 
     async fn members_of(&self, customer_id: &str) -> Result<Vec<String>, SourceError> {
-        self.db.ready().await?;
-        let mut sql = Sql::new(self.db.dialect());
-        sql.push("SELECT DISTINCT user_id FROM customer_user_customer WHERE customer_id = ")
-            .text(customer_id)
-            .push(" ORDER BY user_id");
-        let rows = sql
-            .query()
-            .fetch_all(self.db.pool())
-            .await
-            .map_err(source_error)?;
-        rows.iter().map(|r| text_at(r, 0)).collect()
+        self.side.members_of(customer_id).await
+    }
+
+    async fn members_of_any(&self, customer_ids: &[String]) -> Result<Vec<String>, SourceError> {
+        self.side.members_of_any(customer_ids).await
     }
 
     async fn preferences(&self, login: &str) -> Result<BTreeMap<String, String>, SourceError> {
-        self.db.ready().await?;
-        let mut sql = Sql::new(self.db.dialect());
-        sql.push(
-            "SELECT preferences_key, preferences_value FROM customer_preferences WHERE user_id = ",
-        )
-        .text(login);
-        let rows = sql
-            .query()
-            .fetch_all(self.db.pool())
-            .await
-            .map_err(source_error)?;
-        rows.iter()
-            .map(|r| Ok((text_at(r, 0)?, text_at(r, 1)?)))
-            .collect()
+        self.side.preferences(login).await
     }
 
     async fn set_preference(&self, login: &str, key: &str, value: &str) -> Result<(), Error> {
-        self.db.ready().await?;
-        let d = self.db.dialect();
-        let mut tx = self
-            .db
-            .pool()
-            .begin()
-            .await
-            .map_err(|e| self.write_err(e, login))?;
-        let mut del = Sql::new(d);
-        del.push("DELETE FROM customer_preferences WHERE user_id = ")
-            .text(login)
-            .push(" AND preferences_key = ")
-            .text(key);
-        del.query()
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.write_err(e, login))?;
-        let ins = Sql::insert(
-            d,
-            "customer_preferences",
-            vec![
-                ("user_id", Val::Text(login.to_owned())),
-                ("preferences_key", Val::Text(key.to_owned())),
-                ("preferences_value", Val::Text(value.to_owned())),
-            ],
-        );
-        ins.query()
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.write_err(e, login))?;
-        tx.commit().await.map_err(|e| self.write_err(e, login))
+        self.side.set_preference(login, key, value).await
     }
 
     async fn get_many(&self, logins: &[String]) -> Result<Vec<CustomerUser>, SourceError> {
@@ -704,25 +610,6 @@ impl CustomerUserSource for SqlUserSource {
         };
         self.fetch_equal_any(&col, customer_ids, |u| &u.customer_id)
             .await
-    }
-
-    async fn members_of_any(&self, customer_ids: &[String]) -> Result<Vec<String>, SourceError> {
-        self.db.ready().await?;
-        let mut out = Vec::new();
-        for chunk in customer_ids.chunks(EMAIL_BATCH) {
-            let mut sql = Sql::new(self.db.dialect());
-            sql.push("SELECT DISTINCT user_id FROM customer_user_customer WHERE customer_id IN (");
-            sql.text_list(chunk.iter().cloned()).push(")");
-            let rows = sql
-                .query()
-                .fetch_all(self.db.pool())
-                .await
-                .map_err(source_error)?;
-            for r in &rows {
-                out.push(text_at(r, 0)?);
-            }
-        }
-        Ok(out)
     }
 
     async fn rename_customer_id(&self, old: &str, new: &str) -> Result<u64, Error> {

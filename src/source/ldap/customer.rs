@@ -1,0 +1,174 @@
+//! Customers (companies) from an LDAP directory, read-only.
+
+use async_trait::async_trait;
+
+use super::{eq, expr, fill, requested, values, Directory, DirectorySettings};
+use crate::config::CustomerSource as CustomerSourceConfig;
+use crate::domain::{
+    fold,
+    search::{CustomerSearch, Page},
+    Attr, Customer, CustomerField, CustomerPatch, CustomerSchema,
+};
+use crate::error::Error;
+use crate::source::{CustomerSource, SourceError};
+
+pub struct LdapCustomerSource {
+    cfg: CustomerSourceConfig,
+    dir: Directory,
+    attrs: Vec<String>,
+}
+
+impl LdapCustomerSource {
+    pub fn new(cfg: CustomerSourceConfig) -> Result<Self, String> {
+        let dir = Directory::new(DirectorySettings::from_config(&cfg.settings)?)?;
+        Ok(Self {
+            attrs: requested(&cfg.map),
+            dir,
+            cfg,
+        })
+    }
+
+    async fn customers(
+        &self,
+        core: &str,
+        valid_only: bool,
+        limit: Option<usize>,
+    ) -> Result<(Vec<Customer>, bool), SourceError> {
+        let (entries, cut) = self
+            .dir
+            .search(&self.dir.filter(core, valid_only), &self.attrs, limit)
+            .await?;
+        let mut out: Vec<Customer> = entries
+            .iter()
+            .map(|e| {
+                let mut c = Customer::default();
+                fill(&mut c, &self.cfg.map, &values(e));
+                c.source = self.cfg.settings.name.clone();
+                c
+            })
+            .filter(|c| !c.customer_id.is_empty())
+            .collect();
+        if !valid_only {
+            if let Some(invalid) = &self.dir.settings.invalid_filter {
+                let key = self
+                    .cfg
+                    .map
+                    .field_column(CustomerField::CustomerId)
+                    .unwrap_or("o");
+                let (bad, _) = self
+                    .dir
+                    .search(
+                        &self.dir.filter(&format!("(&{invalid}{core})"), false),
+                        &[key.to_owned()],
+                        None,
+                    )
+                    .await?;
+                let bad: Vec<String> = bad
+                    .iter()
+                    .filter_map(|e| {
+                        values(e)
+                            .get(&key.to_ascii_lowercase())
+                            .and_then(|v| v.first())
+                            .map(|s| fold(s))
+                    })
+                    .collect();
+                for c in &mut out {
+                    if bad.contains(&fold(&c.customer_id)) {
+                        c.validity = crate::domain::Validity::Invalid;
+                    }
+                }
+            }
+        }
+        Ok((out, cut))
+    }
+
+    fn read_only(&self) -> Error {
+        Error::FailedPrecondition {
+            reason: "SOURCE_READ_ONLY",
+            message: format!(
+                "customer source {:?} is an LDAP directory: read-only",
+                self.cfg.settings.name
+            ),
+        }
+    }
+}
+
+#[async_trait]
+impl CustomerSource for LdapCustomerSource {
+    fn name(&self) -> &str {
+        &self.cfg.settings.name
+    }
+
+    fn writable(&self) -> bool {
+        false
+    }
+
+    fn schema(&self) -> &CustomerSchema {
+        &self.cfg.map.schema
+    }
+
+    fn renames_users_of(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    async fn ping(&self) -> Result<(), SourceError> {
+        self.dir.ping().await
+    }
+
+    async fn get(&self, customer_id: &str) -> Result<Option<Customer>, SourceError> {
+        let key = self
+            .cfg
+            .map
+            .field_column(CustomerField::CustomerId)
+            .unwrap_or("o");
+        let (found, _) = self.customers(&eq(key, customer_id), false, None).await?;
+        let cs = self.cfg.settings.case_sensitive;
+        Ok(found.into_iter().find(|c| {
+            if cs {
+                c.customer_id == customer_id
+            } else {
+                fold(&c.customer_id) == fold(customer_id)
+            }
+        }))
+    }
+
+    async fn search(&self, search: &CustomerSearch) -> Result<Page<Customer>, SourceError> {
+        let limit = search.limit.min(self.cfg.settings.list_limit as usize);
+        let (prefix, suffix) = self.cfg.settings.affixes();
+        let fields: Vec<(&Attr<CustomerField>, &str)> = self
+            .cfg
+            .search_fields
+            .iter()
+            .filter_map(|a| Some((a, self.cfg.map.column(a)?)))
+            .collect();
+        let attrs: Vec<&str> = fields.iter().map(|(_, a)| *a).collect();
+        let core = expr(&search.query, &attrs, &prefix, &suffix);
+        let (found, cut) = self
+            .customers(
+                &core,
+                !search.include_invalid,
+                Some(limit.saturating_add(1)),
+            )
+            .await?;
+        let cs = self.cfg.settings.case_sensitive;
+        let mut items: Vec<Customer> = found
+            .into_iter()
+            .filter(|c| {
+                let vals: Vec<&str> = fields.iter().map(|(a, _)| a.get(c).unwrap_or("")).collect();
+                search.query.matches(&vals, &prefix, &suffix, cs)
+            })
+            .collect();
+        items.sort_by_cached_key(|c| fold(&c.customer_id));
+        let truncated = cut || items.len() > limit;
+        items.truncate(limit);
+        Ok(Page { items, truncated })
+    }
+
+    async fn create(&self, _: &Customer) -> Result<Customer, Error> {
+        Err(self.read_only())
+    }
+
+    async fn update(&self, _: &str, _: &CustomerPatch) -> Result<Customer, Error> {
+        Err(self.read_only())
+    }
+}

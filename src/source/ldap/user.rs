@@ -1,0 +1,368 @@
+//! Customer users from an LDAP directory. Read-only for user data; preferences and memberships
+//! live in SQL (`store_url`), as in OTRS.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use async_trait::async_trait;
+use ldap3::SearchEntry;
+
+use super::{
+    any_eq, eq, expr, fill, pattern, requested, values, Directory, DirectorySettings, BATCH,
+};
+use crate::config::UserSource;
+use crate::domain::{
+    customer_user::{full_name, UserAttr},
+    email::normalize_address,
+    fold,
+    search::{Page, UserCriterion, UserSearch},
+    CustomerUser, CustomerUserPatch, UserField, UserSchema, Validity,
+};
+use crate::error::Error;
+use crate::source::sql::{side::SideTables, Db};
+use crate::source::{CustomerUserSource, SourceError};
+
+pub struct LdapUserSource {
+    cfg: UserSource,
+    dir: Directory,
+    side: SideTables,
+    attrs: Vec<String>,
+}
+
+impl LdapUserSource {
+    /// `store` keeps preferences and memberships of this directory's users.
+    pub fn new(cfg: UserSource, store: Arc<Db>) -> Result<Self, String> {
+        let dir = Directory::new(DirectorySettings::from_config(&cfg.settings)?)?;
+        Ok(Self {
+            attrs: requested(&cfg.map),
+            side: SideTables::new(store, &cfg.settings.name),
+            dir,
+            cfg,
+        })
+    }
+
+    fn attr(&self, f: UserField) -> &str {
+        self.cfg.map.field_column(f).unwrap_or("uid")
+    }
+
+    fn same(&self, a: &str, b: &str) -> bool {
+        if self.cfg.settings.case_sensitive {
+            a == b
+        } else {
+            fold(a) == fold(b)
+        }
+    }
+
+    /// The record of an entry (valid unless marked otherwise) and all its customer ids.
+    fn to_user(&self, entry: &SearchEntry) -> (CustomerUser, Vec<String>) {
+        let vals = values(entry);
+        let mut u = CustomerUser::default();
+        fill(&mut u, &self.cfg.map, &vals);
+        u.source = self.cfg.settings.name.clone();
+        u.full_name = full_name(&u, &self.cfg.name_fields, &self.cfg.name_join);
+        let cids = self
+            .cfg
+            .map
+            .field_column(UserField::CustomerId)
+            .and_then(|a| vals.get(&a.to_ascii_lowercase()))
+            .map(|v| v.to_vec())
+            .unwrap_or_default();
+        (u, cids)
+    }
+
+    /// Entries matching `core` (AND-ed with the always-filter, and NOT invalid when
+    /// `valid_only`), at most `limit`.
+    async fn users(
+        &self,
+        core: &str,
+        valid_only: bool,
+        limit: Option<usize>,
+    ) -> Result<(Vec<(CustomerUser, Vec<String>)>, bool), SourceError> {
+        let filter = self.dir.filter(core, valid_only);
+        let (entries, cut) = self.dir.search(&filter, &self.attrs, limit).await?;
+        let mut users: Vec<(CustomerUser, Vec<String>)> = entries
+            .iter()
+            .map(|e| self.to_user(e))
+            .filter(|(u, _)| !u.login.is_empty())
+            .collect();
+        if !valid_only {
+            self.mark_invalid(&mut users).await?;
+        }
+        Ok((users, cut))
+    }
+
+    /// Marks the users that match `invalid_filter`, one query per batch.
+    async fn mark_invalid(
+        &self,
+        users: &mut [(CustomerUser, Vec<String>)],
+    ) -> Result<(), SourceError> {
+        let Some(invalid) = &self.dir.settings.invalid_filter else {
+            return Ok(());
+        };
+        let login = self.attr(UserField::Login).to_owned();
+        let logins: Vec<String> = users.iter().map(|(u, _)| u.login.clone()).collect();
+        for chunk in logins.chunks(BATCH) {
+            let core = format!("(&{invalid}{})", any_eq(&[&login], chunk));
+            let (entries, _) = self
+                .dir
+                .search(
+                    &self.dir.filter(&core, false),
+                    std::slice::from_ref(&login),
+                    None,
+                )
+                .await?;
+            for e in &entries {
+                let (bad, _) = self.to_user(e);
+                for (u, _) in users.iter_mut() {
+                    if fold(&u.login) == fold(&bad.login) {
+                        u.validity = Validity::Invalid;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn postmaster_values<'a>(&'a self, u: &'a CustomerUser) -> impl Iterator<Item = String> + 'a {
+        self.cfg
+            .postmaster_fields
+            .iter()
+            .filter_map(|a| a.get(u))
+            .filter(|v| !v.is_empty())
+            .map(normalize_address)
+    }
+
+    fn read_only(&self) -> Error {
+        Error::FailedPrecondition {
+            reason: "SOURCE_READ_ONLY",
+            message: format!(
+                "customer-user source {:?} is an LDAP directory: read-only for user data (preferences and memberships still work)",
+                self.cfg.settings.name
+            ),
+        }
+    }
+
+    async fn by_attr_values(
+        &self,
+        attr: &str,
+        values: &[String],
+    ) -> Result<Vec<(CustomerUser, Vec<String>)>, SourceError> {
+        let mut out = Vec::new();
+        for chunk in values.chunks(BATCH) {
+            let (users, _) = self.users(&any_eq(&[attr], chunk), false, None).await?;
+            out.extend(users);
+        }
+        Ok(out)
+    }
+}
+
+fn sorted_page(mut users: Vec<CustomerUser>, limit: usize, cut: bool) -> Page<CustomerUser> {
+    users.sort_by_cached_key(|u| fold(&u.login));
+    let truncated = cut || users.len() > limit;
+    users.truncate(limit);
+    Page {
+        items: users,
+        truncated,
+    }
+}
+
+#[async_trait]
+impl CustomerUserSource for LdapUserSource {
+    fn name(&self) -> &str {
+        &self.cfg.settings.name
+    }
+
+    fn writable(&self) -> bool {
+        false
+    }
+
+    fn schema(&self) -> &UserSchema {
+        &self.cfg.map.schema
+    }
+
+    fn customer_company_support(&self) -> bool {
+        self.cfg.customer_company_support
+    }
+
+    async fn ping(&self) -> Result<(), SourceError> {
+        self.dir.ping().await
+    }
+
+    async fn get(&self, login: &str) -> Result<Option<CustomerUser>, SourceError> {
+        let (users, _) = self
+            .users(&eq(self.attr(UserField::Login), login), false, None)
+            .await?;
+        Ok(users
+            .into_iter()
+            .map(|(u, _)| u)
+            .find(|u| self.same(&u.login, login)))
+    }
+
+    async fn search(&self, search: &UserSearch) -> Result<Page<CustomerUser>, SourceError> {
+        let limit = search.limit.min(self.cfg.settings.list_limit as usize);
+        let (prefix, suffix) = self.cfg.settings.affixes();
+        let cs = self.cfg.settings.case_sensitive;
+        let fields: Vec<(UserAttr, &str)> = self
+            .cfg
+            .search_fields
+            .iter()
+            .filter_map(|a| Some((a.clone(), self.cfg.map.column(a)?)))
+            .collect();
+        let core = match &search.criterion {
+            UserCriterion::Query(e) => {
+                let attrs: Vec<&str> = fields.iter().map(|(_, a)| *a).collect();
+                expr(e, &attrs, &prefix, &suffix)
+            }
+            UserCriterion::Email(address) => {
+                let attrs: Vec<&str> = self
+                    .cfg
+                    .postmaster_fields
+                    .iter()
+                    .filter_map(|a| self.cfg.map.column(a))
+                    .collect();
+                any_eq(&attrs, std::slice::from_ref(address))
+            }
+            UserCriterion::CustomerId(p) => pattern(self.attr(UserField::CustomerId), p),
+            UserCriterion::Login(p) => pattern(self.attr(UserField::Login), p),
+        };
+        let (users, cut) = self
+            .users(
+                &core,
+                !search.include_invalid,
+                Some(limit.saturating_add(1)),
+            )
+            .await?;
+        let kept: Vec<CustomerUser> = users
+            .into_iter()
+            .map(|(u, _)| u)
+            .filter(|u| match &search.criterion {
+                UserCriterion::Query(e) => {
+                    let vals: Vec<&str> =
+                        fields.iter().map(|(a, _)| a.get(u).unwrap_or("")).collect();
+                    e.matches(&vals, &prefix, &suffix, cs)
+                }
+                UserCriterion::Email(address) => self.postmaster_values(u).any(|v| &v == address),
+                UserCriterion::CustomerId(p) => p.matches(&u.customer_id, cs),
+                UserCriterion::Login(p) => p.matches(&u.login, cs),
+            })
+            .collect();
+        Ok(sorted_page(kept, limit, cut))
+    }
+
+    async fn find_by_emails(
+        &self,
+        addresses: &[String],
+    ) -> Result<Vec<(String, CustomerUser)>, SourceError> {
+        let attrs: Vec<&str> = self
+            .cfg
+            .postmaster_fields
+            .iter()
+            .filter_map(|a| self.cfg.map.column(a))
+            .collect();
+        let mut out = Vec::new();
+        for chunk in addresses.chunks(BATCH) {
+            let (users, _) = self.users(&any_eq(&attrs, chunk), true, None).await?;
+            for (u, _) in users {
+                let mut matched: Vec<String> = self
+                    .postmaster_values(&u)
+                    .filter(|v| chunk.contains(v))
+                    .collect();
+                matched.dedup();
+                for a in matched {
+                    out.push((a, u.clone()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn create(&self, _: &CustomerUser, _: Option<&str>) -> Result<CustomerUser, Error> {
+        Err(self.read_only())
+    }
+
+    async fn update(&self, _: &str, _: &CustomerUserPatch) -> Result<CustomerUser, Error> {
+        Err(self.read_only())
+    }
+
+    async fn memberships(&self, login: &str) -> Result<Vec<String>, SourceError> {
+        // Further values of a multi-valued customer-id attribute count as memberships.
+        let (users, _) = self
+            .users(&eq(self.attr(UserField::Login), login), false, None)
+            .await?;
+        let mut ids: Vec<String> = users
+            .into_iter()
+            .filter(|(u, _)| self.same(&u.login, login))
+            .flat_map(|(_, cids)| cids.into_iter().skip(1))
+            .collect();
+        for id in self.side.memberships(login).await? {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        Ok(ids)
+    }
+
+    async fn set_membership(
+        &self,
+        login: &str,
+        customer_id: &str,
+        member: bool,
+    ) -> Result<(), Error> {
+        self.side.set_membership(login, customer_id, member).await
+    }
+
+    async fn members_of(&self, customer_id: &str) -> Result<Vec<String>, SourceError> {
+        let mut logins = self.side.members_of(customer_id).await?;
+        let cid_attr = self.attr(UserField::CustomerId).to_owned();
+        for (u, cids) in self
+            .by_attr_values(&cid_attr, &[customer_id.to_owned()])
+            .await?
+        {
+            if cids.iter().skip(1).any(|c| fold(c) == fold(customer_id)) {
+                logins.push(u.login);
+            }
+        }
+        logins.sort();
+        logins.dedup();
+        Ok(logins)
+    }
+
+    async fn preferences(&self, login: &str) -> Result<BTreeMap<String, String>, SourceError> {
+        self.side.preferences(login).await
+    }
+
+    async fn set_preference(&self, login: &str, key: &str, value: &str) -> Result<(), Error> {
+        self.side.set_preference(login, key, value).await
+    }
+
+    async fn get_many(&self, logins: &[String]) -> Result<Vec<CustomerUser>, SourceError> {
+        let login = self.attr(UserField::Login).to_owned();
+        Ok(self
+            .by_attr_values(&login, logins)
+            .await?
+            .into_iter()
+            .map(|(u, _)| u)
+            .filter(|u| logins.iter().any(|l| self.same(l, &u.login)))
+            .collect())
+    }
+
+    async fn by_customer_ids(
+        &self,
+        customer_ids: &[String],
+    ) -> Result<Vec<CustomerUser>, SourceError> {
+        let attr = self.attr(UserField::CustomerId).to_owned();
+        Ok(self
+            .by_attr_values(&attr, customer_ids)
+            .await?
+            .into_iter()
+            .map(|(u, _)| u)
+            .collect())
+    }
+
+    async fn members_of_any(&self, customer_ids: &[String]) -> Result<Vec<String>, SourceError> {
+        self.side.members_of_any(customer_ids).await
+    }
+
+    async fn rename_customer_id(&self, _: &str, _: &str) -> Result<u64, Error> {
+        Ok(0)
+    }
+}

@@ -1,0 +1,659 @@
+//! LDAP sources against a real OpenLDAP `slapd` started per test.
+
+mod common;
+
+use clientele::proto::{self as pb, search_customer_users_request::Criterion};
+use common::slapd::{attr, Slapd, ADMIN_DN, ADMIN_PW};
+use common::{fresh_db, user_source, Backend, TestServer};
+use tonic::Code;
+
+fn person(uid: &str, given: &str, sn: &str, mail: &str, orgs: &[&str], extra: &str) -> String {
+    // DNs with non-ASCII values are written base64 as a whole.
+    let dn = format!("uid={uid},ou=people,dc=example,dc=com");
+    let mut e = attr("dn", &dn) + "objectClass: inetOrgPerson\n";
+    e += &attr("uid", uid);
+    e += &attr("cn", &format!("{given} {sn}"));
+    e += &attr("givenName", given);
+    e += &attr("sn", sn);
+    e += &attr("mail", mail);
+    for o in orgs {
+        e += &attr("o", o);
+    }
+    e + extra + "\n"
+}
+
+fn fixtures() -> String {
+    let mut l = String::new();
+    l += &person(
+        "jdoe",
+        "John",
+        "Doe",
+        "john.doe@example.com",
+        &["acme", "globex"],
+        "jpegPhoto:: /9j/4AAQSkZJRgABAQ==\n",
+    );
+    l += &person(
+        "jürgen",
+        "Jürgen",
+        "Groß",
+        "Juergen@Example.com",
+        &["acme"],
+        "",
+    );
+    l += &person("カス", "顧客", "テスト", "kasu@example.jp", &["acme"], "");
+    l += &person(
+        "gone",
+        "Gone",
+        "Away",
+        "gone@example.com",
+        &["acme"],
+        "employeeType: inactive\n",
+    );
+    l += &person("ambig1", "Team", "One", "team@example.com", &["acme"], "");
+    l += &person("ambig2", "Team", "Two", "TEAM@example.com", &["acme"], "");
+    l += &person(
+        "shared",
+        "Shared",
+        "Directory",
+        "shared-ldap@example.com",
+        &["acme"],
+        "",
+    );
+    l += &person(
+        "star*paren(",
+        "Odd",
+        "Chars",
+        "odd@example.com",
+        &["acme"],
+        "",
+    );
+    for i in 0..300 {
+        l += &person(
+            &format!("bulk{i:03}"),
+            "Bulk",
+            &format!("Person{i:03}"),
+            &format!("bulk{i:03}@example.com"),
+            &["bulkco"],
+            "",
+        );
+    }
+    for (o, d) in [("acme", "ACME Corp"), ("globex", "Globex Corporation")] {
+        l += &format!("dn: o={o},ou=companies,dc=example,dc=com\nobjectClass: organization\no: {o}\ndescription: {d}\n\n");
+    }
+    l
+}
+
+/// The LDAP customer-user source (TOML); `extra` inside it.
+fn ldap_source(name: &str, url: &str, pw_file: &std::path::Path, extra: &str) -> String {
+    format!(
+        "[[customer_user_sources]]\nname = \"{name}\"\nkind = \"ldap\"\nurl = \"{url}\"\nbase_dn = \"ou=people,dc=example,dc=com\"\nscope = \"one\"\nbind_dn = \"{ADMIN_DN}\"\nbind_password_file = \"{}\"\nalways_filter = \"(objectClass=inetOrgPerson)\"\ninvalid_filter = \"(employeeType=inactive)\"\ntimeout = \"3s\"\nconnect_timeout = \"2s\"\ncustomer_company_support = false\n{extra}\n[customer_user_sources.map]\nphoto = \"jpegPhoto\"\n",
+        pw_file.display()
+    )
+}
+
+struct Fixture {
+    slapd: Slapd,
+    dir: tempfile::TempDir,
+    pw: std::path::PathBuf,
+}
+
+fn fixture() -> Option<Fixture> {
+    let slapd = Slapd::start(&fixtures())?;
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("bind.pw");
+    std::fs::write(&pw, ADMIN_PW).unwrap();
+    Some(Fixture { slapd, dir, pw })
+}
+
+impl Fixture {
+    fn sqlite(&self, name: &str) -> String {
+        format!("sqlite://{}", self.dir.path().join(name).display())
+    }
+}
+
+async fn search(
+    s: &mut TestServer,
+    c: Criterion,
+    limit: u32,
+    include_invalid: bool,
+) -> pb::SearchCustomerUsersResponse {
+    s.users
+        .search_customer_users(pb::SearchCustomerUsersRequest {
+            criterion: Some(c),
+            limit,
+            include_invalid,
+            sources: vec![],
+        })
+        .await
+        .expect("search")
+        .into_inner()
+}
+
+fn logins(r: &pb::SearchCustomerUsersResponse) -> Vec<String> {
+    r.customer_users.iter().map(|u| u.login.clone()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ldap_reads_writes_refused_and_sql_side_data() {
+    let Some(f) = fixture() else { return };
+    // LDAP only: preferences and memberships go to the embedded SQLite store.
+    let config = "customer_sources = []\n".to_owned()
+        + &ldap_source(
+            "dir",
+            &f.slapd.url(),
+            &f.pw,
+            &format!("store_url = \"{}\"", f.sqlite("store.db")),
+        );
+    let mut s = TestServer::start(&config).await;
+
+    // Get: case-insensitive, UTF-8, binary attributes ignored.
+    for (ask, want) in [
+        ("JDOE", "jdoe"),
+        ("JÜRGEN", "jürgen"),
+        ("カス", "カス"),
+        ("star*paren(", "star*paren("),
+    ] {
+        let u = s
+            .users
+            .get_customer_user(pb::GetCustomerUserRequest { login: ask.into() })
+            .await
+            .unwrap_or_else(|e| panic!("{ask}: {e:?}"))
+            .into_inner();
+        assert_eq!(u.login, want);
+        assert_eq!(u.source, "dir");
+    }
+    let jdoe = s
+        .users
+        .get_customer_user(pb::GetCustomerUserRequest {
+            login: "jdoe".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (
+            jdoe.first_name.as_str(),
+            jdoe.customer_id.as_str(),
+            jdoe.full_name.as_str()
+        ),
+        ("John", "acme", "John Doe")
+    );
+    assert!(
+        !jdoe.extra.contains_key("photo"),
+        "binary values are not text"
+    );
+    assert_eq!(
+        s.users
+            .get_customer_user(pb::GetCustomerUserRequest { login: "j*".into() })
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
+
+    // The grammar, with RFC 4515 escaping: * ( ) \ in input are literal.
+    let q = |s: &'static str| Criterion::Query(s.into());
+    assert_eq!(logins(&search(&mut s, q("doe"), 10, false).await), ["jdoe"]);
+    assert_eq!(
+        logins(&search(&mut s, q("groß"), 10, false).await),
+        ["jürgen"]
+    );
+    assert_eq!(
+        logins(&search(&mut s, q("team+!two"), 10, false).await),
+        ["ambig1"]
+    );
+    assert_eq!(
+        logins(&search(&mut s, q("paren("), 10, false).await),
+        ["star*paren("]
+    );
+    assert!(
+        logins(&search(&mut s, q("*)(uid=*"), 10, false).await).is_empty(),
+        "no filter injection"
+    );
+    assert!(logins(&search(&mut s, q("x\\"), 10, false).await).is_empty());
+    // Validity from invalid_filter.
+    assert!(logins(&search(&mut s, q("away"), 10, false).await).is_empty());
+    let r = search(&mut s, q("away"), 10, true).await;
+    assert_eq!(r.customer_users[0].validity, pb::Validity::Invalid as i32);
+    // Modes.
+    assert_eq!(
+        logins(
+            &search(
+                &mut s,
+                Criterion::Email("JOHN.DOE@EXAMPLE.COM".into()),
+                10,
+                false
+            )
+            .await
+        ),
+        ["jdoe"]
+    );
+    assert_eq!(
+        logins(&search(&mut s, Criterion::Login("ambig*".into()), 10, false).await),
+        ["ambig1", "ambig2"]
+    );
+    assert_eq!(
+        search(&mut s, Criterion::CustomerId("bulkco".into()), 1000, false)
+            .await
+            .customer_users
+            .len(),
+        250,
+        "list_limit"
+    );
+    // Size limits are truncation, not errors.
+    let r = search(&mut s, q("bulk"), 10, false).await;
+    assert_eq!(r.customer_users.len(), 10);
+    assert!(r.truncated && r.source_status[0].ok && r.source_status[0].truncated);
+    assert_eq!(logins(&r)[0], "bulk000");
+
+    // ResolveSenders in one batch.
+    let r = s
+        .users
+        .resolve_senders(pb::ResolveSendersRequest {
+            addresses: vec![
+                "Team <team@EXAMPLE.com>".into(),
+                "gone@example.com".into(),
+                "juergen@example.com".into(),
+                "nobody@example.com".into(),
+            ],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let got: Vec<Vec<String>> = r
+        .results
+        .iter()
+        .map(|x| x.customer_users.iter().map(|u| u.login.clone()).collect())
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            vec!["ambig1".to_owned(), "ambig2".to_owned()],
+            vec![],
+            vec!["jürgen".to_owned()],
+            vec![]
+        ]
+    );
+    assert!(r.results[0].ambiguous);
+
+    // Multi-valued customer ids, plus memberships and preferences kept in SQL.
+    let ids = s
+        .users
+        .list_customer_ids(pb::ListCustomerIdsRequest {
+            login: "jdoe".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .customer_ids;
+    assert_eq!(ids, ["acme", "globex"]);
+    let ids = s
+        .users
+        .set_customer_membership(pb::SetCustomerMembershipRequest {
+            login: "JDOE".into(),
+            customer_id: "initech".into(),
+            member: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .customer_ids;
+    assert_eq!(ids, ["acme", "globex", "initech"]);
+    s.users
+        .set_preference(pb::SetPreferenceRequest {
+            login: "jdoe".into(),
+            key: "UserLanguage".into(),
+            value: "de".into(),
+        })
+        .await
+        .unwrap();
+    let prefs = s
+        .users
+        .get_preferences(pb::GetPreferencesRequest {
+            login: "jdoe".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .preferences;
+    assert_eq!(prefs["UserLanguage"], "de");
+
+    // Writes are refused, naming the source.
+    let err = s
+        .users
+        .create_customer_user(pb::CreateCustomerUserRequest {
+            source: "dir".into(),
+            customer_user: Some(pb::CustomerUser {
+                login: "new".into(),
+                first_name: "N".into(),
+                last_name: "N".into(),
+                email: "n@example.com".into(),
+                customer_id: "acme".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(err.message().contains("\"dir\""));
+    let err = s
+        .users
+        .update_customer_user(pb::UpdateCustomerUserRequest {
+            login: "jdoe".into(),
+            customer_user: Some(pb::CustomerUser {
+                city: "X".into(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["city".into()],
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ldap_customers_and_groups_for_ldap_users() {
+    let Some(f) = fixture() else { return };
+    let store = f.sqlite("store.db");
+    let config = user_source("local", &store, "customer_user", "customer_company_support = false")
+        + &ldap_source("dir", &f.slapd.url(), &f.pw, "")
+        + &format!(
+            "[[customer_sources]]\nname = \"companies\"\nkind = \"ldap\"\nurl = \"{}\"\nbase_dn = \"ou=companies,dc=example,dc=com\"\nbind_dn = \"{ADMIN_DN}\"\nbind_password_file = \"{}\"\nalways_filter = \"(objectClass=organization)\"\n",
+            f.slapd.url(),
+            f.pw.display()
+        )
+        + "[groups]\ncustomer_group_support = true\nalways_groups = []\ncustomer_always_groups = []\n";
+    let mut s = TestServer::start(&config).await;
+    let c = s
+        .customers
+        .get_customer(pb::GetCustomerRequest {
+            customer_id: "ACME".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (c.customer_id.as_str(), c.name.as_str(), c.source.as_str()),
+        ("acme", "ACME Corp", "companies")
+    );
+    let r = s
+        .customers
+        .search_customers(pb::SearchCustomersRequest {
+            query: "(acme || globex)".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        r.customers
+            .iter()
+            .map(|c| c.customer_id.as_str())
+            .collect::<Vec<_>>(),
+        ["acme", "globex"]
+    );
+    let err = s
+        .customers
+        .create_customer(pb::CreateCustomerRequest {
+            customer: Some(pb::Customer {
+                customer_id: "x".into(),
+                name: "X".into(),
+                ..Default::default()
+            }),
+            source: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+
+    // LDAP users get grants too (stored in SQL), directly and through their customers.
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", s.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut groups = pb::group_service_client::GroupServiceClient::new(channel);
+    groups
+        .set_customer_user_permissions(pb::SetCustomerUserPermissionsRequest {
+            login: "JDOE".into(),
+            group: "admin".into(),
+            permissions: [("ro".to_owned(), true)].into(),
+        })
+        .await
+        .unwrap();
+    groups
+        .set_customer_permissions(pb::SetCustomerPermissionsRequest {
+            customer_id: "globex".into(),
+            group: "stats".into(),
+            context: pb::PermissionContext::SameCustomer.into(),
+            permissions: [("rw".to_owned(), true)].into(),
+        })
+        .await
+        .unwrap();
+    let names: Vec<String> = groups
+        .list_customer_user_groups(pb::ListCustomerUserGroupsRequest {
+            login: "jdoe".into(),
+            permission: "ro".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .groups
+        .into_iter()
+        .map(|g| g.name)
+        .collect();
+    assert_eq!(
+        names,
+        ["admin", "stats"],
+        "globex is jdoe's second customer id (multi-valued o)"
+    );
+    let members = groups
+        .list_group_customer_users(pb::ListGroupCustomerUsersRequest {
+            group: "admin".into(),
+            permission: "ro".into(),
+            limit: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .logins;
+    assert_eq!(members, ["jdoe"]);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_sqlite_postgres_ldap_precedence_dedupe_limit() {
+    let Some(f) = fixture() else { return };
+    let Some(pg) = fresh_db(Backend::Postgres).await else {
+        return;
+    };
+    let lite = f.sqlite("first.db");
+    let config = user_source(
+        "lite",
+        &lite,
+        "customer_user",
+        "customer_company_support = false",
+    ) + &user_source(
+        "pg",
+        &pg.url,
+        "customer_user",
+        "customer_company_support = false",
+    ) + &ldap_source("dir", &f.slapd.url(), &f.pw, "");
+    let mut s = TestServer::start(&config).await;
+    let create = |source: &str, login: &str| pb::CreateCustomerUserRequest {
+        source: source.into(),
+        customer_user: Some(pb::CustomerUser {
+            login: login.into(),
+            first_name: "Mixed".into(),
+            last_name: "Team".into(),
+            email: format!("{login}-{source}@example.com"),
+            customer_id: "acme".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    s.users
+        .create_customer_user(create("lite", "ambig1"))
+        .await
+        .expect_err("the login exists in the directory");
+    s.users
+        .create_customer_user(create("lite", "aaron"))
+        .await
+        .unwrap();
+    s.users
+        .create_customer_user(create("pg", "abe"))
+        .await
+        .unwrap();
+    // "shared" in all three: written into SQL behind the service's back.
+    for url in [&lite, &pg.url] {
+        use sqlx::Connection;
+        let mut c = sqlx::AnyConnection::connect(url).await.unwrap();
+        sqlx::query("INSERT INTO customer_user (login, email, customer_id, first_name, last_name, valid_id, create_time, create_by, change_time, change_by) VALUES ('Shared', 'shared-sql@example.com', 'acme', 'Shared', 'Team', 1, CURRENT_TIMESTAMP, 1, CURRENT_TIMESTAMP, 1)")
+            .execute(&mut c)
+            .await
+            .unwrap();
+    }
+    let r = search(&mut s, Criterion::Query("team".into()), 100, false).await;
+    let got: Vec<(String, String)> = r
+        .customer_users
+        .iter()
+        .map(|u| (u.login.clone(), u.source.clone()))
+        .collect();
+    let want = [
+        ("aaron", "lite"),
+        ("abe", "pg"),
+        ("ambig1", "dir"),
+        ("ambig2", "dir"),
+        ("Shared", "lite"),
+    ];
+    assert_eq!(got, want.map(|(a, b)| (a.to_owned(), b.to_owned())));
+    assert!(!r.truncated);
+    assert_eq!(r.source_status.len(), 3);
+    let r = search(&mut s, Criterion::Query("team".into()), 3, false).await;
+    assert_eq!(logins(&r), ["aaron", "abe", "ambig1"]);
+    assert!(r.truncated);
+    let g = s
+        .users
+        .get_customer_user(pb::GetCustomerUserRequest {
+            login: "SHARED".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(g.source, "lite");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directory_down_then_back_without_restarting_clientele() {
+    let Some(mut f) = fixture() else { return };
+    let lite = f.sqlite("first.db");
+    let config = user_source(
+        "lite",
+        &lite,
+        "customer_user",
+        "customer_company_support = false",
+    ) + &ldap_source("dir", &f.slapd.url(), &f.pw, "");
+    let mut s = TestServer::start(&config).await;
+    s.users
+        .create_customer_user(pb::CreateCustomerUserRequest {
+            source: "lite".into(),
+            customer_user: Some(pb::CustomerUser {
+                login: "local1".into(),
+                first_name: "Local".into(),
+                last_name: "Doe".into(),
+                email: "l@example.com".into(),
+                customer_id: "c".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let r = search(&mut s, Criterion::Query("doe".into()), 10, false).await;
+    assert_eq!(logins(&r), ["jdoe", "local1"]);
+
+    f.slapd.stop();
+    let r = search(&mut s, Criterion::Query("doe".into()), 10, false).await;
+    assert_eq!(logins(&r), ["local1"], "partial answer from SQLite");
+    let dir = r.source_status.iter().find(|x| x.source == "dir").unwrap();
+    assert!(!dir.ok && !dir.error.is_empty(), "{dir:?}");
+    let g = s
+        .users
+        .get_customer_user(pb::GetCustomerUserRequest {
+            login: "local1".into(),
+        })
+        .await
+        .expect("get falls through");
+    assert_eq!(g.into_inner().source, "lite");
+
+    f.slapd.restart();
+    let r = search(&mut s, Criterion::Query("doe".into()), 10, false).await;
+    assert_eq!(logins(&r), ["jdoe", "local1"], "the directory serves again");
+    assert!(r.source_status.iter().all(|x| x.ok));
+    s.stop().await;
+}
+
+#[test]
+fn check_config_names_the_exact_ldap_cause() {
+    let Some(f) = fixture() else { return };
+    let wrong_pw = f.dir.path().join("wrong.pw");
+    std::fs::write(&wrong_pw, "nope").unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cases = [
+        (
+            ldap_source("dir", &format!("ldap://127.0.0.1:{closed}"), &f.pw, ""),
+            "cannot connect",
+        ),
+        (
+            ldap_source("dir", &f.slapd.url(), &wrong_pw, ""),
+            "bind refused",
+        ),
+        (
+            ldap_source("dir", &f.slapd.url(), &f.pw, "")
+                .replace("ou=people,dc=example", "ou=nowhere,dc=example"),
+            "bad base DN",
+        ),
+        (
+            ldap_source("dir", &f.slapd.url(), &f.pw, "").replace(
+                "(objectClass=inetOrgPerson)",
+                "(&(objectClass=inetOrgPerson)",
+            ),
+            "bad filter",
+        ),
+    ];
+    for (source, cause) in cases {
+        let config = f.dir.path().join("c.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "customer_sources = []\n[groups]\nurl = \"{}\"\n{source}",
+                f.sqlite("g.db")
+            ),
+        )
+        .unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_clientele"))
+            .arg("--config")
+            .arg(&config)
+            .arg("check-config")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{cause}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains(cause), "{cause} missing: {stdout}");
+        assert!(!stdout.contains(ADMIN_PW));
+    }
+}
