@@ -3,24 +3,9 @@
 mod common;
 
 use clientele::proto::{self as pb, search_customer_users_request::Criterion};
-use common::slapd::{attr, Slapd, ADMIN_DN, ADMIN_PW};
+use common::slapd::{person, Slapd, ADMIN_DN, ADMIN_PW};
 use common::{fresh_db, user_source, Backend, TestServer};
 use tonic::Code;
-
-fn person(uid: &str, given: &str, sn: &str, mail: &str, orgs: &[&str], extra: &str) -> String {
-    // DNs with non-ASCII values are written base64 as a whole.
-    let dn = format!("uid={uid},ou=people,dc=example,dc=com");
-    let mut e = attr("dn", &dn) + "objectClass: inetOrgPerson\n";
-    e += &attr("uid", uid);
-    e += &attr("cn", &format!("{given} {sn}"));
-    e += &attr("givenName", given);
-    e += &attr("sn", sn);
-    e += &attr("mail", mail);
-    for o in orgs {
-        e += &attr("o", o);
-    }
-    e + extra + "\n"
-}
 
 fn fixtures() -> String {
     let mut l = String::new();

@@ -43,6 +43,22 @@ pub fn attr(name: &str, value: &str) -> String {
     }
 }
 
+/// An `inetOrgPerson` below `ou=people` (customer ids as multi-valued `o`); `extra` are further
+/// LDIF lines.
+pub fn person(uid: &str, given: &str, sn: &str, mail: &str, orgs: &[&str], extra: &str) -> String {
+    let mut e =
+        attr("dn", &format!("uid={uid},ou=people,{SUFFIX}")) + "objectClass: inetOrgPerson\n";
+    e += &attr("uid", uid);
+    e += &attr("cn", &format!("{given} {sn}"));
+    e += &attr("givenName", given);
+    e += &attr("sn", sn);
+    e += &attr("mail", mail);
+    for o in orgs {
+        e += &attr("o", o);
+    }
+    e + extra + "\n"
+}
+
 impl Slapd {
     /// Starts a directory holding `ldif` (entries below `dc=example,dc=com`, which is created),
     /// or `None` when slapd is not installed and not required.
