@@ -642,3 +642,53 @@ fn check_config_names_the_exact_ldap_cause() {
         assert!(!stdout.contains(ADMIN_PW));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starttls_and_ldaps_verify_the_server_certificate() {
+    let Some(slapd) = Slapd::start_tls(&fixtures()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, ADMIN_PW).unwrap();
+    let store = format!(
+        "store_url = \"sqlite://{}\"",
+        dir.path().join("s.db").display()
+    );
+    let ca = format!("ca_file = \"{}\"\n{store}", slapd.ca_file().display());
+    let ldaps = slapd.ldaps_url().unwrap();
+    for (url, extra) in [
+        (slapd.url(), format!("starttls = true\n{ca}")),
+        (ldaps.clone(), ca.clone()),
+    ] {
+        let config = "customer_sources = []\n".to_owned() + &ldap_source("dir", &url, &pw, &extra);
+        let mut s = TestServer::start(&config).await;
+        let u = s
+            .users
+            .get_customer_user(pb::GetCustomerUserRequest {
+                login: "jdoe".into(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e:?}"));
+        assert_eq!(u.into_inner().login, "jdoe");
+        s.stop().await;
+    }
+    // Without the CA the certificate does not verify: the source is unavailable, with the cause.
+    let config = "customer_sources = []\n".to_owned() + &ldap_source("dir", &ldaps, &pw, &store);
+    let mut s = TestServer::start(&config).await;
+    let err = s
+        .users
+        .search_customer_users(pb::SearchCustomerUsersRequest {
+            criterion: Some(Criterion::Query("doe".into())),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable);
+    assert!(
+        err.message().to_lowercase().contains("cert"),
+        "{}",
+        err.message()
+    );
+    s.stop().await;
+}

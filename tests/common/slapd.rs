@@ -23,8 +23,98 @@ fn find(bin: &str) -> Option<PathBuf> {
 
 pub struct Slapd {
     pub port: u16,
+    /// With TLS: the port of `ldaps://`.
+    pub tls_port: Option<u16>,
     dir: tempfile::TempDir,
     child: Option<Child>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA and a server certificate for 127.0.0.1 (and localhost), written into `dir`.
+fn make_certs(dir: &Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=Clientele Test CA",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        ],
+    );
+    // slapd drops no privileges here, but keep the key readable only by its owner.
+    let _ = std::fs::set_permissions(
+        dir.join("server.key"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    );
 }
 
 /// One LDIF attribute line, base64 when the value is not a safe string (RFC 2849).
@@ -63,6 +153,21 @@ impl Slapd {
     /// Starts a directory holding `ldif` (entries below `dc=example,dc=com`, which is created),
     /// or `None` when slapd is not installed and not required.
     pub fn start(ldif: &str) -> Option<Self> {
+        Self::start_with(ldif, false)
+    }
+
+    /// Like [`Slapd::start`], also serving StartTLS and `ldaps://` with a certificate signed by
+    /// a fresh CA (`ca_file()`).
+    pub fn start_tls(ldif: &str) -> Option<Self> {
+        Self::start_with(ldif, true)
+    }
+
+    /// The CA certificate of a TLS server.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    fn start_with(ldif: &str, tls: bool) -> Option<Self> {
         let (Some(slapd), Some(_)) = (find("slapd"), find("slapadd")) else {
             if std::env::var("CLIENTELE_TEST_REQUIRE_ALL").is_ok_and(|v| v == "1") {
                 panic!("slapd is not installed but CLIENTELE_TEST_REQUIRE_ALL=1 (apt-get install slapd ldap-utils)");
@@ -92,6 +197,18 @@ impl Slapd {
              index uid,mail,o eq\n",
             d = dir.path().display()
         );
+        let conf = if tls {
+            make_certs(dir.path());
+            let d = dir.path().display();
+            conf.replace(
+                "sizelimit 1000\n",
+                &format!(
+                    "sizelimit 1000\nTLSCACertificateFile {d}/ca.pem\nTLSCertificateFile {d}/server.pem\nTLSCertificateKeyFile {d}/server.key\n"
+                ),
+            )
+        } else {
+            conf
+        };
         std::fs::write(dir.path().join("slapd.conf"), conf).unwrap();
         let base = format!(
             "dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\ndc: example\no: Example\n\n\
@@ -111,13 +228,11 @@ impl Slapd {
             "slapadd: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
+        let tls_port = tls.then(free_port);
         let mut s = Self {
             port,
+            tls_port,
             dir,
             child: None,
         };
@@ -129,12 +244,21 @@ impl Slapd {
         format!("ldap://127.0.0.1:{}", self.port)
     }
 
+    /// `ldaps://` of a TLS server.
+    pub fn ldaps_url(&self) -> Option<String> {
+        self.tls_port.map(|p| format!("ldaps://127.0.0.1:{p}"))
+    }
+
     fn run(&mut self) {
+        let mut listen = format!("ldap://127.0.0.1:{}/", self.port);
+        if let Some(p) = self.tls_port {
+            listen.push_str(&format!(" ldaps://127.0.0.1:{p}/"));
+        }
         let child = Command::new(find("slapd").unwrap())
             .arg("-f")
             .arg(self.dir.path().join("slapd.conf"))
             .arg("-h")
-            .arg(format!("ldap://127.0.0.1:{}/", self.port))
+            .arg(listen)
             .arg("-d")
             .arg("0")
             .stdout(Stdio::null())
