@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         "proto/clientele/v1/customer_user.proto",
         "proto/clientele/v1/customer.proto",
         "proto/clientele/v1/group.proto",
+        "proto/clientele/v1/auth.proto",
     ];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");

@@ -7,12 +7,12 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 use tonic_health::{server::HealthReporter, ServingStatus};
 
-use crate::api::{CustomerApi, CustomerUserApi, GroupApi};
+use crate::api::{AuthApi, CustomerApi, CustomerUserApi, GroupApi, RateLimits};
 use crate::config::{Settings, SourceKind};
 use crate::directory::{Bounded, Directory, Groups};
 use crate::domain::group::Policy;
 use crate::proto::{
-    customer_service_server::CustomerServiceServer,
+    auth_service_server::AuthServiceServer, customer_service_server::CustomerServiceServer,
     customer_user_service_server::CustomerUserServiceServer,
     group_service_server::GroupServiceServer,
 };
@@ -173,6 +173,7 @@ pub fn build(settings: Settings) -> Result<App, String> {
             user_limit,
             customer_limit,
             groups,
+            settings.auth.clone(),
         )),
         databases,
         settings,
@@ -253,6 +254,11 @@ impl App {
             .add_service(GroupServiceServer::new(GroupApi::new(
                 self.directory.clone(),
                 deadline,
+            )))
+            .add_service(AuthServiceServer::new(AuthApi::new(
+                self.directory.clone(),
+                deadline,
+                RateLimits::new(self.settings.auth.rate_limit),
             )))
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
         tokio::pin!(server);

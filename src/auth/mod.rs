@@ -1,74 +1,56 @@
-//! Passwords: new ones are stored as argon2id PHC strings (OWASP parameters), hashed off the
-//! async runtime threads. Verification of every legacy OTRS format comes with the AuthService.
+//! Passwords: verification of every hash format OTRS, Znuny and OTOBO wrote ([`hash`]), new
+//! hashes as argon2id, the password policy ([`policy`]). Hashing runs on blocking threads, off
+//! the async runtime.
 
-use argon2::{
-    password_hash::{rand_core::OsRng, SaltString},
-    Argon2, PasswordHasher,
-};
-use rand::{seq::SliceRandom, Rng};
+pub mod hash;
+pub mod policy;
 
 use crate::error::Error;
+use hash::Argon2Params;
 
-/// Hashes `password` as argon2id with the crate's defaults (m=19 MiB, t=2, p=1: OWASP's
-/// recommendation), on a blocking thread.
-pub async fn hash_password(password: String) -> Result<String, Error> {
-    tokio::task::spawn_blocking(move || {
-        let salt = SaltString::generate(&mut OsRng);
-        Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
+/// Hashes `password` as argon2id with `params` on a blocking thread.
+pub async fn hash_password(password: String, params: Argon2Params) -> Result<String, Error> {
+    blocking(move || {
+        hash::hash(&password, &params)
             .map_err(|e| Error::Internal(format!("hashing password: {e}")))
     })
-    .await
-    .map_err(|e| Error::Internal(format!("hashing task: {e}")))?
+    .await?
 }
 
-/// A random password of `len` (at least 8) characters from `[0-9A-Za-z]`, with at least two
-/// lower-case and two upper-case letters and a digit, so it passes any OTRS-style policy.
-pub fn generate_password(len: usize) -> String {
-    const LOWER: &[u8] = b"abcdefghijklmnopqrstuvwxyz";
-    const UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ";
-    const DIGIT: &[u8] = b"0123456789";
-    let len = len.max(8);
-    let mut rng = rand::thread_rng();
-    let all: Vec<u8> = [LOWER, UPPER, DIGIT].concat();
-    let mut chars: Vec<u8> = [LOWER, LOWER, UPPER, UPPER, DIGIT]
-        .iter()
-        .map(|set| set[rng.gen_range(0..set.len())])
-        .collect();
-    while chars.len() < len {
-        chars.push(all[rng.gen_range(0..all.len())]);
-    }
-    chars.shuffle(&mut rng);
-    chars.into_iter().map(char::from).collect()
+/// Verifies on a blocking thread (constant-time comparison inside).
+pub async fn verify_password(
+    password: String,
+    stored: String,
+    allow_plain: bool,
+) -> Result<bool, Error> {
+    blocking(move || hash::verify(&password, &stored, allow_plain)).await
+}
+
+/// Spends the time of a verification against nothing, so an unknown login answers as slowly as
+/// a wrong password.
+pub async fn dummy_verify(password: String, params: Argon2Params) -> Result<(), Error> {
+    blocking(move || hash::dummy_verify(&password, &params)).await
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Error> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Internal(format!("password task: {e}")))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use argon2::{PasswordHash, PasswordVerifier};
-
-    #[test]
-    fn generated_passwords_have_every_class() {
-        for _ in 0..100 {
-            let p = generate_password(16);
-            assert_eq!(p.len(), 16);
-            assert!(p.chars().filter(char::is_ascii_lowercase).count() >= 2);
-            assert!(p.chars().filter(char::is_ascii_uppercase).count() >= 2);
-            assert!(p.chars().any(|c| c.is_ascii_digit()));
-        }
-    }
 
     #[tokio::test]
     async fn hashes_are_argon2id_and_verify() {
-        let h = hash_password("someäöü".into()).await.unwrap();
+        let h = hash_password("someäöü".into(), Argon2Params::default())
+            .await
+            .unwrap();
         assert!(h.starts_with("$argon2id$"));
-        let parsed = PasswordHash::new(&h).unwrap();
-        assert!(Argon2::default()
-            .verify_password("someäöü".as_bytes(), &parsed)
-            .is_ok());
-        assert!(Argon2::default()
-            .verify_password(b"other", &parsed)
-            .is_err());
+        assert!(verify_password("someäöü".into(), h.clone(), false)
+            .await
+            .unwrap());
+        assert!(!verify_password("other".into(), h, false).await.unwrap());
     }
 }

@@ -14,7 +14,7 @@ use std::{
 use futures::future::join_all;
 use tokio::time::{timeout_at, Instant};
 
-use crate::auth;
+use crate::config::AuthSettings;
 use crate::domain::group::Policy;
 use crate::domain::{
     customer_user::check_user,
@@ -27,7 +27,10 @@ use crate::domain::{
 use crate::error::{Error, FieldViolation, Result};
 use crate::source::{CustomerSource, CustomerUserSource, GroupStore, SourceError};
 
+mod auth;
 mod groups;
+
+pub use auth::{AuthOutcome, Authentication};
 
 /// The most records one search returns, whatever the caller asks.
 pub const MAX_LIMIT: usize = 10_000;
@@ -99,6 +102,7 @@ pub struct Directory {
     user_limit: usize,
     customer_limit: usize,
     groups: Option<Groups>,
+    auth: AuthSettings,
 }
 
 /// The group store and the rules that decide permissions.
@@ -275,6 +279,7 @@ impl Directory {
         user_limit: usize,
         customer_limit: usize,
         groups: Option<Groups>,
+        auth: AuthSettings,
     ) -> Self {
         Self {
             users,
@@ -282,6 +287,7 @@ impl Directory {
             user_limit,
             customer_limit,
             groups,
+            auth,
         }
     }
 
@@ -399,11 +405,8 @@ impl Directory {
                 "set either password or generate_password, not both",
             ));
         }
-        if password.as_deref() == Some("") {
-            violations.push(FieldViolation::new(
-                "password",
-                "must not be empty when set",
-            ));
+        if let Some(p) = &password {
+            violations.extend(self.auth.policy.check(p, "password"));
         }
         if !violations.is_empty() {
             return Err(Error::InvalidArgument(violations));
@@ -416,9 +419,15 @@ impl Directory {
             deadline,
         )
         .await?;
-        let generated = generate_password.then(|| auth::generate_password(16));
+        let generated = match generate_password {
+            true => Some(self.auth.policy.generate().ok_or_else(|| Error::FailedPrecondition {
+                reason: "POLICY_UNSATISFIABLE",
+                message: "no password of letters and digits satisfies auth.password_policy.pattern; set one instead".into(),
+            })?),
+            false => None,
+        };
         let hash = match password.or_else(|| generated.clone()) {
-            Some(p) => Some(auth::hash_password(p).await?),
+            Some(p) => Some(crate::auth::hash_password(p, self.auth.argon2).await?),
             None => None,
         };
         let stored = target.create(&user, hash.as_deref()).await?;

@@ -42,6 +42,15 @@ impl From<SourceError> for Error {
     }
 }
 
+/// What a password is checked against.
+#[derive(Debug, Clone)]
+pub enum Secret {
+    /// The stored hash (`None`: no password set, nothing verifies).
+    Hash(Option<String>),
+    /// A directory entry: the password is checked by binding as it.
+    Dn(String),
+}
+
 /// A place customer users are kept (a SQL table, later an LDAP directory).
 #[async_trait]
 pub trait CustomerUserSource: Send + Sync {
@@ -100,6 +109,23 @@ pub trait CustomerUserSource: Send + Sync {
     ) -> Result<Vec<CustomerUser>, SourceError>;
     /// Logins with an additional membership in any of `customer_ids`.
     async fn members_of_any(&self, customer_ids: &[String]) -> Result<Vec<String>, SourceError>;
+    /// The customer user and what its password is checked against, or `None`.
+    async fn credentials(&self, login: &str)
+        -> Result<Option<(CustomerUser, Secret)>, SourceError>;
+    /// Binds as `dn` with `password` on a connection of its own: `Ok(false)` for wrong
+    /// credentials. Sources without binds answer `Ok(false)`.
+    async fn bind_as(&self, dn: &str, password: &str) -> Result<bool, SourceError>;
+    /// Stores a new password hash for `login` (exact login); with `expected_old`, only if the
+    /// stored hash is still that one (no lost update when the password changed meanwhile).
+    /// Returns whether it was stored.
+    async fn store_password_hash(
+        &self,
+        login: &str,
+        expected_old: Option<&str>,
+        new: &str,
+    ) -> Result<bool, Error>;
+    /// The SQL tables beside the source: preferences, memberships, login state.
+    fn side(&self) -> &sql::side::SideTables;
     /// Moves every customer user and membership of customer `old` to `new`; returns how many
     /// customer users changed. A read-only source changes nothing and returns 0.
     async fn rename_customer_id(&self, old: &str, new: &str) -> Result<u64, Error>;

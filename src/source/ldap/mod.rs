@@ -173,6 +173,49 @@ impl Directory {
         )))
     }
 
+    /// Checks `password` by binding as `dn` on a connection of its own (never pooled: it
+    /// carries the user's identity). An empty password is refused before it reaches the server
+    /// (an empty simple bind would be an anonymous bind that "succeeds").
+    pub async fn bind_as(&self, dn: &str, password: &str) -> Result<bool, SourceError> {
+        if password.is_empty() {
+            return Ok(false);
+        }
+        let mut errors = Vec::new();
+        for url in &self.settings.urls {
+            let mut cs = LdapConnSettings::new()
+                .set_conn_timeout(self.settings.connect_timeout)
+                .set_starttls(self.settings.starttls);
+            if let Some(tls) = &self.tls {
+                cs = cs.set_config(tls.clone());
+            }
+            let (conn, mut ldap) = match LdapConnAsync::with_settings(cs, url).await {
+                Ok(c) => c,
+                Err(e) => {
+                    errors.push(format!("{url}: {e}"));
+                    continue;
+                }
+            };
+            ldap3::drive!(conn);
+            let r = ldap
+                .with_timeout(self.settings.op_timeout)
+                .simple_bind(dn, password)
+                .await
+                .map_err(|e| unavailable(&format!("bind to {url}"), e))?;
+            let _ = ldap.unbind().await;
+            return match r.rc {
+                0 => Ok(true),
+                RC_INVALID_CREDENTIALS => Ok(false),
+                _ => Err(SourceError::Failed(format!(
+                    "bind as user refused by {url}: {r}"
+                ))),
+            };
+        }
+        Err(SourceError::Unavailable(format!(
+            "cannot connect: {}",
+            errors.join("; ")
+        )))
+    }
+
     /// A connected handle from the pool (connecting if the slot is empty or closed).
     async fn handle(&self) -> Result<(usize, Ldap), SourceError> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();

@@ -19,7 +19,7 @@ use crate::domain::{
 };
 use crate::error::Error;
 use crate::source::sql::{side::SideTables, Db};
-use crate::source::{CustomerUserSource, SourceError};
+use crate::source::{CustomerUserSource, Secret, SourceError};
 
 pub struct LdapUserSource {
     cfg: UserSource,
@@ -332,6 +332,37 @@ impl CustomerUserSource for LdapUserSource {
 
     async fn set_preference(&self, login: &str, key: &str, value: &str) -> Result<(), Error> {
         self.side.set_preference(login, key, value).await
+    }
+
+    async fn credentials(
+        &self,
+        login: &str,
+    ) -> Result<Option<(CustomerUser, Secret)>, SourceError> {
+        let filter = self
+            .dir
+            .filter(&eq(self.attr(UserField::Login), login), false);
+        let (entries, _) = self.dir.search(&filter, &self.attrs, None).await?;
+        for e in &entries {
+            let mut found = vec![self.to_user(e)];
+            if self.same(&found[0].0.login, login) {
+                self.mark_invalid(&mut found).await?;
+                let (user, _) = found.remove(0);
+                return Ok(Some((user, Secret::Dn(e.dn.clone()))));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn bind_as(&self, dn: &str, password: &str) -> Result<bool, SourceError> {
+        self.dir.bind_as(dn, password).await
+    }
+
+    async fn store_password_hash(&self, _: &str, _: Option<&str>, _: &str) -> Result<bool, Error> {
+        Err(self.read_only())
+    }
+
+    fn side(&self) -> &SideTables {
+        &self.side
     }
 
     async fn get_many(&self, logins: &[String]) -> Result<Vec<CustomerUser>, SourceError> {

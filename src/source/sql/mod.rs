@@ -199,6 +199,25 @@ impl Sql {
         sql
     }
 
+    /// Like [`Sql::insert`], doing nothing when the row's key exists already.
+    pub fn insert_ignore<'c>(
+        dialect: Dialect,
+        table: &str,
+        values: impl IntoIterator<Item = (&'c str, Val)>,
+    ) -> Self {
+        let mut sql = Self::insert(dialect, table, values);
+        match dialect {
+            Dialect::Postgres => {
+                sql.push(" ON CONFLICT DO NOTHING");
+            }
+            Dialect::MySql => sql.text = sql.text.replacen("INSERT INTO", "INSERT IGNORE INTO", 1),
+            Dialect::Sqlite => {
+                sql.text = sql.text.replacen("INSERT INTO", "INSERT OR IGNORE INTO", 1)
+            }
+        }
+        sql
+    }
+
     /// Appends `a, b, c` placeholders for a list of texts.
     pub fn text_list(&mut self, values: impl IntoIterator<Item = String>) -> &mut Self {
         for (i, v) in values.into_iter().enumerate() {

@@ -4,13 +4,36 @@
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use super::{audit_columns, source_error, text_at, write_error, Db, Sql, Val};
+use super::{audit_columns, int_at, source_error, text_at, write_error, Db, Sql, Val};
 use crate::domain::limits;
 use crate::error::{Error, FieldViolation};
 use crate::source::SourceError;
 
 /// Values per IN list.
 const BATCH: usize = 500;
+
+/// Failed-login state of one login.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoginState {
+    pub failed: u32,
+    /// Epoch seconds; `i64::MAX` = until unlocked.
+    pub locked_until: Option<i64>,
+}
+
+impl LoginState {
+    pub fn locked_at(&self, now: i64) -> bool {
+        self.locked_until.is_some_and(|u| u > now)
+    }
+}
+
+/// What counting a failed attempt did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Counted; the login may now be locked.
+    Counted(LoginState),
+    /// The login was locked already: nothing counted.
+    Locked { until: i64 },
+}
 
 /// Preferences and memberships of one source's customer users (logins matched exactly: callers
 /// pass canonical logins).
@@ -177,4 +200,201 @@ impl SideTables {
             .map_err(|e| self.write_err(e, login))?;
         tx.commit().await.map_err(|e| self.write_err(e, login))
     }
+
+    // ----- failed logins -----
+
+    fn now_pref(&self, d: super::Dialect, login: &str, key: &str, value: &str) -> [Sql; 2] {
+        let mut del = Sql::new(d);
+        del.push("DELETE FROM customer_preferences WHERE user_id = ")
+            .text(login)
+            .push(" AND preferences_key = ")
+            .text(key);
+        let ins = Sql::insert(
+            d,
+            "customer_preferences",
+            vec![
+                ("user_id", Val::Text(login.to_owned())),
+                ("preferences_key", Val::Text(key.to_owned())),
+                ("preferences_value", Val::Text(value.to_owned())),
+            ],
+        );
+        [del, ins]
+    }
+
+    async fn ensure_state_row(&self, login: &str) -> Result<(), SourceError> {
+        Sql::insert_ignore(
+            self.db.dialect(),
+            "clientele_login_state",
+            vec![
+                ("source", Val::Text(self.source.clone())),
+                ("login", Val::Text(login.to_owned())),
+                ("failed", Val::Int(0)),
+            ],
+        )
+        .query()
+        .execute(self.db.pool())
+        .await
+        .map(|_| ())
+        .map_err(source_error)
+    }
+
+    /// The failed-login state of `login` (exact login).
+    pub async fn login_state(&self, login: &str) -> Result<LoginState, SourceError> {
+        self.db.ready().await?;
+        let mut sql = Sql::new(self.db.dialect());
+        sql.push("SELECT failed, locked_until FROM clientele_login_state WHERE source = ")
+            .text(self.source.clone())
+            .push(" AND login = ")
+            .text(login);
+        let row = sql
+            .query()
+            .fetch_optional(self.db.pool())
+            .await
+            .map_err(source_error)?;
+        Ok(match row {
+            None => LoginState::default(),
+            Some(r) => LoginState {
+                failed: u32::try_from(int_at(&r, 0)?.unwrap_or(0)).unwrap_or(0),
+                locked_until: int_at(&r, 1)?,
+            },
+        })
+    }
+
+    /// Counts one failed attempt, exactly, under any concurrency and on any number of replicas:
+    /// the row is locked by the counting UPDATE, which only counts while the login is not
+    /// locked. At `max` (> 0) failures the login is locked until `now + lock_for` (`None`:
+    /// until unlocked). An expired lock starts a new count. OTRS's `UserLoginFailed`
+    /// preference follows the count.
+    pub async fn record_failure(
+        &self,
+        login: &str,
+        max: u32,
+        lock_for: Option<i64>,
+        now: i64,
+    ) -> Result<Failure, SourceError> {
+        self.db.ready().await?;
+        self.ensure_state_row(login).await?;
+        let mut last = None;
+        for _ in 0..5 {
+            match self.try_record_failure(login, max, lock_for, now).await {
+                Ok(f) => return Ok(f),
+                // Deadlocks and busy databases: the transaction is repeated.
+                Err(e) if retryable(&e) => last = Some(e),
+                Err(e) => return Err(source_error(e)),
+            }
+        }
+        Err(last.map_or_else(
+            || SourceError::Failed("counting a failed login".into()),
+            source_error,
+        ))
+    }
+
+    async fn try_record_failure(
+        &self,
+        login: &str,
+        max: u32,
+        lock_for: Option<i64>,
+        now: i64,
+    ) -> Result<Failure, sqlx::Error> {
+        let d = self.db.dialect();
+        let mut tx = self.db.pool().begin().await?;
+        let mut up = Sql::new(d);
+        up.push("UPDATE clientele_login_state SET failed = CASE WHEN locked_until IS NOT NULL AND locked_until <= ")
+            .int(now)
+            .push(" THEN 1 ELSE failed + 1 END, locked_until = CASE WHEN locked_until IS NOT NULL AND locked_until <= ")
+            .int(now)
+            .push(" THEN NULL ELSE locked_until END, last_failed = ")
+            .int(now)
+            .push(" WHERE source = ")
+            .text(self.source.clone())
+            .push(" AND login = ")
+            .text(login)
+            .push(" AND (locked_until IS NULL OR locked_until <= ")
+            .int(now)
+            .push(")");
+        let counted = up.query().execute(&mut *tx).await?.rows_affected() == 1;
+        let mut sel = Sql::new(d);
+        sel.push("SELECT failed, locked_until FROM clientele_login_state WHERE source = ")
+            .text(self.source.clone())
+            .push(" AND login = ")
+            .text(login);
+        let row = sel.query().fetch_one(&mut *tx).await?;
+        let failed = int_at(&row, 0).ok().flatten().unwrap_or(0);
+        let locked_until = int_at(&row, 1).ok().flatten();
+        if !counted {
+            tx.commit().await?;
+            return Ok(Failure::Locked {
+                until: locked_until.unwrap_or(i64::MAX),
+            });
+        }
+        let mut state = LoginState {
+            failed: u32::try_from(failed).unwrap_or(u32::MAX),
+            locked_until: None,
+        };
+        if max > 0 && state.failed >= max {
+            let until = lock_for.map_or(i64::MAX, |s| now.saturating_add(s));
+            let mut lock = Sql::new(d);
+            lock.push("UPDATE clientele_login_state SET locked_until = ")
+                .int(until)
+                .push(" WHERE source = ")
+                .text(self.source.clone())
+                .push(" AND login = ")
+                .text(login);
+            lock.query().execute(&mut *tx).await?;
+            state.locked_until = Some(until);
+        }
+        for q in self.now_pref(d, login, "UserLoginFailed", &state.failed.to_string()) {
+            q.query().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(Failure::Counted(state))
+    }
+
+    /// A successful login: the count is reset, the lock cleared, the time recorded (OTRS
+    /// preferences `UserLoginFailed` = 0 and `UserLastLogin` = epoch seconds).
+    pub async fn record_success(&self, login: &str, now: i64) -> Result<(), SourceError> {
+        self.reset(login, Some(now)).await
+    }
+
+    /// Clears a lock and the count ("Login Forbidden ... can be re-enabled here").
+    pub async fn unlock(&self, login: &str) -> Result<(), SourceError> {
+        self.reset(login, None).await
+    }
+
+    async fn reset(&self, login: &str, login_time: Option<i64>) -> Result<(), SourceError> {
+        self.db.ready().await?;
+        self.ensure_state_row(login).await?;
+        let d = self.db.dialect();
+        let mut tx = self.db.pool().begin().await.map_err(source_error)?;
+        let mut up = Sql::new(d);
+        up.push("UPDATE clientele_login_state SET failed = 0, locked_until = NULL");
+        if let Some(t) = login_time {
+            up.push(", last_login = ").int(t);
+        }
+        up.push(" WHERE source = ")
+            .text(self.source.clone())
+            .push(" AND login = ")
+            .text(login);
+        up.query().execute(&mut *tx).await.map_err(source_error)?;
+        let mut prefs = vec![self.now_pref(d, login, "UserLoginFailed", "0")];
+        if let Some(t) = login_time {
+            prefs.push(self.now_pref(d, login, "UserLastLogin", &t.to_string()));
+        }
+        for q in prefs.into_iter().flatten() {
+            q.query().execute(&mut *tx).await.map_err(source_error)?;
+        }
+        tx.commit().await.map_err(source_error)
+    }
+}
+
+/// SQLite busy, MySQL deadlock / lock wait, PostgreSQL serialization failure or deadlock.
+fn retryable(e: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = e else {
+        return false;
+    };
+    let code = db.code().map(|c| c.to_string()).unwrap_or_default();
+    matches!(
+        code.as_str(),
+        "5" | "6" | "517" | "1205" | "1213" | "40001" | "40P01"
+    )
 }

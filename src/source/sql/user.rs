@@ -20,7 +20,7 @@ use crate::domain::{
     Attr, CustomerUser, CustomerUserPatch, UserField, UserSchema, Validity,
 };
 use crate::error::Error;
-use crate::source::{CustomerUserSource, SourceError};
+use crate::source::{CustomerUserSource, Secret, SourceError};
 
 /// Addresses per lookup statement (well below every dialect's bound-parameter limit).
 const EMAIL_BATCH: usize = 500;
@@ -594,6 +594,96 @@ impl CustomerUserSource for SqlUserSource {
 
     async fn set_preference(&self, login: &str, key: &str, value: &str) -> Result<(), Error> {
         self.side.set_preference(login, key, value).await
+    }
+
+    async fn credentials(
+        &self,
+        login: &str,
+    ) -> Result<Option<(CustomerUser, Secret)>, SourceError> {
+        let Some(user) = self.get(login).await? else {
+            return Ok(None);
+        };
+        let Some(pw_col) = self.column(UserField::Password) else {
+            return Ok(Some((user, Secret::Hash(None))));
+        };
+        let d = self.db.dialect();
+        let mut sql = Sql::new(d);
+        sql.push("SELECT ")
+            .push(&d.text(pw_col))
+            .push(" FROM ")
+            .push(&self.table.name)
+            .push(" WHERE ")
+            .push(&self.table.key_col)
+            .push(" = ")
+            .text(user.login.clone());
+        let row = sql
+            .query()
+            .fetch_optional(self.db.pool())
+            .await
+            .map_err(source_error)?;
+        let hash = match row {
+            Some(r) => Some(text_at(&r, 0)?).filter(|h| !h.is_empty()),
+            None => None,
+        };
+        Ok(Some((user, Secret::Hash(hash))))
+    }
+
+    async fn bind_as(&self, _: &str, _: &str) -> Result<bool, SourceError> {
+        Ok(false)
+    }
+
+    async fn store_password_hash(
+        &self,
+        login: &str,
+        expected_old: Option<&str>,
+        new: &str,
+    ) -> Result<bool, Error> {
+        if !self.writable() {
+            return Err(Error::FailedPrecondition {
+                reason: "SOURCE_READ_ONLY",
+                message: format!(
+                    "customer-user source {:?} is read-only; passwords cannot be set there",
+                    self.name()
+                ),
+            });
+        }
+        let Some(pw_col) = self.column(UserField::Password) else {
+            return Err(Error::FailedPrecondition {
+                reason: "NO_PASSWORD_COLUMN",
+                message: format!(
+                    "customer-user source {:?} maps no password column",
+                    self.name()
+                ),
+            });
+        };
+        self.db.ready().await?;
+        let mut sql = Sql::new(self.db.dialect());
+        sql.push("UPDATE ")
+            .push(&self.table.name)
+            .push(" SET ")
+            .push(pw_col)
+            .push(" = ")
+            .text(new);
+        if !self.cfg.settings.foreign_db {
+            sql.push(", change_time = CURRENT_TIMESTAMP, change_by = 1");
+        }
+        sql.push(" WHERE ")
+            .push(&self.table.key_col)
+            .push(" = ")
+            .text(login);
+        if let Some(old) = expected_old {
+            sql.push(" AND ").push(pw_col).push(" = ").text(old);
+        }
+        let done = sql
+            .query()
+            .execute(self.db.pool())
+            .await
+            .map_err(|e| self.write_err(e, login))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    fn side(&self) -> &SideTables {
+        &self.side
     }
 
     async fn get_many(&self, logins: &[String]) -> Result<Vec<CustomerUser>, SourceError> {

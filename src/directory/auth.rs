@@ -1,0 +1,273 @@
+//! Customer logins: ordered auth backends over the sources, every OTRS hash format, lockout
+//! counted in the shared database, re-hashing to argon2id, and an audit event per decision.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::time::Instant;
+
+use super::Directory;
+use crate::auth::{dummy_verify, hash, hash_password, verify_password};
+use crate::domain::{limits, record::check_key, CustomerUser, Validity};
+use crate::error::{Error, FieldViolation, Result};
+use crate::source::{sql::side::Failure, CustomerUserSource, Secret, SourceError};
+
+/// The decision on one login attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthOutcome {
+    Success,
+    /// Unknown login or wrong password: the same answer, in the same time.
+    InvalidCredentials,
+    /// Too many failed attempts.
+    Locked,
+    /// The customer user is not valid.
+    Disabled,
+}
+
+impl AuthOutcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::Locked => "locked",
+            Self::Disabled => "disabled",
+        }
+    }
+}
+
+/// The answer to an authentication.
+#[derive(Debug, Clone)]
+pub struct Authentication {
+    pub outcome: AuthOutcome,
+    /// Only on success.
+    pub customer_user: Option<CustomerUser>,
+    pub customer_ids: Vec<String>,
+    /// The source that decided ("" for an unknown login).
+    pub source: String,
+    /// Epoch seconds, when locked (`i64::MAX`: until unlocked).
+    pub locked_until: Option<i64>,
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn unavailable(source: &str, e: SourceError) -> Error {
+    Error::Unavailable(format!("auth backend {source:?}: {e}"))
+}
+
+impl Directory {
+    fn auth_backends(&self) -> impl Iterator<Item = &std::sync::Arc<dyn CustomerUserSource>> {
+        self.auth
+            .backends
+            .iter()
+            .filter_map(|name| self.user_sources().find(|s| s.name() == name))
+    }
+
+    /// Checks a login and password against the auth backends in order: the first backend whose
+    /// source has the login decides. A backend that cannot be reached makes the call
+    /// `Unavailable` and counts nothing.
+    pub async fn authenticate(
+        &self,
+        login: &str,
+        password: &str,
+        client: &str,
+        deadline: Instant,
+    ) -> Result<Authentication> {
+        let mut v = Vec::new();
+        check_key("login", login, limits::LOGIN, &mut v);
+        if !v.is_empty() {
+            return Err(Error::InvalidArgument(v));
+        }
+        let result = tokio::time::timeout_at(deadline, self.decide(login, password))
+            .await
+            .map_err(|_| Error::DeadlineExceeded("authentication did not finish in time".into()))?;
+        match &result {
+            Ok(a) => tracing::info!(
+                target: "clientele::audit",
+                login,
+                outcome = a.outcome.as_str(),
+                source = %a.source,
+                client,
+                "authentication"
+            ),
+            Err(e) => tracing::warn!(
+                target: "clientele::audit",
+                login,
+                outcome = "unavailable",
+                client,
+                error = %e,
+                "authentication"
+            ),
+        }
+        result
+    }
+
+    async fn decide(&self, login: &str, password: &str) -> Result<Authentication> {
+        let denied = |outcome, source: &str, locked_until| Authentication {
+            outcome,
+            customer_user: None,
+            customer_ids: Vec::new(),
+            source: source.to_owned(),
+            locked_until,
+        };
+        let mut found = None;
+        for source in self.auth_backends() {
+            match source.credentials(login).await {
+                Ok(Some((user, secret))) => {
+                    found = Some((source.clone(), user, secret));
+                    break;
+                }
+                Ok(None) => {}
+                Err(e) => return Err(unavailable(source.name(), e)),
+            }
+        }
+        let Some((source, user, secret)) = found else {
+            dummy_verify(password.to_owned(), self.auth.argon2).await?;
+            return Ok(denied(AuthOutcome::InvalidCredentials, "", None));
+        };
+        let side = source.side();
+        let at = now();
+        let state = side
+            .login_state(&user.login)
+            .await
+            .map_err(|e| unavailable(source.name(), e))?;
+        if state.locked_at(at) {
+            return Ok(denied(
+                AuthOutcome::Locked,
+                source.name(),
+                state.locked_until,
+            ));
+        }
+        let (ok, stored) = match &secret {
+            Secret::Hash(Some(stored)) if !password.is_empty() => (
+                verify_password(password.to_owned(), stored.clone(), self.auth.allow_plain).await?,
+                Some(stored.clone()),
+            ),
+            Secret::Hash(_) => {
+                dummy_verify(password.to_owned(), self.auth.argon2).await?;
+                (false, None)
+            }
+            Secret::Dn(dn) => (
+                source
+                    .bind_as(dn, password)
+                    .await
+                    .map_err(|e| unavailable(source.name(), e))?,
+                None,
+            ),
+        };
+        let valid = user.validity == Validity::Valid;
+        if !ok {
+            // Attempts on invalid users do not count (and do not reveal that the login exists).
+            if !valid {
+                return Ok(denied(AuthOutcome::InvalidCredentials, source.name(), None));
+            }
+            let lock_for = self
+                .auth
+                .lockout
+                .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+            let failure = side
+                .record_failure(&user.login, self.auth.max_failed_logins, lock_for, at)
+                .await
+                .map_err(|e| unavailable(source.name(), e))?;
+            return Ok(match failure {
+                Failure::Counted(_) => denied(AuthOutcome::InvalidCredentials, source.name(), None),
+                Failure::Locked { until } => {
+                    denied(AuthOutcome::Locked, source.name(), Some(until))
+                }
+            });
+        }
+        if !valid {
+            return Ok(denied(AuthOutcome::Disabled, source.name(), None));
+        }
+        side.record_success(&user.login, at)
+            .await
+            .map_err(|e| unavailable(source.name(), e))?;
+        if let Some(old) = stored.filter(|h| hash::needs_rehash(h, &self.auth.argon2)) {
+            self.rehash(&*source, &user.login, &old, password).await;
+        }
+        let customer_ids = self
+            .customer_ids_in(&*source, &user)
+            .await
+            .map_err(|e| unavailable(source.name(), e))?;
+        Ok(Authentication {
+            outcome: AuthOutcome::Success,
+            source: source.name().to_owned(),
+            customer_user: Some(user),
+            customer_ids,
+            locked_until: None,
+        })
+    }
+
+    /// Replaces a legacy or outdated hash after a successful login, only if the stored hash is
+    /// still the one verified (a password changed meanwhile wins). Failures are logged: the
+    /// login itself succeeded.
+    async fn rehash(
+        &self,
+        source: &dyn CustomerUserSource,
+        login: &str,
+        old: &str,
+        password: &str,
+    ) {
+        let new = match hash_password(password.to_owned(), self.auth.argon2).await {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!(login, error = %e, "re-hashing failed");
+                return;
+            }
+        };
+        match source.store_password_hash(login, Some(old), &new).await {
+            Ok(true) => tracing::info!(
+                login,
+                source = source.name(),
+                "password re-hashed to argon2id"
+            ),
+            Ok(false) => tracing::info!(login, "password changed meanwhile; not re-hashed"),
+            Err(e) => tracing::warn!(login, error = %e, "re-hashing not stored"),
+        }
+    }
+
+    async fn customer_ids_in(
+        &self,
+        source: &dyn CustomerUserSource,
+        user: &CustomerUser,
+    ) -> std::result::Result<Vec<String>, SourceError> {
+        let mut ids = Vec::new();
+        if !user.customer_id.is_empty() {
+            ids.push(user.customer_id.clone());
+        }
+        for id in source.memberships(&user.login).await? {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Sets a password after checking it against the policy (every violation listed).
+    pub async fn set_password(&self, login: &str, password: &str, deadline: Instant) -> Result<()> {
+        let violations: Vec<FieldViolation> = self.auth.policy.check(password, "password");
+        if !violations.is_empty() {
+            return Err(Error::InvalidArgument(violations));
+        }
+        let (source, user) = self.locate_user(login, deadline).await?;
+        let new = hash_password(password.to_owned(), self.auth.argon2).await?;
+        if source.store_password_hash(&user.login, None, &new).await? {
+            Ok(())
+        } else {
+            Err(Error::not_found("customer user", login))
+        }
+    }
+
+    /// Clears the failed-login lock of `login`.
+    pub async fn unlock_login(&self, login: &str, deadline: Instant) -> Result<()> {
+        let (source, user) = self.locate_user(login, deadline).await?;
+        source
+            .side()
+            .unlock(&user.login)
+            .await
+            .map_err(|e| unavailable(source.name(), e))
+    }
+}
