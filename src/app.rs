@@ -4,7 +4,9 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::Server;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+
+use crate::edge::EdgeLayer;
 use tonic_health::{server::HealthReporter, ServingStatus};
 
 use crate::api::{AuthApi, CustomerApi, CustomerUserApi, GroupApi, RateLimits};
@@ -24,9 +26,6 @@ use crate::source::{
     },
     CustomerSource, CustomerUserSource,
 };
-
-/// How often source health is probed for `grpc.health.v1` (`source/<name>`).
-const HEALTH_PROBE_EVERY: Duration = Duration::from_secs(10);
 
 /// The built service: the directory over every source, and the databases behind them.
 pub struct App {
@@ -211,25 +210,56 @@ impl App {
         out
     }
 
-    /// Serves on `listener` until `shutdown` completes, then drains in-flight calls for at most
-    /// `server.shutdown_grace`.
+    /// Serves on `listener` (and metrics on `server.metrics_listen`) until `shutdown`
+    /// completes, then stops accepting, drains in-flight calls for at most
+    /// `server.shutdown_grace` and closes the database pools.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), String> {
+        let metrics = match self.settings.server.metrics_listen.as_str() {
+            "" => None,
+            addr => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| format!("server.metrics_listen {addr}: {e}"))?,
+            ),
+        };
+        self.serve_with(listener, metrics, shutdown).await
+    }
+
+    /// [`App::serve`] with the metrics listener given (`None`: no metrics endpoint).
+    pub async fn serve_with(
+        self,
+        listener: TcpListener,
+        metrics_listener: Option<TcpListener>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), String> {
+        let server_cfg = self.settings.server.clone();
         let (reporter, health) = tonic_health::server::health_reporter();
         reporter
             .set_service_status("", ServingStatus::Serving)
             .await;
-        let probe = tokio::spawn(probe_sources(self.directory.clone(), reporter.clone()));
+        let probe = tokio::spawn(probe_sources(
+            self.directory.clone(),
+            reporter.clone(),
+            server_cfg.health_probe_interval,
+            self.databases.clone(),
+        ));
+        let metrics = metrics_listener.map(|l| {
+            if let Ok(addr) = l.local_addr() {
+                tracing::info!(%addr, "metrics on /metrics");
+            }
+            tokio::spawn(crate::telemetry::serve_metrics(l))
+        });
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1()
             .map_err(|e| format!("reflection: {e}"))?;
-        let deadline = self.settings.server.default_deadline;
-        let grace = self.settings.server.shutdown_grace;
+        let deadline = server_cfg.default_deadline;
+        let grace = server_cfg.shutdown_grace;
         let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
         let reporter_for_stop = reporter.clone();
         let signal = async move {
@@ -240,7 +270,25 @@ impl App {
                 .await;
             let _ = drain_tx.send(());
         };
-        let server = Server::builder()
+        let mut builder = Server::builder()
+            // Each call is bounded by this or by the caller's grpc-timeout, whichever is
+            // shorter (DEADLINE_EXCEEDED / CANCELLED, never a hang).
+            .timeout(server_cfg.request_timeout)
+            // Load shedding: beyond the concurrency limit, calls are refused at once with
+            // RESOURCE_EXHAUSTED instead of queueing.
+            .load_shed(true);
+        if let Some(tls) = &server_cfg.tls {
+            builder = builder
+                .tls_config(tls_config(tls)?)
+                .map_err(|e| format!("server.tls: {e}"))?;
+        }
+        let server = builder
+            // Global concurrency limit across connections (shed by the layer above when full).
+            .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+                server_cfg.concurrency_limit,
+            ))
+            // Request id, span, access control, metrics (see `edge`).
+            .layer(EdgeLayer::new(self.settings.access.clone()))
             .add_service(health)
             .add_service(reflection)
             .add_service(CustomerUserServiceServer::new(CustomerUserApi::new(
@@ -273,8 +321,30 @@ impl App {
             }
         };
         probe.abort();
+        if let Some(m) = metrics {
+            m.abort();
+        }
+        for (_, db) in &self.databases {
+            db.pool().close().await;
+        }
         result
     }
+}
+
+/// Server TLS from PEM files; with a client CA, client certificates are verified when presented
+/// (optional, so token callers need none).
+fn tls_config(tls: &crate::config::TlsConfig) -> Result<ServerTlsConfig, String> {
+    let read = |f: &str| std::fs::read(f).map_err(|e| format!("server.tls: {f}: {e}"));
+    let mut cfg = ServerTlsConfig::new().identity(Identity::from_pem(
+        read(&tls.cert_file)?,
+        read(&tls.key_file)?,
+    ));
+    if let Some(ca) = &tls.client_ca_file {
+        cfg = cfg
+            .client_ca_root(Certificate::from_pem(read(ca)?))
+            .client_auth_optional(true);
+    }
+    Ok(cfg)
 }
 
 fn flatten(
@@ -288,8 +358,13 @@ fn flatten(
 }
 
 /// Keeps `source/<name>` health current and logs changes (first probe at start-up: a source
-/// that is down is reported, and retried every probe until it serves).
-async fn probe_sources(dir: Arc<Directory>, reporter: HealthReporter) {
+/// that is down is reported, and retried every probe until it serves); records pool usage.
+async fn probe_sources(
+    dir: Arc<Directory>,
+    reporter: HealthReporter,
+    every: Duration,
+    databases: Vec<(String, Arc<Db>)>,
+) {
     let mut last: std::collections::HashMap<String, bool> = Default::default();
     loop {
         // A customer-user and a customer source may share a name: `source/<name>` serves only
@@ -330,28 +405,45 @@ async fn probe_sources(dir: Arc<Directory>, reporter: HealthReporter) {
                 }
             }
         }
-        tokio::time::sleep(HEALTH_PROBE_EVERY).await;
+        for (_, db) in &databases {
+            let pool = db.pool();
+            let label = db.label().to_owned();
+            metrics::gauge!("clientele_pool_connections", "database" => label.clone(), "state" => "open")
+                .set(f64::from(pool.size()));
+            metrics::gauge!("clientele_pool_connections", "database" => label, "state" => "idle")
+                .set(pool.num_idle() as f64);
+        }
+        tokio::time::sleep(every).await;
     }
 }
 
-/// Binds the configured address, refusing a non-loopback one (no callers are configured in
-/// this build) unless `server.insecure` is set.
+/// Refuses a non-loopback address when no caller is configured, unless `server.insecure`;
+/// warns loudly whenever calls are not authenticated.
+pub fn check_exposure(settings: &Settings, addr: SocketAddr) -> Result<(), String> {
+    if !settings.access.callers.is_empty() {
+        return Ok(());
+    }
+    if !addr.ip().is_loopback() && !settings.server.insecure {
+        return Err(format!(
+            "refusing to serve {addr} without [[callers]]: configure callers, listen on loopback, or set server.insecure = true"
+        ));
+    }
+    if addr.ip().is_loopback() {
+        tracing::warn!(%addr, "no [[callers]] configured: serving WITHOUT caller authentication (loopback only)");
+    } else {
+        tracing::warn!(%addr, "no [[callers]] configured: serving WITHOUT caller authentication on a non-loopback address (server.insecure = true)");
+    }
+    Ok(())
+}
+
+/// Binds the configured address after [`check_exposure`].
 pub async fn bind(settings: &Settings) -> Result<TcpListener, String> {
     let addr: SocketAddr = settings
         .server
         .listen
         .parse()
         .map_err(|e| format!("server.listen: {e}"))?;
-    if !addr.ip().is_loopback() && !settings.server.insecure {
-        return Err(format!(
-            "refusing to serve {addr} without caller authentication; listen on loopback or set server.insecure = true"
-        ));
-    }
-    if addr.ip().is_loopback() {
-        tracing::warn!(%addr, "serving WITHOUT caller authentication (loopback only)");
-    } else {
-        tracing::warn!(%addr, "serving WITHOUT caller authentication on a non-loopback address (server.insecure = true)");
-    }
+    check_exposure(settings, addr)?;
     TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))

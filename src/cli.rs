@@ -37,7 +37,6 @@ pub enum Command {
 
 /// Runs the command line; the exit code is non-zero on any failure.
 pub async fn run(cli: Cli) -> ExitCode {
-    telemetry::init();
     let path = cli.config.clone().or_else(|| {
         let default = PathBuf::from("clientele.toml");
         default.exists().then_some(default)
@@ -54,6 +53,13 @@ pub async fn run(cli: Cli) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let telemetry = telemetry::init(settings.server.log_format == "json");
+    let code = run_command(cli.command, settings).await;
+    telemetry.shutdown();
+    code
+}
+
+async fn run_command(command: Command, settings: crate::config::Settings) -> ExitCode {
     let built = match app::build(settings) {
         Ok(a) => a,
         Err(e) => {
@@ -61,7 +67,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match cli.command {
+    match command {
         Command::Serve { .. } => {
             let listener = match app::bind(&built.settings).await {
                 Ok(l) => l,

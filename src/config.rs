@@ -68,7 +68,7 @@ pub struct Config {
     #[serde(default)]
     pub groups: GroupsConfig,
     #[serde(default)]
-    pub callers: Option<Vec<toml::Table>>,
+    pub callers: Vec<CallerConfig>,
     /// Problems found while reading (unknown keys, bad overrides), reported by `validate`
     /// together with everything else.
     #[serde(skip)]
@@ -88,8 +88,43 @@ pub struct ServerConfig {
     /// Used when a call carries no deadline of its own.
     #[serde(deserialize_with = "duration")]
     pub default_deadline: Duration,
-    /// `[server.tls]`, taken by a later capability.
-    pub tls: Option<toml::Table>,
+    /// `[server.tls]`: serve TLS; with `client_ca_file`, client certificates are verified.
+    pub tls: Option<TlsConfig>,
+    /// Bound of one call on the server (the caller's shorter deadline wins).
+    #[serde(deserialize_with = "duration")]
+    pub request_timeout: Duration,
+    /// Calls served at once; more are refused with RESOURCE_EXHAUSTED (load shedding).
+    pub concurrency_limit: usize,
+    /// How often each source is probed for `grpc.health.v1` (`source/<name>`).
+    #[serde(deserialize_with = "duration")]
+    pub health_probe_interval: Duration,
+    /// `human` or `json`.
+    pub log_format: String,
+}
+
+/// `[server.tls]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert_file: String,
+    pub key_file: String,
+    /// CA of client certificates (optional for callers with tokens).
+    #[serde(default)]
+    pub client_ca_file: Option<String>,
+}
+
+/// `[[callers]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallerConfig {
+    pub name: String,
+    /// Hex SHA-256 of the bearer token (`printf %s "$TOKEN" | sha256sum`).
+    #[serde(default)]
+    pub token_sha256: Option<String>,
+    /// Subject CN or DNS name of the caller's TLS client certificate.
+    #[serde(default)]
+    pub client_cert_name: Option<String>,
+    pub scopes: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -101,6 +136,10 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(10),
             default_deadline: Duration::from_secs(30),
             tls: None,
+            request_timeout: Duration::from_secs(30),
+            concurrency_limit: 256,
+            health_probe_interval: Duration::from_secs(10),
+            log_format: "human".into(),
         }
     }
 }
@@ -396,9 +435,12 @@ pub struct SqlSettings {
     pub search_prefix: String,
     #[serde(default = "star")]
     pub search_suffix: String,
-    /// Per-replica cache lifetime; taken by a later capability (no cache yet).
+    /// Per-replica cache of Get and ResolveSenders answers: lifetime (absent = no cache).
     #[serde(default, deserialize_with = "opt_duration")]
     pub cache_ttl: Option<Duration>,
+    /// Entries per cache.
+    #[serde(default = "default_cache_size")]
+    pub cache_size: u64,
     #[serde(default)]
     pub map: BTreeMap<String, MapEntry>,
     /// LDAP: further server URLs, tried in order after `url` (failover).
@@ -483,6 +525,9 @@ fn default_connect_timeout() -> Duration {
 fn default_timeout() -> Duration {
     Duration::from_secs(10)
 }
+fn default_cache_size() -> u64 {
+    10_000
+}
 fn default_list_limit() -> u32 {
     250
 }
@@ -517,6 +562,7 @@ impl SqlSettings {
             search_prefix: star(),
             search_suffix: star(),
             cache_ttl: None,
+            cache_size: default_cache_size(),
             map: BTreeMap::new(),
             urls: Vec::new(),
             base_dn: None,
@@ -779,6 +825,7 @@ pub struct Settings {
     /// `None` when no SQL database is available for them.
     pub groups: Option<GroupSettings>,
     pub auth: AuthSettings,
+    pub access: crate::access::Access,
 }
 
 /// LDAP settings, checked; returns the first server URL.
@@ -1101,6 +1148,29 @@ impl Config {
         }
         let groups = resolve_groups(&self.groups, &user_sources, &mut problems);
         let auth = resolve_auth(&self.auth, &user_sources, &mut problems);
+        let access = resolve_callers(&self.callers, &mut problems);
+        if !matches!(self.server.log_format.as_str(), "human" | "json") {
+            problems.push(format!(
+                "server.log_format: {:?} is not \"human\" or \"json\"",
+                self.server.log_format
+            ));
+        }
+        if self.server.concurrency_limit == 0 {
+            problems.push("server.concurrency_limit: must be at least 1".into());
+        }
+        if let Some(t) = &self.server.tls {
+            for (k, f) in [
+                ("cert_file", Some(&t.cert_file)),
+                ("key_file", Some(&t.key_file)),
+                ("client_ca_file", t.client_ca_file.as_ref()),
+            ] {
+                if let Some(f) = f {
+                    if let Err(e) = std::fs::metadata(f) {
+                        problems.push(format!("server.tls.{k}: {f:?}: {e}"));
+                    }
+                }
+            }
+        }
         match auth {
             Some(auth) if problems.is_empty() => Ok(Settings {
                 server: self.server,
@@ -1108,10 +1178,47 @@ impl Config {
                 customer_sources,
                 groups,
                 auth,
+                access,
             }),
             _ => Err(ConfigError(problems)),
         }
     }
+}
+
+fn resolve_callers(callers: &[CallerConfig], problems: &mut Vec<String>) -> crate::access::Access {
+    use crate::access::{Caller, Scope};
+    let mut out = Vec::new();
+    for (i, c) in callers.iter().enumerate() {
+        let key = format!("callers[{i}]");
+        let token_sha256 = c.token_sha256.as_ref().and_then(|h| {
+            let bytes = hex::decode(h.trim()).ok().and_then(|b| <[u8; 32]>::try_from(b).ok());
+            if bytes.is_none() {
+                problems.push(format!("{key}.token_sha256: 64 hex digits of the token's SHA-256 (never the token itself)"));
+            }
+            bytes
+        });
+        if c.token_sha256.is_none() && c.client_cert_name.is_none() {
+            problems.push(format!("{key}: set token_sha256 or client_cert_name"));
+        }
+        let mut scopes = Vec::new();
+        for (j, s) in c.scopes.iter().enumerate() {
+            match Scope::from_name(s) {
+                Some(x) => scopes.push(x),
+                None => problems.push(format!(
+                    "{key}.scopes[{j}]: unknown scope {s:?}; one of {}",
+                    Scope::ALL.map(Scope::name).join(", ")
+                )),
+            }
+        }
+        out.push(Caller {
+            name: c.name.clone(),
+            token_sha256,
+            client_cert_name: c.client_cert_name.clone(),
+            scopes,
+        });
+    }
+    check_unique_names(out.iter().map(|c| c.name.as_str()), "callers", problems);
+    crate::access::Access { callers: out }
 }
 
 fn resolve_groups(

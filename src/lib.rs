@@ -5,6 +5,7 @@
 //! gRPC statuses in [`api::status`] only.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod api;
 pub mod app;
 pub mod auth;
@@ -12,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod directory;
 pub mod domain;
+pub mod edge;
 pub mod error;
 pub mod source;
 pub mod telemetry;

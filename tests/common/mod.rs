@@ -102,6 +102,8 @@ fn replace_database(base: &str, db: &str) -> String {
 /// A running server and clients connected to it.
 pub struct TestServer {
     pub addr: std::net::SocketAddr,
+    /// The Prometheus endpoint (`GET /metrics`).
+    pub metrics_addr: std::net::SocketAddr,
     pub users: CustomerUserServiceClient<Channel>,
     pub customers: CustomerServiceClient<Channel>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -111,16 +113,21 @@ pub struct TestServer {
 impl TestServer {
     /// Starts the server in-process on 127.0.0.1:0 with `config` (TOML).
     pub async fn start(config: &str) -> Self {
-        let settings = Config::from_toml(config, Vec::new())
+        let mut settings = Config::from_toml(config, Vec::new())
             .and_then(Config::validate)
             .unwrap_or_else(|e| panic!("test config: {e}\n{config}"));
+        settings.server.health_probe_interval = std::time::Duration::from_millis(200);
         let app = clientele::app::build(settings).expect("build app");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
+        let metrics = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind metrics");
+        let metrics_addr = metrics.local_addr().expect("metrics addr");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(app.serve(listener, async move {
+        let task = tokio::spawn(app.serve_with(listener, Some(metrics), async move {
             let _ = rx.await;
         }));
         let channel = Channel::from_shared(format!("http://{addr}"))
@@ -130,6 +137,7 @@ impl TestServer {
             .expect("connect to test server");
         Self {
             addr,
+            metrics_addr,
             users: CustomerUserServiceClient::new(channel.clone()),
             customers: CustomerServiceClient::new(channel),
             stop: Some(tx),
