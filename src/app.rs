@@ -19,6 +19,7 @@ use crate::proto::{
     group_service_server::GroupServiceServer,
 };
 use crate::source::{
+    cached::CachedUserSource,
     ldap::{customer::LdapCustomerSource, user::LdapUserSource},
     sql::{
         customer::SqlCustomerSource, groups::SqlGroupStore, user::SqlUserSource, Db, DbRegistry,
@@ -112,6 +113,12 @@ pub fn build(settings: Settings) -> Result<App, String> {
                 LdapUserSource::new(s.clone(), db(&s.store_url)?)
                     .map_err(|e| format!("customer-user source {:?}: {e}", s.settings.name))?,
             ),
+        };
+        let source: Arc<dyn CustomerUserSource> = match s.settings.cache_ttl {
+            Some(ttl) if !ttl.is_zero() => {
+                Arc::new(CachedUserSource::new(source, ttl, s.settings.cache_size))
+            }
+            _ => source,
         };
         users.push(Bounded {
             source,

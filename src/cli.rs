@@ -4,6 +4,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 
+use crate::client::{AuthCommand, ClientCommand, UserCommand};
 use crate::{app, config::Config, telemetry};
 
 #[derive(Debug, Parser)]
@@ -17,6 +18,14 @@ pub struct Cli {
     /// default (SQLite in ./clientele.db on 127.0.0.1:50051).
     #[arg(long, short, env = "CLIENTELE_CONFIG", global = true)]
     pub config: Option<PathBuf>,
+    /// The server of the client commands.
+    #[arg(
+        long,
+        env = "CLIENTELE_SERVER",
+        default_value = "http://127.0.0.1:50051",
+        global = true
+    )]
+    pub server: String,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -33,17 +42,43 @@ pub enum Command {
     Migrate,
     /// Validate the configuration, connect to every source and report each one's state.
     CheckConfig,
+    /// Customer users on a running server.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Resolve mail sender addresses on a running server.
+    Resolve {
+        #[arg(required = true)]
+        addresses: Vec<String>,
+    },
+    /// Check a login on a running server.
+    #[command(subcommand)]
+    Auth(AuthCommand),
 }
 
 /// Runs the command line; the exit code is non-zero on any failure.
 pub async fn run(cli: Cli) -> ExitCode {
-    let path = cli.config.clone().or_else(|| {
+    let client = match cli.command {
+        Command::User(c) => Some(ClientCommand::User(c)),
+        Command::Resolve { addresses } => Some(ClientCommand::Resolve(addresses)),
+        Command::Auth(c) => Some(ClientCommand::Auth(c)),
+        other => {
+            return run_server_command(cli.config, other).await;
+        }
+    };
+    match client {
+        Some(c) => crate::client::run(&cli.server, c).await,
+        None => ExitCode::SUCCESS,
+    }
+}
+
+async fn run_server_command(config: Option<PathBuf>, command: Command) -> ExitCode {
+    let path = config.or_else(|| {
         let default = PathBuf::from("clientele.toml");
         default.exists().then_some(default)
     });
     let settings = match Config::load(path.as_deref(), std::env::vars()) {
         Ok(mut s) => {
-            if let Command::Serve { listen: Some(l) } = &cli.command {
+            if let Command::Serve { listen: Some(l) } = &command {
                 s.server.listen.clone_from(l);
             }
             s
@@ -54,7 +89,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         }
     };
     let telemetry = telemetry::init(settings.server.log_format == "json");
-    let code = run_command(cli.command, settings).await;
+    let code = run_command(command, settings).await;
     telemetry.shutdown();
     code
 }
@@ -97,6 +132,7 @@ async fn run_command(command: Command, settings: crate::config::Settings) -> Exi
             println!("configuration: ok");
             report(built.check_sources().await, "ok")
         }
+        Command::User(_) | Command::Resolve { .. } | Command::Auth(_) => ExitCode::FAILURE,
     }
 }
 

@@ -4,7 +4,8 @@
 //! 2. a `tracing` span `rpc` with method, request id and caller, continuing the caller's W3C trace
 //!    context (`traceparent`) when OpenTelemetry export is on;
 //! 3. access control (`access`): UNAUTHENTICATED / PERMISSION_DENIED before any handler runs;
-//! 4. metrics: `clientele_rpc_requests_total` and `clientele_rpc_duration_seconds` by method
+//! 4. `cache-control: no-cache` bypasses the per-replica caches for this call;
+//! 5. metrics: `clientele_rpc_requests_total` and `clientele_rpc_duration_seconds` by method
 //!    and gRPC code.
 
 use std::{
@@ -127,6 +128,12 @@ where
         let parent =
             opentelemetry::global::get_text_map_propagator(|p| p.extract(&Headers(req.headers())));
         let _ = span.set_parent(parent);
+        // `cache-control: no-cache` reads through the per-replica caches.
+        let no_cache = req
+            .headers()
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("no-cache"));
         if let Ok(Some(c)) = decision.as_ref() {
             req.extensions_mut().insert(c.clone());
         }
@@ -138,7 +145,7 @@ where
                         tracing::warn!(code = ?status.code(), message = status.message(), "call refused");
                         status.into_http()
                     }
-                    Ok(_) => inner.call(req).await?,
+                    Ok(_) => crate::source::cached::bypass(no_cache, inner.call(req)).await?,
                 };
                 let code = code_of(&res);
                 let elapsed = started.elapsed().as_secs_f64();

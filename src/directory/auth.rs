@@ -84,6 +84,10 @@ impl Directory {
         let result = tokio::time::timeout_at(deadline, self.decide(login, password))
             .await
             .map_err(|_| Error::DeadlineExceeded("authentication did not finish in time".into()))?;
+        if let Ok(a) = &result {
+            metrics::counter!("clientele_auth_outcomes_total", "outcome" => a.outcome.as_str())
+                .increment(1);
+        }
         match &result {
             Ok(a) => tracing::info!(
                 target: "clientele::audit",
@@ -173,7 +177,13 @@ impl Directory {
                 .await
                 .map_err(|e| unavailable(source.name(), e))?;
             return Ok(match failure {
-                Failure::Counted(_) => denied(AuthOutcome::InvalidCredentials, source.name(), None),
+                Failure::Counted(state) => {
+                    if state.locked_until.is_some() {
+                        metrics::counter!("clientele_lockouts_total", "source" => source.name().to_owned()).increment(1);
+                        tracing::warn!(target: "clientele::audit", login = %user.login, source = source.name(), "login locked after too many failed attempts");
+                    }
+                    denied(AuthOutcome::InvalidCredentials, source.name(), None)
+                }
                 Failure::Locked { until } => {
                     denied(AuthOutcome::Locked, source.name(), Some(until))
                 }

@@ -13,6 +13,7 @@ use std::{
 
 use futures::future::join_all;
 use tokio::time::{timeout_at, Instant};
+use tracing::Instrument;
 
 use crate::config::AuthSettings;
 use crate::domain::group::Policy;
@@ -798,6 +799,10 @@ impl Directory {
         let updated = source.update(&current.customer_id, &patch).await?;
         if let Some(new_id) = renamed {
             let done = source.renames_users_of();
+            // Co-located users were moved behind their sources' backs: no cached answer survives.
+            for s in self.user_sources() {
+                s.invalidate_cache();
+            }
             let mut failed = Vec::new();
             if let Some(g) = &self.groups {
                 if let Err(e) = g.store.rename_customer(&current.customer_id, &new_id).await {
@@ -924,16 +929,32 @@ where
     let calls = sources.iter().map(|b| {
         let until = deadline.min(started + b.timeout);
         let fut = call(&*b.source);
+        let name = b.source.name();
+        let span = tracing::debug_span!("source", source = name, outcome = tracing::field::Empty);
         async move {
-            timeout_at(until, fut).await.unwrap_or_else(|_| {
+            let r = timeout_at(until, fut).await.unwrap_or_else(|_| {
                 Err(SourceError::Unavailable(format!(
                     "no answer within {} ms (deadline or source timeout)",
                     b.timeout
                         .min(deadline.saturating_duration_since(started))
                         .as_millis()
                 )))
-            })
+            });
+            let outcome = match &r {
+                Ok(_) => "ok",
+                Err(SourceError::Unavailable(_)) => "unavailable",
+                Err(SourceError::Failed(_)) => "failed",
+            };
+            tracing::Span::current().record("outcome", outcome);
+            metrics::histogram!("clientele_source_duration_seconds", "source" => name.to_owned(), "outcome" => outcome)
+                .record(started.elapsed().as_secs_f64());
+            if let Err(e) = &r {
+                metrics::counter!("clientele_source_errors_total", "source" => name.to_owned(), "outcome" => outcome).increment(1);
+                tracing::debug!(source = name, error = %e, "source call failed");
+            }
+            r
         }
+        .instrument(span)
     });
     let results = join_all(calls).await;
     sources

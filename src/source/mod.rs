@@ -8,6 +8,7 @@
 //!   empty list;
 //! - lists are sorted by key, case-insensitively.
 
+pub mod cached;
 pub mod ldap;
 pub mod sql;
 
@@ -129,6 +130,9 @@ pub trait CustomerUserSource: Send + Sync {
     /// Moves every customer user and membership of customer `old` to `new`; returns how many
     /// customer users changed. A read-only source changes nothing and returns 0.
     async fn rename_customer_id(&self, old: &str, new: &str) -> Result<u64, Error>;
+    /// Forgets every cached answer (after a change made behind this source's back, e.g. a
+    /// customer rename in a co-located table). Sources without a cache do nothing.
+    fn invalidate_cache(&self) {}
 }
 
 /// A place customers (companies) are kept.

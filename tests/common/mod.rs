@@ -6,6 +6,7 @@
 //! a failure.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod slapd;
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -111,8 +112,18 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// Starts the server in-process on 127.0.0.1:0 with `config` (TOML).
+    /// Starts the server in-process on 127.0.0.1:0 with `config` (TOML) and connects the
+    /// clients over plain HTTP/2.
     pub async fn start(config: &str) -> Self {
+        Self::launch(config, true).await
+    }
+
+    /// Starts the server without connecting clients (for TLS tests that connect themselves).
+    pub async fn start_plain(config: &str) -> Self {
+        Self::launch(config, false).await
+    }
+
+    async fn launch(config: &str, connect: bool) -> Self {
         let mut settings = Config::from_toml(config, Vec::new())
             .and_then(Config::validate)
             .unwrap_or_else(|e| panic!("test config: {e}\n{config}"));
@@ -130,11 +141,12 @@ impl TestServer {
         let task = tokio::spawn(app.serve_with(listener, Some(metrics), async move {
             let _ = rx.await;
         }));
-        let channel = Channel::from_shared(format!("http://{addr}"))
-            .expect("uri")
-            .connect()
-            .await
-            .expect("connect to test server");
+        let endpoint = Channel::from_shared(format!("http://{addr}")).expect("uri");
+        let channel = if connect {
+            endpoint.connect().await.expect("connect to test server")
+        } else {
+            endpoint.connect_lazy()
+        };
         Self {
             addr,
             metrics_addr,

@@ -37,86 +37,6 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA and a server certificate for 127.0.0.1 (and localhost), written into `dir`.
-fn make_certs(dir: &Path) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=Clientele Test CA",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
-    );
-    std::fs::write(
-        dir.join("san.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "san.ext",
-        ],
-    );
-    // slapd drops no privileges here, but keep the key readable only by its owner.
-    let _ = std::fs::set_permissions(
-        dir.join("server.key"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    );
-}
-
 /// One LDIF attribute line, base64 when the value is not a safe string (RFC 2849).
 pub fn attr(name: &str, value: &str) -> String {
     let safe = value.is_ascii()
@@ -198,7 +118,14 @@ impl Slapd {
             d = dir.path().display()
         );
         let conf = if tls {
-            make_certs(dir.path());
+            super::certs::ca(dir.path(), "ca");
+            super::certs::leaf(
+                dir.path(),
+                "ca",
+                "server",
+                "127.0.0.1",
+                "IP:127.0.0.1,DNS:localhost",
+            );
             let d = dir.path().display();
             conf.replace(
                 "sizelimit 1000\n",
