@@ -562,7 +562,38 @@ async fn directory_down_then_back_without_restarting_clientele() {
     let r = search(&mut s, Criterion::Query("doe".into()), 10, false).await;
     assert_eq!(logins(&r), ["jdoe", "local1"]);
 
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", s.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let health = |want: i32| {
+        let channel = channel.clone();
+        async move {
+            let mut h = tonic_health::pb::health_client::HealthClient::new(channel);
+            for _ in 0..100 {
+                let got = h
+                    .check(tonic_health::pb::HealthCheckRequest {
+                        service: "source/dir".into(),
+                    })
+                    .await
+                    .map(|r| r.into_inner().status)
+                    .unwrap_or(-1);
+                if got == want {
+                    return true;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            false
+        }
+    };
+    assert!(health(1).await, "source/dir SERVING");
+
     f.slapd.stop();
+    assert!(
+        health(2).await,
+        "source/dir NOT_SERVING while the directory is down"
+    );
     let r = search(&mut s, Criterion::Query("doe".into()), 10, false).await;
     assert_eq!(logins(&r), ["local1"], "partial answer from SQLite");
     let dir = r.source_status.iter().find(|x| x.source == "dir").unwrap();
@@ -577,6 +608,7 @@ async fn directory_down_then_back_without_restarting_clientele() {
     assert_eq!(g.into_inner().source, "lite");
 
     f.slapd.restart();
+    assert!(health(1).await, "source/dir SERVING again");
     let r = search(&mut s, Criterion::Query("doe".into()), 10, false).await;
     assert_eq!(logins(&r), ["jdoe", "local1"], "the directory serves again");
     assert!(r.source_status.iter().all(|x| x.ok));

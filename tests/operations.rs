@@ -336,3 +336,115 @@ async fn a_source_slower_than_the_callers_deadline_gives_a_partial_answer() {
     s.stop().await;
     held.abort();
 }
+
+#[test]
+fn admin_client_commands_talk_to_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.path().join("c.toml");
+    let token = "admin-token-for-tests";
+    let digest = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(token.as_bytes()))
+    };
+    std::fs::write(
+        &config,
+        format!(
+            "customer_sources = []\n[server]\nmetrics_listen = \"\"\n[[callers]]\nname = \"ops\"\ntoken_sha256 = \"{digest}\"\nscopes = [\"admin\"]\n{}",
+            user_source("main", &format!("sqlite://{}", dir.path().join("a.db").display()), "customer_user", "customer_company_support = false")
+        ),
+    )
+    .unwrap();
+    let mut server = bin()
+        .arg("--config")
+        .arg(&config)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let run = |args: &[&str], password: Option<&str>| {
+        let mut c = bin();
+        c.args(["--server", &url])
+            .args(args)
+            .env("CLIENTELE_TOKEN", token);
+        if let Some(p) = password {
+            c.env("CLIENTELE_PASSWORD", p);
+        }
+        c.output().unwrap()
+    };
+    let mut ready = false;
+    for _ in 0..100 {
+        if run(&["resolve", "x@example.com"], None).status.success() {
+            ready = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(ready, "server did not come up");
+    let out = run(
+        &[
+            "user",
+            "create",
+            "--login",
+            "cli",
+            "--first-name",
+            "Cli",
+            "--last-name",
+            "User",
+            "--email",
+            "cli@example.com",
+            "--customer-id",
+            "acme",
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&["user", "get", "CLI"], None);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("cli\tCli User\tcli@example.com\tacme"),
+        "{out:?}"
+    );
+    let out = run(&["user", "search", "cli+user"], None);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("cli@example.com"));
+    let out = run(&["user", "set-password", "cli"], Some("Cli-Password-1"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&["auth", "check", "cli"], Some("Cli-Password-1"));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("SUCCESS"),
+        "{out:?}"
+    );
+    let out = run(&["auth", "check", "cli"], Some("wrong"));
+    assert!(!out.status.success());
+    let out = run(&["resolve", "Cli <CLI@example.com>"], None);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("\tcli@example.com\tcli\t"),
+        "{out:?}"
+    );
+    // Without the token: refused.
+    let out = bin()
+        .args(["--server", &url, "user", "get", "cli"])
+        .env_remove("CLIENTELE_TOKEN")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Unauthenticated"),
+        "{out:?}"
+    );
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    assert_eq!(server.wait().unwrap().code(), Some(0));
+}
