@@ -34,11 +34,3 @@ CREATE TABLE IF NOT EXISTS customer_user_customer (
     INDEX customer_user_customer_customer_id (customer_id),
     INDEX customer_user_customer_user_id (user_id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
-
--- Clientele's own: one row per written table, locked by every check-then-write transaction so
--- uniqueness checks hold across concurrent calls and replicas.
-CREATE TABLE IF NOT EXISTS clientele_write_lock (
-    name VARCHAR(100) NOT NULL,
-    counter BIGINT NOT NULL,
-    PRIMARY KEY(name)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;

@@ -36,11 +36,3 @@ CREATE TABLE IF NOT EXISTS customer_user_customer (
 );
 CREATE INDEX IF NOT EXISTS customer_user_customer_customer_id ON customer_user_customer (customer_id);
 CREATE INDEX IF NOT EXISTS customer_user_customer_user_id ON customer_user_customer (user_id);
-
--- Clientele's own: one row per written table, locked by every check-then-write transaction so
--- uniqueness checks hold across concurrent calls and replicas.
-CREATE TABLE IF NOT EXISTS clientele_write_lock (
-    name VARCHAR(100) NOT NULL,
-    counter BIGINT NOT NULL,
-    PRIMARY KEY(name)
-);

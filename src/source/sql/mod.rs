@@ -12,11 +12,7 @@ pub mod side;
 pub mod table;
 pub mod user;
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, OnceLock},
-    time::Duration,
-};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use sqlx::{
     any::{AnyArguments, AnyPoolOptions, AnyRow},
@@ -422,8 +418,6 @@ pub struct Db {
     /// Write-lock rows to seed (one per written table).
     lock_names: Vec<String>,
     ready: OnceCell<()>,
-    /// Whether the Clientele lock table exists (false on databases Clientele does not migrate).
-    has_lock_table: OnceLock<bool>,
     label: String,
     /// The full URL, for diagnostics only; never logged (see `label`).
     url: String,
@@ -484,7 +478,6 @@ impl Db {
             tables: spec.tables.clone(),
             lock_names: spec.lock_names.clone(),
             ready: OnceCell::new(),
-            has_lock_table: OnceLock::new(),
             label: redact(&url),
             url: url.clone(),
             connect_timeout: spec.connect_timeout,
@@ -526,6 +519,15 @@ impl Db {
                 other => source_error(other),
             });
         }
+        // Clientele's own tables, in every database it uses (never an OTRS table).
+        for stmt in split_statements(own_tables_sql(self.dialect)) {
+            sqlx::query(&stmt).execute(pool).await.map_err(|e| {
+                SourceError::Failed(format!(
+                    "creating Clientele's tables in {}: {e}",
+                    self.label
+                ))
+            })?;
+        }
         if self.migrate {
             let migrator = match self.dialect {
                 Dialect::Postgres => &MIGRATOR_PG,
@@ -543,28 +545,18 @@ impl Db {
                     })?;
                 }
             }
-            for name in &self.lock_names {
-                let mut sql = Sql::new(self.dialect);
-                sql.push(match self.dialect {
-                    Dialect::Postgres => {
-                        "INSERT INTO clientele_write_lock (name, counter) VALUES ("
-                    }
-                    Dialect::MySql => {
-                        "INSERT IGNORE INTO clientele_write_lock (name, counter) VALUES ("
-                    }
-                    Dialect::Sqlite => {
-                        "INSERT OR IGNORE INTO clientele_write_lock (name, counter) VALUES ("
-                    }
-                })
-                .text(name.clone())
-                .push(", 0)");
-                if self.dialect == Dialect::Postgres {
-                    sql.push(" ON CONFLICT (name) DO NOTHING");
-                }
-                sql.query().execute(pool).await.map_err(source_error)?;
-            }
         }
-        let _ = self.has_lock_table.set(self.migrate);
+        for name in &self.lock_names {
+            Sql::insert_ignore(
+                self.dialect,
+                "clientele_write_lock",
+                vec![("name", Val::Text(name.clone())), ("counter", Val::Int(0))],
+            )
+            .query()
+            .execute(pool)
+            .await
+            .map_err(source_error)?;
+        }
         Ok(())
     }
 
@@ -594,16 +586,14 @@ impl Db {
         names: &[&str],
     ) -> Result<sqlx::Transaction<'static, Any>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        if self.has_lock_table.get().copied().unwrap_or(false) {
-            let mut sorted: Vec<&str> = names.to_vec();
-            sorted.sort_unstable();
-            sorted.dedup();
-            for name in sorted {
-                let mut sql = Sql::new(self.dialect);
-                sql.push("UPDATE clientele_write_lock SET counter = counter + 1 WHERE name = ")
-                    .text(name);
-                sql.query().execute(&mut *tx).await?;
-            }
+        let mut sorted: Vec<&str> = names.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        for name in sorted {
+            let mut sql = Sql::new(self.dialect);
+            sql.push("UPDATE clientele_write_lock SET counter = counter + 1 WHERE name = ")
+                .text(name);
+            sql.query().execute(&mut *tx).await?;
         }
         Ok(tx)
     }
@@ -641,11 +631,28 @@ fn create_table_sql(dialect: Dialect, table: &SourceTable) -> Vec<String> {
             include_str!("../../../migrations/templates/sqlite/groups.sql")
         }
     };
-    template
-        .replace("{table}", &table.name)
+    split_statements(&template.replace("{table}", &table.name))
+}
+
+/// Clientele's own tables (`clientele_write_lock`, `clientele_login_state`).
+fn own_tables_sql(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Postgres => {
+            include_str!("../../../migrations/templates/postgres/clientele_own.sql")
+        }
+        Dialect::MySql => include_str!("../../../migrations/templates/mysql/clientele_own.sql"),
+        Dialect::Sqlite => include_str!("../../../migrations/templates/sqlite/clientele_own.sql"),
+    }
+}
+
+fn split_statements(script: &str) -> Vec<String> {
+    script
         .split(';')
         .map(str::trim)
-        .filter(|s| !s.is_empty())
+        .filter(|s| {
+            s.lines()
+                .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with("--"))
+        })
         .map(str::to_owned)
         .collect()
 }
