@@ -22,8 +22,10 @@ use crate::source::{
     cached::CachedUserSource,
     ldap::{customer::LdapCustomerSource, user::LdapUserSource},
     sql::{
-        customer::SqlCustomerSource, groups::SqlGroupStore, user::SqlUserSource, Db, DbRegistry,
-        SourceTable, TableKind,
+        customer::SqlCustomerSource,
+        groups::SqlGroupStore,
+        user::{index_statements_for, SqlUserSource},
+        Db, DbRegistry, Dialect, SourceTable, TableKind,
     },
     CustomerSource, CustomerUserSource,
 };
@@ -59,6 +61,9 @@ pub fn build(settings: Settings) -> Result<App, String> {
                     name: s.table.clone(),
                 });
                 spec.lock_names.push(s.table.clone());
+                if let Some(d) = Dialect::of_url(&s.url) {
+                    spec.indexes.extend(index_statements_for(s, d));
+                }
             }
         });
     }
@@ -194,6 +199,86 @@ impl App {
             out.push((
                 db.label().to_owned(),
                 db.migrate_now().await.map_err(|e| e.to_string()),
+            ));
+        }
+        out
+    }
+
+    /// Fills the SQL customer-user source `source` (and the first SQL customer source on the
+    /// same database, if any) with the deterministic data set of [`crate::seed`]; every user
+    /// gets `password` (hashed once, with the configured argon2id parameters).
+    pub async fn seed(
+        &self,
+        source: &str,
+        users: usize,
+        customers: usize,
+        password: &str,
+        seed: u64,
+    ) -> Result<String, String> {
+        let cfg = self
+            .settings
+            .user_sources
+            .iter()
+            .find(|s| s.settings.name == source && s.settings.kind == SourceKind::Sql)
+            .ok_or_else(|| format!("no SQL customer-user source is named {source:?}"))?;
+        let db = self
+            .databases
+            .iter()
+            .find(|(url, _)| url == &cfg.url)
+            .map(|(_, db)| db.clone())
+            .ok_or("source database not open")?;
+        let started = std::time::Instant::now();
+        let target = SqlUserSource::new(cfg.clone(), db.clone());
+        let hash = crate::auth::hash_password(password.to_owned(), self.settings.auth.argon2)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut made_customers = 0;
+        if let Some(c) = self
+            .settings
+            .customer_sources
+            .iter()
+            .find(|c| c.settings.kind == SourceKind::Sql && c.url == cfg.url)
+        {
+            made_customers = SqlCustomerSource::new(c.clone(), db.clone(), Vec::new())
+                .bulk_insert(&crate::seed::customers(customers, seed))
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        let made = target
+            .bulk_insert(
+                &crate::seed::customer_users(users, customers, seed),
+                Some(&hash),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(format!(
+            "seeded {made} customer users and {made_customers} customers into {source:?} in {:.1} s",
+            started.elapsed().as_secs_f64()
+        ))
+    }
+
+    /// Adds the search and lookup indexes to every SQL customer-user table, also to tables
+    /// Clientele does not own (`migrate = false`), and nothing else.
+    pub async fn add_indexes(&self) -> Vec<(String, Result<(), String>)> {
+        let mut out = Vec::new();
+        for s in self
+            .settings
+            .user_sources
+            .iter()
+            .filter(|s| s.settings.kind == SourceKind::Sql)
+        {
+            let Some((_, db)) = self.databases.iter().find(|(url, _)| url == &s.url) else {
+                continue;
+            };
+            let statements = index_statements_for(s, db.dialect());
+            let r = db.execute_ddl(&statements).await.map_err(|e| e.to_string());
+            out.push((
+                format!(
+                    "customer_user_sources {:?} ({} indexes)",
+                    s.settings.name,
+                    statements.len()
+                ),
+                r,
             ));
         }
         out

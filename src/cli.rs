@@ -42,6 +42,24 @@ pub enum Command {
     Migrate,
     /// Validate the configuration, connect to every source and report each one's state.
     CheckConfig,
+    /// Fill a SQL source with a deterministic data set (load tests, trials).
+    Seed {
+        #[arg(long, default_value_t = 100_000)]
+        users: usize,
+        #[arg(long, default_value_t = 1_000)]
+        customers: usize,
+        /// The customer-user source to fill.
+        #[arg(long, default_value = "local")]
+        source: String,
+        /// Every seeded user's password.
+        #[arg(long, env = "CLIENTELE_SEED_PASSWORD", default_value = "Load-Test-1")]
+        password: String,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// Add the search and lookup indexes to every SQL customer-user table — also to tables
+    /// Clientele does not own (a Znuny database) — and change nothing else.
+    AddIndexes,
     /// Customer users on a running server.
     #[command(subcommand)]
     User(UserCommand),
@@ -128,6 +146,23 @@ async fn run_command(command: Command, settings: crate::config::Settings) -> Exi
             }
         }
         Command::Migrate => report(built.migrate().await, "migrated"),
+        Command::AddIndexes => report(built.add_indexes().await, "indexed"),
+        Command::Seed {
+            users,
+            customers,
+            source,
+            password,
+            seed,
+        } => match built.seed(&source, users, customers, &password, seed).await {
+            Ok(msg) => {
+                println!("{msg}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::CheckConfig => {
             println!("configuration: ok");
             report(built.check_sources().await, "ok")

@@ -16,6 +16,7 @@ pub mod directory;
 pub mod domain;
 pub mod edge;
 pub mod error;
+pub mod seed;
 pub mod source;
 pub mod telemetry;
 

@@ -32,7 +32,19 @@ pub async fn dummy_verify(password: String, params: Argon2Params) -> Result<(), 
     blocking(move || hash::dummy_verify(&password, &params)).await
 }
 
+/// Runs a hash computation on the blocking pool, at most one per core at a time: more would
+/// only queue in the kernel, and the async threads stay free to answer other calls.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Error> {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    let slots = SLOTS.get_or_init(|| {
+        tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
+        )
+    });
+    let _permit = slots
+        .acquire()
+        .await
+        .map_err(|e| Error::Internal(format!("password slots: {e}")))?;
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Error::Internal(format!("password task: {e}")))

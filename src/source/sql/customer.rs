@@ -53,6 +53,53 @@ impl SqlCustomerSource {
         write_error(e, "customer", field, key, self.name())
     }
 
+    /// Inserts many customers at once (the `seed` command), 500 rows per statement.
+    pub async fn bulk_insert(&self, customers: &[Customer]) -> Result<u64, Error> {
+        self.db.ready().await?;
+        let mut cols: Vec<&str> = self
+            .cfg
+            .map
+            .columns
+            .iter()
+            .map(|(_, c)| c.as_str())
+            .collect();
+        let audit = !self.cfg.settings.foreign_db;
+        if audit {
+            cols.extend(["create_time", "create_by", "change_time", "change_by"]);
+        }
+        let mut done = 0;
+        for chunk in customers.chunks(500) {
+            let rows = chunk
+                .iter()
+                .map(|c| {
+                    let mut row: Vec<Val> = self
+                        .cfg
+                        .map
+                        .columns
+                        .iter()
+                        .map(|(attr, _)| match attr {
+                            Attr::Field(CustomerField::Validity) => {
+                                Val::Int(i64::from(c.validity.id()))
+                            }
+                            other => Val::Text(other.get(c).unwrap_or("").to_owned()),
+                        })
+                        .collect();
+                    if audit {
+                        row.extend(audit_columns().into_iter().map(|(_, v)| v));
+                    }
+                    row
+                })
+                .collect();
+            let r = Sql::insert_many(self.db.dialect(), &self.table.name, &cols, rows)
+                .query()
+                .execute(self.db.pool())
+                .await
+                .map_err(|e| self.write_err(e, "customer_id", &chunk[0].customer_id))?;
+            done += r.rows_affected();
+        }
+        Ok(done)
+    }
+
     /// The customer-user sources whose customer users this source moves itself on a rename.
     pub fn colocated_sources(&self) -> Vec<String> {
         self.colocated.iter().map(|c| c.source.clone()).collect()

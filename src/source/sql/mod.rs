@@ -195,6 +195,31 @@ impl Sql {
         sql
     }
 
+    /// `INSERT INTO table (cols…) VALUES (…), (…), …` for many rows at once.
+    pub fn insert_many(dialect: Dialect, table: &str, cols: &[&str], rows: Vec<Vec<Val>>) -> Self {
+        let mut sql = Self::new(dialect);
+        sql.push("INSERT INTO ")
+            .push(table)
+            .push(" (")
+            .push(&cols.join(", "))
+            .push(") VALUES ");
+        for (r, row) in rows.into_iter().enumerate() {
+            sql.push(if r == 0 { "(" } else { ", (" });
+            for (i, v) in row.into_iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                match v {
+                    Val::Text(t) => sql.text(t),
+                    Val::Int(n) => sql.int(n),
+                    Val::Now => sql.push("CURRENT_TIMESTAMP"),
+                };
+            }
+            sql.push(")");
+        }
+        sql
+    }
+
     /// Like [`Sql::insert`], doing nothing when the row's key exists already.
     pub fn insert_ignore<'c>(
         dialect: Dialect,
@@ -212,6 +237,12 @@ impl Sql {
             }
         }
         sql
+    }
+
+    /// The same statement with `prefix` in front (e.g. `EXPLAIN `).
+    pub fn prefixed(mut self, prefix: &str) -> Self {
+        self.text.insert_str(0, prefix);
+        self
     }
 
     /// Appends `a, b, c` placeholders for a list of texts.
@@ -325,7 +356,13 @@ impl Sql {
                     if i > 0 {
                         self.push(" OR ");
                     }
-                    let col = format!("COALESCE({c}, '')");
+                    // A positive term on the bare column, so `LOWER(col)` indexes serve it; a
+                    // negated one treats NULL as "" (NOT NULL would drop the row).
+                    let col = if *negated {
+                        format!("COALESCE({c}, '')")
+                    } else {
+                        (*c).to_owned()
+                    };
                     self.matches(&col, &full);
                 }
                 self.push(")")
@@ -417,6 +454,7 @@ pub struct Db {
     tables: Vec<SourceTable>,
     /// Write-lock rows to seed (one per written table).
     lock_names: Vec<String>,
+    indexes: Vec<String>,
     ready: OnceCell<()>,
     label: String,
     /// The full URL, for diagnostics only; never logged (see `label`).
@@ -436,6 +474,8 @@ pub struct DbSpec {
     pub connect_timeout: Duration,
     pub tables: Vec<SourceTable>,
     pub lock_names: Vec<String>,
+    /// Index DDL of owned tables, run after the tables exist.
+    pub indexes: Vec<String>,
 }
 
 impl Db {
@@ -477,6 +517,7 @@ impl Db {
             migrate: spec.migrate,
             tables: spec.tables.clone(),
             lock_names: spec.lock_names.clone(),
+            indexes: spec.indexes.clone(),
             ready: OnceCell::new(),
             label: redact(&url),
             url: url.clone(),
@@ -544,6 +585,12 @@ impl Db {
                         SourceError::Failed(format!("creating table {}: {e}", t.name))
                     })?;
                 }
+            }
+            for stmt in &self.indexes {
+                sqlx::query(stmt)
+                    .execute(pool)
+                    .await
+                    .map_err(|e| SourceError::Failed(format!("{stmt}: {e}")))?;
             }
         }
         for name in &self.lock_names {
@@ -632,6 +679,55 @@ fn create_table_sql(dialect: Dialect, table: &SourceTable) -> Vec<String> {
         }
     };
     split_statements(&template.replace("{table}", &table.name))
+}
+
+/// The indexes that make lookups and the search grammar fast on `table`: `LOWER(col)` indexes
+/// for the equality lookups (`eq_cols`: login, customer id, postmaster fields) and, on
+/// PostgreSQL, `pg_trgm` GIN indexes on `LOWER(col)` for substring search (`substring_cols`).
+/// MySQL/MariaDB get none (MariaDB has no expression indexes; its `_ci` collations would need
+/// the SQL written differently), SQLite the expression indexes only (no index serves `%x%`).
+pub fn index_statements(
+    dialect: Dialect,
+    table: &str,
+    eq_cols: &[&str],
+    substring_cols: &[&str],
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    match dialect {
+        Dialect::MySql => {}
+        Dialect::Postgres | Dialect::Sqlite => {
+            for c in eq_cols.iter().filter(|c| seen.insert(**c)) {
+                out.push(format!(
+                    "CREATE INDEX IF NOT EXISTS {table}_{c}_lower ON {table} (LOWER({c}))"
+                ));
+            }
+        }
+    }
+    if dialect == Dialect::Postgres && !substring_cols.is_empty() {
+        out.push("CREATE EXTENSION IF NOT EXISTS pg_trgm".to_owned());
+        let mut seen = std::collections::BTreeSet::new();
+        for c in substring_cols.iter().filter(|c| seen.insert(**c)) {
+            out.push(format!(
+                "CREATE INDEX IF NOT EXISTS {table}_{c}_trgm ON {table} USING gin (LOWER({c}) gin_trgm_ops)"
+            ));
+        }
+    }
+    out
+}
+
+impl Db {
+    /// Creates `statements` (index DDL) now; `IF NOT EXISTS` makes it repeatable.
+    pub async fn execute_ddl(&self, statements: &[String]) -> Result<(), SourceError> {
+        self.pool().acquire().await.map_err(source_error)?;
+        for stmt in statements {
+            sqlx::query(stmt)
+                .execute(self.pool())
+                .await
+                .map_err(|e| SourceError::Failed(format!("{stmt}: {e}")))?;
+        }
+        Ok(())
+    }
 }
 
 /// Clientele's own tables (`clientele_write_lock`, `clientele_login_state`).

@@ -59,6 +59,41 @@ impl SqlUserSource {
         self.cfg.map.field_column(field)
     }
 
+    fn search_columns(&self) -> Vec<(UserAttr, &str)> {
+        self.cfg
+            .search_fields
+            .iter()
+            .filter_map(|a| Some((a.clone(), self.cfg.map.column(a)?)))
+            .collect()
+    }
+
+    /// The condition a search narrows with (before ORDER BY / LIMIT), and the limit it uses.
+    fn search_sql(&self, search: &UserSearch) -> (Sql, usize) {
+        let limit = search.limit.min(self.cfg.settings.list_limit as usize);
+        let mut sql = self.table.select();
+        let (prefix, suffix) = self.cfg.settings.affixes();
+        let customer_id_col = self.column(UserField::CustomerId).unwrap_or("customer_id");
+        match &search.criterion {
+            UserCriterion::Query(expr) => {
+                let cols: Vec<&str> = self.search_columns().iter().map(|(_, c)| *c).collect();
+                sql.expr(expr, &cols, &prefix, &suffix);
+            }
+            UserCriterion::Email(address) => {
+                self.push_postmaster_condition(&mut sql, std::slice::from_ref(address));
+            }
+            UserCriterion::CustomerId(p) => {
+                sql.matches(customer_id_col, p);
+            }
+            UserCriterion::Login(p) => {
+                sql.matches(&self.table.key_col, p);
+            }
+        }
+        if !search.include_invalid {
+            self.table.push_valid_only(&mut sql);
+        }
+        (sql, limit)
+    }
+
     /// Completes a record read from the table with what the source computes.
     fn finish(&self, mut user: CustomerUser) -> CustomerUser {
         user.full_name = full_name(&user, &self.cfg.name_fields, &self.cfg.name_join);
@@ -214,6 +249,25 @@ impl SqlUserSource {
     }
 }
 
+/// The index DDL a customer-user source configured as `cfg` wants on `dialect`: `LOWER()`
+/// indexes on login, customer id and postmaster fields, trigram indexes on the search fields.
+pub fn index_statements_for(cfg: &UserSource, dialect: Dialect) -> Vec<String> {
+    let col = |f: UserField| cfg.map.field_column(f);
+    let mut eq: Vec<&str> = col(UserField::Login).into_iter().collect();
+    eq.extend(col(UserField::CustomerId));
+    eq.extend(
+        cfg.postmaster_fields
+            .iter()
+            .filter_map(|a| cfg.map.column(a)),
+    );
+    let substring: Vec<&str> = cfg
+        .search_fields
+        .iter()
+        .filter_map(|a| cfg.map.column(a))
+        .collect();
+    super::index_statements(dialect, &cfg.table, &eq, &substring)
+}
+
 /// Moves the customer users of `table` whose `cid_col` equals `old` (case rules as configured)
 /// to `new`, plus the memberships in `customer_user_customer`; used by the customer-user source
 /// itself and by a customer source on the same database (inside its transaction).
@@ -298,6 +352,90 @@ impl SqlUserSource {
         })
     }
 
+    /// The index DDL this source's lookups and searches want (see `sql::index_statements`).
+    pub fn index_statements(&self) -> Vec<String> {
+        index_statements_for(&self.cfg, self.db.dialect())
+    }
+
+    /// Inserts many customer users at once (the `seed` command): no checks beyond the
+    /// database's own, 500 rows per statement, one transaction per statement.
+    pub async fn bulk_insert(
+        &self,
+        users: &[CustomerUser],
+        password_hash: Option<&str>,
+    ) -> Result<u64, Error> {
+        self.db.ready().await?;
+        let mut cols: Vec<&str> = Vec::new();
+        for (attr, col) in &self.cfg.map.columns {
+            if *attr != Attr::Field(UserField::Password) || password_hash.is_some() {
+                cols.push(col);
+            }
+        }
+        let audit = !self.cfg.settings.foreign_db;
+        if audit {
+            cols.extend(["create_time", "create_by", "change_time", "change_by"]);
+        }
+        let mut done = 0;
+        for chunk in users.chunks(500) {
+            let rows = chunk
+                .iter()
+                .map(|u| {
+                    let mut row: Vec<Val> = Vec::new();
+                    for (attr, _) in &self.cfg.map.columns {
+                        match attr {
+                            Attr::Field(UserField::Password) => {
+                                if let Some(h) = password_hash {
+                                    row.push(Val::Text(h.to_owned()));
+                                }
+                            }
+                            Attr::Field(UserField::Validity) => {
+                                row.push(Val::Int(i64::from(u.validity.id())))
+                            }
+                            other => row.push(Val::Text(other.get(u).unwrap_or("").to_owned())),
+                        }
+                    }
+                    if audit {
+                        row.extend(audit_columns().into_iter().map(|(_, v)| v));
+                    }
+                    row
+                })
+                .collect();
+            let r = Sql::insert_many(self.db.dialect(), &self.table.name, &cols, rows)
+                .query()
+                .execute(self.db.pool())
+                .await
+                .map_err(|e| self.write_err(e, &chunk[0].login))?;
+            done += r.rows_affected();
+        }
+        if self.db.dialect() != Dialect::Sqlite {
+            let _ = sqlx::query(&format!("ANALYZE {}", self.table.name))
+                .execute(self.db.pool())
+                .await;
+        }
+        Ok(done)
+    }
+
+    /// `EXPLAIN` of the statement `search` runs (for tests and operators checking index use).
+    pub async fn explain_search(&self, search: &UserSearch) -> Result<String, SourceError> {
+        self.db.ready().await?;
+        let (sql, _) = self.search_sql(search);
+        let (prefix, column) = match self.db.dialect() {
+            Dialect::Sqlite => ("EXPLAIN QUERY PLAN ", 3),
+            Dialect::Postgres | Dialect::MySql => ("EXPLAIN ", 0),
+        };
+        let rows = sql
+            .prefixed(prefix)
+            .query()
+            .fetch_all(self.db.pool())
+            .await
+            .map_err(source_error)?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| text_at(r, column).ok())
+            .collect::<Vec<_>>()
+            .join("\n"))
+    }
+
     pub fn db(&self) -> &Arc<Db> {
         &self.db
     }
@@ -344,35 +482,10 @@ impl CustomerUserSource for SqlUserSource {
 
     async fn search(&self, search: &UserSearch) -> Result<Page<CustomerUser>, SourceError> {
         self.db.ready().await?;
-        let limit = search.limit.min(self.cfg.settings.list_limit as usize);
-        let mut sql = self.table.select();
+        let (sql, limit) = self.search_sql(search);
         let (prefix, suffix) = self.cfg.settings.affixes();
         let cs = self.table.case_sensitive;
-        let search_cols: Vec<(UserAttr, &str)> = self
-            .cfg
-            .search_fields
-            .iter()
-            .filter_map(|a| Some((a.clone(), self.cfg.map.column(a)?)))
-            .collect();
-        let customer_id_col = self.column(UserField::CustomerId).unwrap_or("customer_id");
-        match &search.criterion {
-            UserCriterion::Query(expr) => {
-                let cols: Vec<&str> = search_cols.iter().map(|(_, c)| *c).collect();
-                sql.expr(expr, &cols, &prefix, &suffix);
-            }
-            UserCriterion::Email(address) => {
-                self.push_postmaster_condition(&mut sql, std::slice::from_ref(address));
-            }
-            UserCriterion::CustomerId(p) => {
-                sql.matches(customer_id_col, p);
-            }
-            UserCriterion::Login(p) => {
-                sql.matches(&self.table.key_col, p);
-            }
-        }
-        if !search.include_invalid {
-            self.table.push_valid_only(&mut sql);
-        }
+        let search_cols = self.search_columns();
         let keep = |u: &CustomerUser| match &search.criterion {
             UserCriterion::Query(expr) => {
                 let values: Vec<&str> = search_cols
