@@ -1,0 +1,388 @@
+//! Load generator: drives a running Clientele over real gRPC with a fixed mix and measures, in the
+//! same run, the equivalent SQL straight against the database (the floor).
+//!
+//! ```sh
+//! cargo build --release --bin clientele --example loadgen
+//! target/release/clientele --config bench.toml seed --users 100000 --customers 1000 --source main
+//! target/release/clientele --config bench.toml serve &
+//! target/release/examples/loadgen --db-url postgres://postgres@127.0.0.1/bench --server-pid $!
+//! ```
+//!
+//! Operations (each run for `--duration` at `--concurrency`, then its floor the same way):
+//! - `search`: free text over the four search fields, terms of varied selectivity, limit 250;
+//! - `resolve1` / `resolve100`: ResolveSenders with 1 and 100 addresses (80% known);
+//! - `get`: GetCustomerUser of a random seeded login;
+//! - `auth`: Authenticate with the seeded password (floor: cores / one argon2id hash);
+//! - `create`: CreateCustomerUser of new logins.
+//! The data set must be the one `clientele seed` writes with the same `--users`, `--customers`
+//! and `--seed`.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use clap::Parser;
+use clientele::proto::{
+    self as pb, auth_service_client::AuthServiceClient,
+    customer_user_service_client::CustomerUserServiceClient,
+    search_customer_users_request::Criterion,
+};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use sqlx::{postgres::PgPoolOptions, PgPool};
+use tonic::transport::Channel;
+
+#[derive(Parser, Debug)]
+struct Args {
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    server: String,
+    /// Database of the seeded source, for the floor (PostgreSQL).
+    #[arg(long)]
+    db_url: String,
+    #[arg(long, default_value = "customer_user")]
+    table: String,
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Per operation, for Clientele and again for the floor.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    #[arg(long, default_value = "search,resolve1,resolve100,get,auth,create")]
+    ops: String,
+    #[arg(long, default_value_t = 100_000)]
+    users: usize,
+    #[arg(long, default_value_t = 1_000)]
+    customers: usize,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    #[arg(long, default_value = "Load-Test-1")]
+    password: String,
+    /// Bearer token, if the server has callers.
+    #[arg(long, env = "CLIENTELE_TOKEN")]
+    token: Option<String>,
+    /// The server's process id, to report its peak resident memory.
+    #[arg(long)]
+    server_pid: Option<u32>,
+}
+
+const TERMS: &[&str] = &["müller", "jürgen", "anna+smith", "nguy", "o'brien", "cust0042", "søren+hansen", "xyzzy"];
+
+struct Data {
+    logins: Vec<String>,
+    emails: Vec<String>,
+}
+
+#[derive(Default)]
+struct Stats {
+    latencies: Vec<Duration>,
+    errors: usize,
+    units: usize,
+}
+
+impl Stats {
+    fn merge(&mut self, o: Stats) {
+        self.latencies.extend(o.latencies);
+        self.errors += o.errors;
+        self.units += o.units;
+    }
+    fn pct(&self, p: f64) -> f64 {
+        if self.latencies.is_empty() {
+            return 0.0;
+        }
+        let mut l = self.latencies.clone();
+        l.sort();
+        let i = ((l.len() as f64 - 1.0) * p).round() as usize;
+        l[i].as_secs_f64() * 1000.0
+    }
+}
+
+fn authed<T>(m: T, token: &Option<String>) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(m);
+    if let Some(t) = token {
+        if let Ok(v) = format!("Bearer {t}").parse() {
+            r.metadata_mut().insert("authorization", v);
+        }
+    }
+    r
+}
+
+/// Runs `op` with `concurrency` workers for `duration`; each call returns how many units
+/// (addresses, calls) it handled, or an error.
+async fn drive<F, Fut>(concurrency: usize, duration: Duration, op: F) -> (Stats, Duration)
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<usize, String>> + Send,
+{
+    let op = Arc::new(op);
+    let started = Instant::now();
+    let until = started + duration;
+    let workers: Vec<_> = (0..concurrency)
+        .map(|w| {
+            let op = op.clone();
+            tokio::spawn(async move {
+                let mut s = Stats::default();
+                let mut n = 0u64;
+                while Instant::now() < until {
+                    let t = Instant::now();
+                    match op(w, n).await {
+                        Ok(units) => {
+                            s.latencies.push(t.elapsed());
+                            s.units += units;
+                        }
+                        Err(e) => {
+                            if s.errors < 3 {
+                                eprintln!("error: {e}");
+                            }
+                            s.errors += 1;
+                        }
+                    }
+                    n += 1;
+                }
+                s
+            })
+        })
+        .collect();
+    let mut total = Stats::default();
+    for w in workers {
+        if let Ok(s) = w.await {
+            total.merge(s);
+        }
+    }
+    (total, started.elapsed())
+}
+
+fn row(name: &str, s: &Stats, took: Duration, floor: Option<(&Stats, Duration)>) {
+    let rate = |s: &Stats, d: Duration| s.units as f64 / d.as_secs_f64();
+    let floor_text = match floor {
+        Some((f, fd)) => format!(
+            "{:>10.0} {:>8.2} {:>8.2} {:>7.2}x",
+            rate(f, fd),
+            f.pct(0.5),
+            f.pct(0.99),
+            rate(s, took) / rate(f, fd).max(f64::MIN_POSITIVE)
+        ),
+        None => String::new(),
+    };
+    println!(
+        "{name:<12} {:>10.0} {:>8.2} {:>8.2} {:>7} | {floor_text}",
+        rate(s, took),
+        s.pct(0.5),
+        s.pct(0.99),
+        s.errors
+    );
+}
+
+fn rng(w: usize, n: u64) -> StdRng {
+    StdRng::seed_from_u64((w as u64) << 32 ^ n)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let users = clientele::seed::customer_users(args.users, args.customers, args.seed);
+    let valid: Vec<&clientele::domain::CustomerUser> = users
+        .iter()
+        .filter(|u| u.validity == clientele::domain::Validity::Valid)
+        .collect();
+    let data = Arc::new(Data {
+        logins: valid.iter().map(|u| u.login.clone()).collect(),
+        emails: valid.iter().map(|u| u.email.to_lowercase()).collect(),
+    });
+    let channel = Channel::from_shared(args.server.clone())?.connect().await?;
+    let db: PgPool = PgPoolOptions::new()
+        .max_connections(u32::try_from(args.concurrency).unwrap_or(8))
+        .connect(&args.db_url)
+        .await?;
+    let table = args.table.clone();
+    let cols = "login, first_name, last_name, email, customer_id, valid_id";
+    println!(
+        "{} users, concurrency {}, {:?} per operation and floor; ops/s counts addresses for resolve",
+        args.users, args.concurrency, args.duration
+    );
+    println!(
+        "{:<12} {:>10} {:>8} {:>8} {:>7} | {:>10} {:>8} {:>8} {:>8}",
+        "operation", "ops/s", "p50 ms", "p99 ms", "errors", "floor/s", "p50 ms", "p99 ms", "ratio"
+    );
+    let run_id = std::process::id();
+    for op in args.ops.split(',') {
+        let (c, d, token) = (args.concurrency, args.duration, args.token.clone());
+        match op {
+            "search" => {
+                let ch = channel.clone();
+                let (s, t) = drive(c, d, move |w, n| {
+                    let mut cl = CustomerUserServiceClient::new(ch.clone());
+                    let term = TERMS[rng(w, n).gen_range(0..TERMS.len())];
+                    let token = token.clone();
+                    async move {
+                        cl.search_customer_users(authed(pb::SearchCustomerUsersRequest { criterion: Some(Criterion::Query(term.into())), limit: 250, ..Default::default() }, &token))
+                            .await
+                            .map(|_| 1)
+                            .map_err(|e| e.to_string())
+                    }
+                })
+                .await;
+                let (db2, table2) = (db.clone(), table.clone());
+                let (f, ft) = drive(c, d, move |w, n| {
+                    let term = TERMS[rng(w, n).gen_range(0..TERMS.len())];
+                    let (db, table) = (db2.clone(), table2.clone());
+                    async move {
+                        // The same narrowing Clientele issues: every `+` term must hit a field.
+                        let parts: Vec<String> = term.split('+').map(|p| format!("%{}%", p.replace('%', "\\\\%").replace('_', "\\\\_"))).collect();
+                        let mut sql = format!("SELECT {cols} FROM {table} WHERE valid_id = 1");
+                        for i in 1..=parts.len() {
+                            sql.push_str(&format!(" AND (lower(login) LIKE ${i} OR lower(first_name) LIKE ${i} OR lower(last_name) LIKE ${i} OR lower(customer_id) LIKE ${i})"));
+                        }
+                        sql.push_str(" ORDER BY lower(login) COLLATE \"C\" LIMIT 251");
+                        let mut q = sqlx::query(&sql);
+                        for p in parts {
+                            q = q.bind(p);
+                        }
+                        q.fetch_all(&db).await.map(|_| 1).map_err(|e| e.to_string())
+                    }
+                })
+                .await;
+                row("search", &s, t, Some((&f, ft)));
+            }
+            "resolve1" | "resolve100" => {
+                let batch = if op == "resolve1" { 1 } else { 100 };
+                let ch = channel.clone();
+                let data2 = data.clone();
+                let (s, t) = drive(c, d, move |w, n| {
+                    let mut cl = CustomerUserServiceClient::new(ch.clone());
+                    let mut r = rng(w, n);
+                    let addresses: Vec<String> = (0..batch)
+                        .map(|_| if r.gen_bool(0.8) { data2.emails[r.gen_range(0..data2.emails.len())].clone() } else { format!("nobody{}@example.org", r.gen::<u32>()) })
+                        .collect();
+                    let token = token.clone();
+                    async move {
+                        cl.resolve_senders(authed(pb::ResolveSendersRequest { addresses }, &token)).await.map(|_| batch).map_err(|e| e.to_string())
+                    }
+                })
+                .await;
+                let (db2, table2, data3) = (db.clone(), table.clone(), data.clone());
+                let (f, ft) = drive(c, d, move |w, n| {
+                    let mut r = rng(w, n);
+                    let addresses: Vec<String> = (0..batch)
+                        .map(|_| if r.gen_bool(0.8) { data3.emails[r.gen_range(0..data3.emails.len())].clone() } else { format!("nobody{}@example.org", r.gen::<u32>()) })
+                        .collect();
+                    let (db, table) = (db2.clone(), table2.clone());
+                    async move {
+                        sqlx::query(&format!("SELECT {cols} FROM {table} WHERE lower(email) = ANY($1) AND valid_id = 1"))
+                            .bind(addresses)
+                            .fetch_all(&db)
+                            .await
+                            .map(|_| batch)
+                            .map_err(|e| e.to_string())
+                    }
+                })
+                .await;
+                row(op, &s, t, Some((&f, ft)));
+            }
+            "get" => {
+                let ch = channel.clone();
+                let data2 = data.clone();
+                let (s, t) = drive(c, d, move |w, n| {
+                    let mut cl = CustomerUserServiceClient::new(ch.clone());
+                    let login = data2.logins[rng(w, n).gen_range(0..data2.logins.len())].clone();
+                    let token = token.clone();
+                    async move { cl.get_customer_user(authed(pb::GetCustomerUserRequest { login }, &token)).await.map(|_| 1).map_err(|e| e.to_string()) }
+                })
+                .await;
+                let (db2, table2, data3) = (db.clone(), table.clone(), data.clone());
+                let (f, ft) = drive(c, d, move |w, n| {
+                    let login = data3.logins[rng(w, n).gen_range(0..data3.logins.len())].to_lowercase();
+                    let (db, table) = (db2.clone(), table2.clone());
+                    async move {
+                        sqlx::query(&format!("SELECT {cols} FROM {table} WHERE lower(login) = $1"))
+                            .bind(login)
+                            .fetch_all(&db)
+                            .await
+                            .map(|_| 1)
+                            .map_err(|e| e.to_string())
+                    }
+                })
+                .await;
+                row("get", &s, t, Some((&f, ft)));
+            }
+            "auth" => {
+                let ch = channel.clone();
+                let data2 = data.clone();
+                let password = args.password.clone();
+                let (s, t) = drive(c, d, move |w, n| {
+                    let mut cl = AuthServiceClient::new(ch.clone());
+                    let login = data2.logins[rng(w, n).gen_range(0..data2.logins.len())].clone();
+                    let (token, password) = (token.clone(), password.clone());
+                    async move {
+                        let r = cl
+                            .authenticate(authed(pb::AuthenticateRequest { login, password, client_ip: format!("198.51.100.{}", n % 250) }, &token))
+                            .await
+                            .map_err(|e| e.to_string())?
+                            .into_inner();
+                        if r.outcome == pb::Outcome::Success as i32 { Ok(1) } else { Err(format!("outcome {}", r.outcome)) }
+                    }
+                })
+                .await;
+                // The floor: one argon2id verification per core, back to back.
+                let hash = clientele::auth::hash::hash(&args.password, &clientele::auth::hash::Argon2Params::default())?;
+                let timed = Instant::now();
+                let rounds = 10;
+                for _ in 0..rounds {
+                    let _ = clientele::auth::hash::verify(&args.password, &hash, false);
+                }
+                let one = timed.elapsed() / rounds;
+                let cores = std::thread::available_parallelism().map_or(2, usize::from);
+                let floor = cores as f64 / one.as_secs_f64();
+                let rate = s.units as f64 / t.as_secs_f64();
+                println!(
+                    "{:<12} {:>10.0} {:>8.2} {:>8.2} {:>7} | {:>10.0} {:>8.2} {:>8} {:>7.2}x  (floor = {cores} cores / {:.1} ms per argon2id verify)",
+                    "auth", rate, s.pct(0.5), s.pct(0.99), s.errors, floor, one.as_secs_f64() * 1000.0, "-", rate / floor, one.as_secs_f64() * 1000.0
+                );
+            }
+            "create" => {
+                let ch = channel.clone();
+                let (s, t) = drive(c, d, move |w, n| {
+                    let mut cl = CustomerUserServiceClient::new(ch.clone());
+                    let login = format!("lg{run_id}-{w}-{n}");
+                    let token = token.clone();
+                    async move {
+                        cl.create_customer_user(authed(
+                            pb::CreateCustomerUserRequest {
+                                customer_user: Some(pb::CustomerUser { email: format!("{login}@load.example.com"), login, first_name: "Load".into(), last_name: "Gen".into(), customer_id: "cust0001".into(), ..Default::default() }),
+                                ..Default::default()
+                            },
+                            &token,
+                        ))
+                        .await
+                        .map(|_| 1)
+                        .map_err(|e| e.to_string())
+                    }
+                })
+                .await;
+                let (db2, table2) = (db.clone(), table.clone());
+                let (f, ft) = drive(c, d, move |w, n| {
+                    let login = format!("fl{run_id}-{w}-{n}");
+                    let (db, table) = (db2.clone(), table2.clone());
+                    async move {
+                        sqlx::query(&format!("INSERT INTO {table} (login, email, customer_id, first_name, last_name, valid_id, create_time, create_by, change_time, change_by) VALUES ($1, $2, 'cust0001', 'Load', 'Floor', 1, current_timestamp, 1, current_timestamp, 1)"))
+                            .bind(&login)
+                            .bind(format!("{login}@floor.example.com"))
+                            .execute(&db)
+                            .await
+                            .map(|_| 1)
+                            .map_err(|e| e.to_string())
+                    }
+                })
+                .await;
+                row("create", &s, t, Some((&f, ft)));
+            }
+            other => eprintln!("unknown operation {other:?}"),
+        }
+    }
+    if let Some(pid) = args.server_pid {
+        if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            for line in status.lines().filter(|l| l.starts_with("VmHWM") || l.starts_with("VmRSS")) {
+                println!("server {line}");
+            }
+        }
+    }
+    Ok(())
+}
