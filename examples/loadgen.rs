@@ -14,6 +14,7 @@
 //! - `get`: GetCustomerUser of a random seeded login;
 //! - `auth`: Authenticate with the seeded password (floor: cores / one argon2id hash);
 //! - `create`: CreateCustomerUser of new logins.
+//!
 //! The data set must be the one `clientele seed` writes with the same `--users`, `--customers`
 //! and `--seed`.
 
@@ -64,7 +65,16 @@ struct Args {
     server_pid: Option<u32>,
 }
 
-const TERMS: &[&str] = &["müller", "jürgen", "anna+smith", "nguy", "o'brien", "cust0042", "søren+hansen", "xyzzy"];
+const TERMS: &[&str] = &[
+    "müller",
+    "jürgen",
+    "anna+smith",
+    "nguy",
+    "o'brien",
+    "cust0042",
+    "søren+hansen",
+    "xyzzy",
+];
 
 struct Data {
     logins: Vec<String>,
@@ -213,10 +223,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     let term = TERMS[rng(w, n).gen_range(0..TERMS.len())];
                     let token = token.clone();
                     async move {
-                        cl.search_customer_users(authed(pb::SearchCustomerUsersRequest { criterion: Some(Criterion::Query(term.into())), limit: 250, ..Default::default() }, &token))
-                            .await
-                            .map(|_| 1)
-                            .map_err(|e| e.to_string())
+                        cl.search_customer_users(authed(
+                            pb::SearchCustomerUsersRequest {
+                                criterion: Some(Criterion::Query(term.into())),
+                                limit: 250,
+                                ..Default::default()
+                            },
+                            &token,
+                        ))
+                        .await
+                        .map(|_| 1)
+                        .map_err(|e| e.to_string())
                     }
                 })
                 .await;
@@ -250,11 +267,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     let mut cl = CustomerUserServiceClient::new(ch.clone());
                     let mut r = rng(w, n);
                     let addresses: Vec<String> = (0..batch)
-                        .map(|_| if r.gen_bool(0.8) { data2.emails[r.gen_range(0..data2.emails.len())].clone() } else { format!("nobody{}@example.org", r.gen::<u32>()) })
+                        .map(|_| {
+                            if r.gen_bool(0.8) {
+                                data2.emails[r.gen_range(0..data2.emails.len())].clone()
+                            } else {
+                                format!("nobody{}@example.org", r.gen::<u32>())
+                            }
+                        })
                         .collect();
                     let token = token.clone();
                     async move {
-                        cl.resolve_senders(authed(pb::ResolveSendersRequest { addresses }, &token)).await.map(|_| batch).map_err(|e| e.to_string())
+                        cl.resolve_senders(authed(pb::ResolveSendersRequest { addresses }, &token))
+                            .await
+                            .map(|_| batch)
+                            .map_err(|e| e.to_string())
                     }
                 })
                 .await;
@@ -284,20 +310,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     let mut cl = CustomerUserServiceClient::new(ch.clone());
                     let login = data2.logins[rng(w, n).gen_range(0..data2.logins.len())].clone();
                     let token = token.clone();
-                    async move { cl.get_customer_user(authed(pb::GetCustomerUserRequest { login }, &token)).await.map(|_| 1).map_err(|e| e.to_string()) }
+                    async move {
+                        cl.get_customer_user(authed(pb::GetCustomerUserRequest { login }, &token))
+                            .await
+                            .map(|_| 1)
+                            .map_err(|e| e.to_string())
+                    }
                 })
                 .await;
                 let (db2, table2, data3) = (db.clone(), table.clone(), data.clone());
                 let (f, ft) = drive(c, d, move |w, n| {
-                    let login = data3.logins[rng(w, n).gen_range(0..data3.logins.len())].to_lowercase();
+                    let login =
+                        data3.logins[rng(w, n).gen_range(0..data3.logins.len())].to_lowercase();
                     let (db, table) = (db2.clone(), table2.clone());
                     async move {
-                        sqlx::query(&format!("SELECT {cols} FROM {table} WHERE lower(login) = $1"))
-                            .bind(login)
-                            .fetch_all(&db)
-                            .await
-                            .map(|_| 1)
-                            .map_err(|e| e.to_string())
+                        sqlx::query(&format!(
+                            "SELECT {cols} FROM {table} WHERE lower(login) = $1"
+                        ))
+                        .bind(login)
+                        .fetch_all(&db)
+                        .await
+                        .map(|_| 1)
+                        .map_err(|e| e.to_string())
                     }
                 })
                 .await;
@@ -313,16 +347,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     let (token, password) = (token.clone(), password.clone());
                     async move {
                         let r = cl
-                            .authenticate(authed(pb::AuthenticateRequest { login, password, client_ip: format!("198.51.100.{}", n % 250) }, &token))
+                            .authenticate(authed(
+                                pb::AuthenticateRequest {
+                                    login,
+                                    password,
+                                    client_ip: format!("198.51.100.{}", n % 250),
+                                },
+                                &token,
+                            ))
                             .await
                             .map_err(|e| e.to_string())?
                             .into_inner();
-                        if r.outcome == pb::Outcome::Success as i32 { Ok(1) } else { Err(format!("outcome {}", r.outcome)) }
+                        if r.outcome == pb::Outcome::Success as i32 {
+                            Ok(1)
+                        } else {
+                            Err(format!("outcome {}", r.outcome))
+                        }
                     }
                 })
                 .await;
                 // The floor: one argon2id verification per core, back to back.
-                let hash = clientele::auth::hash::hash(&args.password, &clientele::auth::hash::Argon2Params::default())?;
+                let hash = clientele::auth::hash::hash(
+                    &args.password,
+                    &clientele::auth::hash::Argon2Params::default(),
+                )?;
                 let timed = Instant::now();
                 let rounds = 10;
                 for _ in 0..rounds {
@@ -346,7 +394,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     async move {
                         cl.create_customer_user(authed(
                             pb::CreateCustomerUserRequest {
-                                customer_user: Some(pb::CustomerUser { email: format!("{login}@load.example.com"), login, first_name: "Load".into(), last_name: "Gen".into(), customer_id: "cust0001".into(), ..Default::default() }),
+                                customer_user: Some(pb::CustomerUser {
+                                    email: format!("{login}@load.example.com"),
+                                    login,
+                                    first_name: "Load".into(),
+                                    last_name: "Gen".into(),
+                                    customer_id: "cust0001".into(),
+                                    ..Default::default()
+                                }),
                                 ..Default::default()
                             },
                             &token,
@@ -379,7 +434,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if let Some(pid) = args.server_pid {
         if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
-            for line in status.lines().filter(|l| l.starts_with("VmHWM") || l.starts_with("VmRSS")) {
+            for line in status
+                .lines()
+                .filter(|l| l.starts_with("VmHWM") || l.starts_with("VmRSS"))
+            {
                 println!("server {line}");
             }
         }
