@@ -198,8 +198,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         emails: valid.iter().map(|u| u.email.to_lowercase()).collect(),
     });
     let channel = Channel::from_shared(args.server.clone())?.connect().await?;
+    // The same session planner costs Clientele's pools use (SSD: random_page_cost 1.1), so the
+    // floor is the indexed floor.
     let db: PgPool = PgPoolOptions::new()
         .max_connections(u32::try_from(args.concurrency).unwrap_or(8))
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                sqlx::query("SET random_page_cost = 1.1")
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(())
+            })
+        })
         .connect(&args.db_url)
         .await?;
     let table = args.table.clone();

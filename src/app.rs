@@ -3,8 +3,7 @@
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic::transport::{server::TcpIncoming, Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::edge::EdgeLayer;
 use tonic_health::{server::HealthReporter, ServingStatus};
@@ -400,7 +399,11 @@ impl App {
                 deadline,
                 RateLimits::new(self.settings.auth.rate_limit),
             )))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+            // TCP_NODELAY: small gRPC frames must not wait for delayed ACKs (40 ms stalls).
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(listener).with_nodelay(Some(true)),
+                signal,
+            );
         tokio::pin!(server);
         let result = tokio::select! {
             r = &mut server => r.map_err(|e| e.to_string()),

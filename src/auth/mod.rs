@@ -32,22 +32,55 @@ pub async fn dummy_verify(password: String, params: Argon2Params) -> Result<(), 
     blocking(move || hash::dummy_verify(&password, &params)).await
 }
 
-/// Runs a hash computation on the blocking pool, at most one per core at a time: more would
-/// only queue in the kernel, and the async threads stay free to answer other calls.
+/// A job for the hashing threads.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Runs a hash computation on a small pool of dedicated threads, one per core: more would only
+/// queue in the kernel, the async threads stay free to answer other calls, and memory stays
+/// bounded (each argon2id hash holds `memory_kib` while it runs, and a thread's allocator keeps
+/// what it used; a few long-lived threads keep a few copies, not one per blocking thread).
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Error> {
-    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
-    let slots = SLOTS.get_or_init(|| {
-        tokio::sync::Semaphore::new(
-            std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
-        )
+    static POOL: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<Job>>> =
+        std::sync::OnceLock::new();
+    let sender = POOL.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+        let threads = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+        for i in 0..threads {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("clientele-hash-{i}"))
+                .spawn(move || loop {
+                    let job = match rx.lock() {
+                        Ok(guard) => guard.recv(),
+                        Err(_) => return,
+                    };
+                    match job {
+                        // A panicking job drops its answer; the thread lives on.
+                        Ok(job) => {
+                            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                        }
+                        Err(_) => return,
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start a hashing thread");
+            }
+        }
+        std::sync::Mutex::new(tx)
     });
-    let _permit = slots
-        .acquire()
+    let (done, result) = tokio::sync::oneshot::channel();
+    let job: Job = Box::new(move || {
+        let _ = done.send(f());
+    });
+    sender
+        .lock()
+        .map_err(|_| Error::Internal("hashing pool poisoned".into()))?
+        .send(job)
+        .map_err(|_| Error::Internal("hashing pool stopped".into()))?;
+    result
         .await
-        .map_err(|e| Error::Internal(format!("password slots: {e}")))?;
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::Internal(format!("password task: {e}")))
+        .map_err(|_| Error::Internal("hashing job dropped".into()))
 }
 
 #[cfg(test)]

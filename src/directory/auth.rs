@@ -192,9 +192,13 @@ impl Directory {
         if !valid {
             return Ok(denied(AuthOutcome::Disabled, source.name(), None));
         }
-        side.record_success(&user.login, at)
-            .await
-            .map_err(|e| unavailable(source.name(), e))?;
+        side.record_success(
+            &user.login,
+            at,
+            state.failed == 0 && state.locked_until.is_none(),
+        )
+        .await
+        .map_err(|e| unavailable(source.name(), e))?;
         if let Some(old) = stored.filter(|h| hash::needs_rehash(h, &self.auth.argon2)) {
             self.rehash(&*source, &user.login, &old, password).await;
         }

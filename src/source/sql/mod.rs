@@ -495,6 +495,18 @@ impl Db {
             .min_connections(0)
             .acquire_timeout(spec.connect_timeout)
             .idle_timeout(Some(Duration::from_secs(300)));
+        if dialect == Dialect::Postgres {
+            // Planner costs for SSD storage, so the trigram and expression indexes are chosen
+            // over (parallel) sequential scans; session-scoped, the server's defaults stay.
+            options = options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::query("SET random_page_cost = 1.1")
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(())
+                })
+            });
+        }
         if dialect == Dialect::Sqlite {
             options = options.after_connect(|conn, _| {
                 Box::pin(async move {

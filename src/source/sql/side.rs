@@ -351,9 +351,54 @@ impl SideTables {
     }
 
     /// A successful login: the count is reset, the lock cleared, the time recorded (OTRS
-    /// preferences `UserLoginFailed` = 0 and `UserLastLogin` = epoch seconds).
-    pub async fn record_success(&self, login: &str, now: i64) -> Result<(), SourceError> {
-        self.reset(login, Some(now)).await
+    /// preferences `UserLoginFailed` = 0 and `UserLastLogin` = epoch seconds). With `was_clean`
+    /// (no failures, no lock before) only the time is written.
+    pub async fn record_success(
+        &self,
+        login: &str,
+        now: i64,
+        was_clean: bool,
+    ) -> Result<(), SourceError> {
+        if !was_clean {
+            return self.reset(login, Some(now)).await;
+        }
+        self.db.ready().await?;
+        let d = self.db.dialect();
+        let mut tx = self.db.pool().begin().await.map_err(source_error)?;
+        let mut up = Sql::new(d);
+        up.push("UPDATE clientele_login_state SET last_login = ")
+            .int(now)
+            .push(" WHERE source = ")
+            .text(self.source.clone())
+            .push(" AND login = ")
+            .text(login);
+        if up
+            .query()
+            .execute(&mut *tx)
+            .await
+            .map_err(source_error)?
+            .rows_affected()
+            == 0
+        {
+            Sql::insert_ignore(
+                d,
+                "clientele_login_state",
+                vec![
+                    ("source", Val::Text(self.source.clone())),
+                    ("login", Val::Text(login.to_owned())),
+                    ("failed", Val::Int(0)),
+                    ("last_login", Val::Int(now)),
+                ],
+            )
+            .query()
+            .execute(&mut *tx)
+            .await
+            .map_err(source_error)?;
+        }
+        for q in self.now_pref(d, login, "UserLastLogin", &now.to_string()) {
+            q.query().execute(&mut *tx).await.map_err(source_error)?;
+        }
+        tx.commit().await.map_err(source_error)
     }
 
     /// Clears a lock and the count ("Login Forbidden ... can be re-enabled here").

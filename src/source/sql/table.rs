@@ -75,6 +75,24 @@ impl<F: Field> Table<F> {
         sql
     }
 
+    /// Like [`Table::select`] with one more column (read at [`Table::extra_index`]).
+    pub fn select_with(&self, extra: &str) -> Sql {
+        let mut sql = Sql::new(self.dialect);
+        sql.push("SELECT ")
+            .push(&self.select_list)
+            .push(", ")
+            .push(extra)
+            .push(" FROM ")
+            .push(&self.name)
+            .push(" WHERE ");
+        sql
+    }
+
+    /// The position of the column added by [`Table::select_with`].
+    pub fn extra_index(&self) -> usize {
+        self.text_attrs.len() + if self.foreign_db { 1 } else { 3 }
+    }
+
     /// Equal keys under the source's case rules.
     pub fn same_key(&self, a: &str, b: &str) -> bool {
         if self.case_sensitive {

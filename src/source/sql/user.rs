@@ -713,32 +713,26 @@ impl CustomerUserSource for SqlUserSource {
         &self,
         login: &str,
     ) -> Result<Option<(CustomerUser, Secret)>, SourceError> {
-        let Some(user) = self.get(login).await? else {
-            return Ok(None);
-        };
+        self.db.ready().await?;
         let Some(pw_col) = self.column(UserField::Password) else {
-            return Ok(Some((user, Secret::Hash(None))));
+            return Ok(self.get(login).await?.map(|u| (u, Secret::Hash(None))));
         };
-        let d = self.db.dialect();
-        let mut sql = Sql::new(d);
-        sql.push("SELECT ")
-            .push(&d.text(pw_col))
-            .push(" FROM ")
-            .push(&self.table.name)
-            .push(" WHERE ")
-            .push(&self.table.key_col)
-            .push(" = ")
-            .text(user.login.clone());
-        let row = sql
+        // The record and its hash in one round trip.
+        let mut sql = self.table.select_with(&self.db.dialect().text(pw_col));
+        sql.matches(&self.table.key_col, &Pattern::literal(login));
+        let rows = sql
             .query()
-            .fetch_optional(self.db.pool())
+            .fetch_all(self.db.pool())
             .await
             .map_err(source_error)?;
-        let hash = match row {
-            Some(r) => Some(text_at(&r, 0)?).filter(|h| !h.is_empty()),
-            None => None,
-        };
-        Ok(Some((user, Secret::Hash(hash))))
+        for row in &rows {
+            let user = self.finish(self.table.row_to_record(row)?);
+            if self.table.same_key(&user.login, login) {
+                let hash = Some(text_at(row, self.table.extra_index())?).filter(|h| !h.is_empty());
+                return Ok(Some((user, Secret::Hash(hash))));
+            }
+        }
+        Ok(None)
     }
 
     async fn bind_as(&self, _: &str, _: &str) -> Result<bool, SourceError> {
