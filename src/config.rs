@@ -307,7 +307,7 @@ fn resolve_auth(
         iterations: a.argon2.iterations,
         parallelism: a.argon2.parallelism,
     };
-    if let Err(e) = crate::auth::hash::hash("probe", &argon2) {
+    if let Err(e) = crate::auth::hash::check_params(&argon2) {
         problems.push(format!("auth.argon2: {e}"));
     }
     Some(AuthSettings {

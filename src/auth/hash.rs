@@ -36,9 +36,11 @@
 
 use std::hint::black_box;
 
+use std::cell::RefCell;
+
 use argon2::{
-    password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString},
-    Algorithm, Argon2, Params, Version,
+    password_hash::{rand_core::OsRng, Output, PasswordHash, SaltString},
+    Algorithm, Argon2, Block, Params, Version,
 };
 use base64::{
     alphabet,
@@ -268,10 +270,50 @@ pub fn needs_rehash(stored: &str, params: &Argon2Params) -> bool {
 pub fn hash(password: &str, params: &Argon2Params) -> Result<String, HashError> {
     let argon = argon2id(params)?;
     let salt = SaltString::generate(&mut OsRng);
-    argon
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| HashError::Hash(e.to_string()))
+    let mut salt_bytes = [0u8; 64];
+    let salt_raw = salt
+        .decode_b64(&mut salt_bytes)
+        .map_err(|e| HashError::Hash(e.to_string()))?;
+    let mut out = [0u8; 32];
+    with_memory(&argon, password.as_bytes(), salt_raw, &mut out)
+        .map_err(|e| HashError::Hash(e.to_string()))?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: argon
+            .params()
+            .try_into()
+            .map_err(|e: argon2::password_hash::Error| HashError::Hash(e.to_string()))?,
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(&out).map_err(|e| HashError::Hash(e.to_string()))?),
+    };
+    Ok(phc.to_string())
+}
+
+/// Checks argon2id parameters without hashing.
+///
+/// # Errors
+/// [`HashError::Params`] when they are out of argon2's ranges.
+pub fn check_params(params: &Argon2Params) -> Result<(), HashError> {
+    argon2id(params).map(|_| ())
+}
+
+thread_local! {
+    /// Argon2's working memory, kept per thread and reused: hashing allocates nothing after the
+    /// first call, and the process holds one block array per hashing thread, not one per call.
+    static BLOCKS: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `argon.hash_password_into` with this thread's reusable working memory.
+fn with_memory(argon: &Argon2<'_>, pwd: &[u8], salt: &[u8], out: &mut [u8]) -> argon2::Result<()> {
+    let needed = argon.params().block_count();
+    BLOCKS.with(|blocks| {
+        let mut blocks = blocks.borrow_mut();
+        if blocks.len() < needed {
+            blocks.resize(needed, Block::new());
+        }
+        argon.hash_password_into_with_memory(pwd, salt, out, &mut blocks[..needed])
+    })
 }
 
 /// Verifies against a fixed dummy argon2id hash with `params`, so an unknown login costs the
@@ -286,7 +328,7 @@ pub fn dummy_verify(password: &str, params: &Argon2Params) {
     }
     let argon = argon2id(params).unwrap_or_default();
     let mut out = [0u8; 32];
-    let hashed = argon.hash_password_into(password.as_bytes(), DUMMY_SALT, &mut out);
+    let hashed = with_memory(&argon, password.as_bytes(), DUMMY_SALT, &mut out);
     let equal = ct_eq(&out, &DUMMY_HASH);
     black_box((hashed.is_ok(), equal));
 }
@@ -304,8 +346,29 @@ fn argon2id(params: &Argon2Params) -> Result<Argon2<'static>, HashError> {
 
 /// argon2 (any variant) with the parameters, salt and version written in the PHC string.
 fn verify_argon2(pw: &[u8], stored: &str) -> bool {
-    PasswordHash::new(stored)
-        .is_ok_and(|parsed| Argon2::default().verify_password(pw, &parsed).is_ok())
+    let Ok(parsed) = PasswordHash::new(stored) else {
+        return false;
+    };
+    let (Ok(algorithm), Some(expected), Some(salt)) = (
+        Algorithm::try_from(parsed.algorithm),
+        parsed.hash,
+        parsed.salt,
+    ) else {
+        return false;
+    };
+    let version = parsed
+        .version
+        .map_or(Ok(Version::default()), Version::try_from);
+    let (Ok(version), Ok(params)) = (version, Params::try_from(&parsed)) else {
+        return false;
+    };
+    let mut salt_bytes = [0u8; 64];
+    let Ok(salt_raw) = salt.decode_b64(&mut salt_bytes) else {
+        return false;
+    };
+    let argon = Argon2::new(algorithm, version, params);
+    let mut out = vec![0u8; expected.len()];
+    with_memory(&argon, pw, salt_raw, &mut out).is_ok() && ct_eq(&out, expected.as_bytes())
 }
 
 /// The 23 bytes bcrypt keeps, of `pw` followed by NUL, cut to bcrypt's 72-byte key limit (as
@@ -494,6 +557,7 @@ fn verify_des(pw: &[u8], stored: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use argon2::password_hash::PasswordHasher;
 
     /// Cheap argon2id parameters, to keep debug-build tests fast.
     const CHEAP: Argon2Params = Argon2Params {
