@@ -551,22 +551,40 @@ impl CustomerUserSource for SqlUserSource {
             .begin_locked(&[&self.table.name])
             .await
             .map_err(|e| self.write_err(e, &user.login))?;
-        if self.current(&mut tx, &user.login).await?.is_some() {
-            return Err(Error::AlreadyExists {
-                kind: "customer user",
-                field: "login",
-                key: user.login.clone(),
-                source_name: Some(self.name().to_owned()),
-            });
+        // One round trip for both uniqueness checks: the login, and the email when it must be
+        // unique; the rows that come back are classified exactly in Rust.
+        let check_email = self.cfg.email_unique && !user.email.is_empty();
+        let wanted_email = normalize_address(&user.email);
+        let mut sql = self.table.select();
+        sql.push("(");
+        sql.matches(&self.table.key_col, &Pattern::literal(&user.login));
+        if check_email {
+            sql.push(" OR ");
+            self.push_postmaster_condition(&mut sql, std::slice::from_ref(&wanted_email));
         }
-        if self.cfg.email_unique
-            && !user.email.is_empty()
-            && self.email_taken(&mut tx, &user.email, None).await?
-        {
+        sql.push(")");
+        let rows = sql
+            .query()
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| self.write_err(e, &user.login))?;
+        for row in &rows {
+            let other = self.table.row_to_record(row)?;
+            let field = if self.table.same_key(&other.login, &user.login) {
+                "login"
+            } else if check_email && self.postmaster_values(&other).any(|v| v == wanted_email) {
+                "email"
+            } else {
+                continue;
+            };
             return Err(Error::AlreadyExists {
                 kind: "customer user",
-                field: "email",
-                key: user.email.clone(),
+                field,
+                key: if field == "login" {
+                    user.login.clone()
+                } else {
+                    user.email.clone()
+                },
                 source_name: Some(self.name().to_owned()),
             });
         }
