@@ -65,15 +65,18 @@ struct Args {
     server_pid: Option<u32>,
 }
 
+/// Search terms of varied selectivity, as people type them into a portal: one broad (a common
+/// surname, ~2.5% of all users), five narrow (first and last name together, a customer id, a
+/// login fragment, a surname with an apostrophe and a first name), two that find nothing.
 const TERMS: &[&str] = &[
     "müller",
-    "jürgen",
     "anna+smith",
-    "nguy",
-    "o'brien",
+    "jürgen+groß",
     "cust0042",
-    "søren+hansen",
+    "ingrid.weiß1",
+    "o'brien+maria",
     "xyzzy",
+    "zz9+qq",
 ];
 
 struct Data {
