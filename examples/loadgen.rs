@@ -216,7 +216,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .connect(&args.db_url)
         .await?;
     let table = args.table.clone();
-    let cols = "login, first_name, last_name, email, customer_id, valid_id";
+    // The whole record, as Clientele reads it.
+    let cols = "*";
     println!(
         "{} users, concurrency {}, {:?} per operation and floor; ops/s counts addresses for resolve",
         args.users, args.concurrency, args.duration

@@ -183,15 +183,24 @@ impl<F: Field> Table<F> {
         Ok(Page { items, truncated })
     }
 
+    /// Whether the database's answer is already exact: PostgreSQL's `LOWER()` folds Unicode
+    /// like the grammar does, so for a case-insensitive source the re-check in Rust (needed
+    /// for SQLite's ASCII-only folding, MySQL's accent-blind collations and case-sensitive
+    /// sources) would only spend time.
+    fn sql_is_exact(&self) -> bool {
+        self.dialect == Dialect::Postgres && !self.case_sensitive
+    }
+
     fn keep_rows(
         &self,
         rows: &[AnyRow],
         keep: &impl Fn(&F::Record) -> bool,
     ) -> Result<Vec<F::Record>, SourceError> {
+        let exact = self.sql_is_exact();
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let r = self.row_to_record(row)?;
-            if keep(&r) {
+            if exact || keep(&r) {
                 out.push(r);
             }
         }
