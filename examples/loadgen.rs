@@ -120,12 +120,11 @@ fn authed<T>(m: T, token: &Option<String>) -> tonic::Request<T> {
 
 /// Runs `op` with `concurrency` workers for `duration`; each call returns how many units
 /// (addresses, calls) it handled, or an error.
-async fn drive<F, Fut>(concurrency: usize, duration: Duration, op: F) -> (Stats, Duration)
+async fn drive<F, Fut>(concurrency: usize, duration: Duration, op: Arc<F>) -> (Stats, Duration)
 where
     F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<usize, String>> + Send,
 {
-    let op = Arc::new(op);
     let started = Instant::now();
     let until = started + duration;
     let workers: Vec<_> = (0..concurrency)
@@ -161,6 +160,39 @@ where
         }
     }
     (total, started.elapsed())
+}
+
+/// An operation to run, possibly several times.
+fn job<F>(op: F) -> Arc<F> {
+    Arc::new(op)
+}
+
+/// Clientele and its floor alternately, each twice for half the duration, so neither profits
+/// from caches the other warmed.
+async fn compare<F1, Fut1, F2, Fut2>(
+    c: usize,
+    d: Duration,
+    clientele: &Arc<F1>,
+    floor: &Arc<F2>,
+) -> ((Stats, Duration), (Stats, Duration))
+where
+    F1: Fn(usize, u64) -> Fut1 + Send + Sync + 'static,
+    Fut1: std::future::Future<Output = Result<usize, String>> + Send,
+    F2: Fn(usize, u64) -> Fut2 + Send + Sync + 'static,
+    Fut2: std::future::Future<Output = Result<usize, String>> + Send,
+{
+    let half = d / 2;
+    let (mut s, mut st) = (Stats::default(), Duration::ZERO);
+    let (mut f, mut ft) = (Stats::default(), Duration::ZERO);
+    for _ in 0..2 {
+        let (a, at) = drive(c, half, clientele.clone()).await;
+        s.merge(a);
+        st += at;
+        let (b, bt) = drive(c, half, floor.clone()).await;
+        f.merge(b);
+        ft += bt;
+    }
+    ((s, st), (f, ft))
 }
 
 fn row(name: &str, s: &Stats, took: Duration, floor: Option<(&Stats, Duration)>) {
@@ -232,7 +264,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         match op {
             "search" => {
                 let ch = channel.clone();
-                let (s, t) = drive(c, d, move |w, n| {
+                let cj = job(move |w: usize, n: u64| {
                     let mut cl = CustomerUserServiceClient::new(ch.clone());
                     let term = TERMS[rng(w, n).gen_range(0..TERMS.len())];
                     let token = token.clone();
@@ -249,15 +281,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         .map(|_| 1)
                         .map_err(|e| e.to_string())
                     }
-                })
-                .await;
+                });
                 let (db2, table2) = (db.clone(), table.clone());
-                let (f, ft) = drive(c, d, move |w, n| {
+                let fj = job(move |w: usize, n: u64| {
                     let term = TERMS[rng(w, n).gen_range(0..TERMS.len())];
                     let (db, table) = (db2.clone(), table2.clone());
                     async move {
                         // The same narrowing Clientele issues: every `+` term must hit a field.
-                        let parts: Vec<String> = term.split('+').map(|p| format!("%{}%", p.replace('%', "\\\\%").replace('_', "\\\\_"))).collect();
+                        let parts: Vec<String> = term
+                            .split('+')
+                            .map(|p| format!("%{}%", p.replace('%', "\\\\%").replace('_', "\\\\_")))
+                            .collect();
                         let mut sql = format!("SELECT {cols} FROM {table} WHERE valid_id = 1");
                         for i in 1..=parts.len() {
                             sql.push_str(&format!(" AND (lower(login) LIKE ${i} OR lower(first_name) LIKE ${i} OR lower(last_name) LIKE ${i} OR lower(customer_id) LIKE ${i})"));
@@ -269,15 +303,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         }
                         q.fetch_all(&db).await.map(|_| 1).map_err(|e| e.to_string())
                     }
-                })
-                .await;
+                });
+                let ((s, t), (f, ft)) = compare(c, d, &cj, &fj).await;
                 row("search", &s, t, Some((&f, ft)));
             }
             "resolve1" | "resolve100" => {
                 let batch = if op == "resolve1" { 1 } else { 100 };
                 let ch = channel.clone();
                 let data2 = data.clone();
-                let (s, t) = drive(c, d, move |w, n| {
+                let cj = job(move |w: usize, n: u64| {
                     let mut cl = CustomerUserServiceClient::new(ch.clone());
                     let mut r = rng(w, n);
                     let addresses: Vec<String> = (0..batch)
@@ -296,13 +330,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                             .map(|_| batch)
                             .map_err(|e| e.to_string())
                     }
-                })
-                .await;
+                });
                 let (db2, table2, data3) = (db.clone(), table.clone(), data.clone());
-                let (f, ft) = drive(c, d, move |w, n| {
+                let fj = job(move |w: usize, n: u64| {
                     let mut r = rng(w, n);
                     let addresses: Vec<String> = (0..batch)
-                        .map(|_| if r.gen_bool(0.8) { data3.emails[r.gen_range(0..data3.emails.len())].clone() } else { format!("nobody{}@example.org", r.gen::<u32>()) })
+                        .map(|_| {
+                            if r.gen_bool(0.8) {
+                                data3.emails[r.gen_range(0..data3.emails.len())].clone()
+                            } else {
+                                format!("nobody{}@example.org", r.gen::<u32>())
+                            }
+                        })
                         .collect();
                     let (db, table) = (db2.clone(), table2.clone());
                     async move {
@@ -313,14 +352,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                             .map(|_| batch)
                             .map_err(|e| e.to_string())
                     }
-                })
-                .await;
+                });
+                let ((s, t), (f, ft)) = compare(c, d, &cj, &fj).await;
                 row(op, &s, t, Some((&f, ft)));
             }
             "get" => {
                 let ch = channel.clone();
                 let data2 = data.clone();
-                let (s, t) = drive(c, d, move |w, n| {
+                let cj = job(move |w: usize, n: u64| {
                     let mut cl = CustomerUserServiceClient::new(ch.clone());
                     let login = data2.logins[rng(w, n).gen_range(0..data2.logins.len())].clone();
                     let token = token.clone();
@@ -330,10 +369,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                             .map(|_| 1)
                             .map_err(|e| e.to_string())
                     }
-                })
-                .await;
+                });
                 let (db2, table2, data3) = (db.clone(), table.clone(), data.clone());
-                let (f, ft) = drive(c, d, move |w, n| {
+                let fj = job(move |w: usize, n: u64| {
                     let login =
                         data3.logins[rng(w, n).gen_range(0..data3.logins.len())].to_lowercase();
                     let (db, table) = (db2.clone(), table2.clone());
@@ -347,15 +385,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         .map(|_| 1)
                         .map_err(|e| e.to_string())
                     }
-                })
-                .await;
+                });
+                let ((s, t), (f, ft)) = compare(c, d, &cj, &fj).await;
                 row("get", &s, t, Some((&f, ft)));
             }
             "auth" => {
                 let ch = channel.clone();
                 let data2 = data.clone();
                 let password = args.password.clone();
-                let (s, t) = drive(c, d, move |w, n| {
+                let cj = job(move |w: usize, n: u64| {
                     let mut cl = AuthServiceClient::new(ch.clone());
                     let login = data2.logins[rng(w, n).gen_range(0..data2.logins.len())].clone();
                     let (token, password) = (token.clone(), password.clone());
@@ -378,8 +416,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                             Err(format!("outcome {}", r.outcome))
                         }
                     }
-                })
-                .await;
+                });
+                let (s, t) = drive(c, d, cj).await;
                 // The floor: one argon2id verification per core, back to back.
                 let hash = clientele::auth::hash::hash(
                     &args.password,
@@ -401,7 +439,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             "create" => {
                 let ch = channel.clone();
-                let (s, t) = drive(c, d, move |w, n| {
+                let cj = job(move |w: usize, n: u64| {
                     let mut cl = CustomerUserServiceClient::new(ch.clone());
                     let login = format!("lg{run_id}-{w}-{n}");
                     let token = token.clone();
@@ -424,10 +462,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         .map(|_| 1)
                         .map_err(|e| e.to_string())
                     }
-                })
-                .await;
+                });
                 let (db2, table2) = (db.clone(), table.clone());
-                let (f, ft) = drive(c, d, move |w, n| {
+                let fj = job(move |w: usize, n: u64| {
                     let login = format!("fl{run_id}-{w}-{n}");
                     let (db, table) = (db2.clone(), table2.clone());
                     async move {
@@ -439,8 +476,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                             .map(|_| 1)
                             .map_err(|e| e.to_string())
                     }
-                })
-                .await;
+                });
+                let ((s, t), (f, ft)) = compare(c, d, &cj, &fj).await;
                 row("create", &s, t, Some((&f, ft)));
             }
             other => eprintln!("unknown operation {other:?}"),
