@@ -162,6 +162,9 @@ where
     (total, started.elapsed())
 }
 
+/// Unique suffixes of created logins across rounds.
+static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// An operation to run, possibly several times.
 fn job<F>(op: F) -> Arc<F> {
     Arc::new(op)
@@ -439,9 +442,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             "create" => {
                 let ch = channel.clone();
-                let cj = job(move |w: usize, n: u64| {
+                let cj = job(move |w: usize, _n: u64| {
                     let mut cl = CustomerUserServiceClient::new(ch.clone());
-                    let login = format!("lg{run_id}-{w}-{n}");
+                    let login = format!(
+                        "lg{run_id}-{w}-{}",
+                        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    );
                     let token = token.clone();
                     async move {
                         cl.create_customer_user(authed(
@@ -464,8 +470,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     }
                 });
                 let (db2, table2) = (db.clone(), table.clone());
-                let fj = job(move |w: usize, n: u64| {
-                    let login = format!("fl{run_id}-{w}-{n}");
+                let fj = job(move |w: usize, _n: u64| {
+                    let login = format!(
+                        "fl{run_id}-{w}-{}",
+                        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    );
                     let (db, table) = (db2.clone(), table2.clone());
                     async move {
                         sqlx::query(&format!("INSERT INTO {table} (login, email, customer_id, first_name, last_name, valid_id, create_time, create_by, change_time, change_by) VALUES ($1, $2, 'cust0001', 'Load', 'Floor', 1, current_timestamp, 1, current_timestamp, 1)"))
