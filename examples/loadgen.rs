@@ -240,6 +240,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // floor is the indexed floor.
     let db: PgPool = PgPoolOptions::new()
         .max_connections(u32::try_from(args.concurrency).unwrap_or(8))
+        .test_before_acquire(false)
         .after_connect(|conn, _| {
             Box::pin(async move {
                 sqlx::query("SET random_page_cost = 1.1")

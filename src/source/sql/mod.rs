@@ -494,6 +494,9 @@ impl Db {
             .max_connections(spec.pool_size.max(1))
             .min_connections(0)
             .acquire_timeout(spec.connect_timeout)
+            // No ping before each use (a round trip per query): a broken connection fails its
+            // query, is dropped, and the next acquire opens a fresh one.
+            .test_before_acquire(false)
             .idle_timeout(Some(Duration::from_secs(300)));
         if dialect == Dialect::Postgres {
             // Planner costs for SSD storage, so the trigram and expression indexes are chosen
