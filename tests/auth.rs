@@ -448,15 +448,7 @@ async fn rate_limited(backend: Backend) {
     e.s.stop().await;
 }
 
-macro_rules! suite {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite { use super::*; $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $test() { super::$test(Backend::Sqlite).await } )* }
-        mod postgres { use super::*; $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $test() { super::$test(Backend::Postgres).await } )* }
-        mod mariadb { use super::*; $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $test() { super::$test(Backend::MySql).await } )* }
-    };
-}
-
-suite!(
+common::per_sql_backend!(
     every_outcome,
     legacy_hashes_verify_then_rehash,
     lockout_is_exact_under_concurrency,

@@ -4,7 +4,7 @@
 mod common;
 
 use clientele::proto::{self as pb, search_customer_users_request::Criterion};
-use common::{customer_source, fresh_db, user_source, violations, Backend, TestServer};
+use common::{customer_source, fresh_db, search, user_source, violations, Backend, TestServer};
 use tonic::Code;
 
 /// One source for users and one for customers on a fresh database (company checks off unless
@@ -43,24 +43,6 @@ async fn create(s: &mut TestServer, u: pb::CustomerUser) -> pb::CustomerUser {
         .into_inner()
         .customer_user
         .expect("created user")
-}
-
-async fn search(
-    s: &mut TestServer,
-    c: Criterion,
-    limit: u32,
-    include_invalid: bool,
-) -> pb::SearchCustomerUsersResponse {
-    s.users
-        .search_customer_users(pb::SearchCustomerUsersRequest {
-            criterion: Some(c),
-            limit,
-            include_invalid,
-            sources: vec![],
-        })
-        .await
-        .expect("search")
-        .into_inner()
 }
 
 async fn query_logins(s: &mut TestServer, q: &str) -> Vec<String> {
@@ -1197,15 +1179,7 @@ async fn read_only_source(backend: Backend) {
     s.stop().await;
 }
 
-macro_rules! conformance {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite { use super::*; $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $test() { super::$test(Backend::Sqlite).await } )* }
-        mod postgres { use super::*; $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $test() { super::$test(Backend::Postgres).await } )* }
-        mod mariadb { use super::*; $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $test() { super::$test(Backend::MySql).await } )* }
-    };
-}
-
-conformance!(
+common::per_sql_backend!(
     create_get_update_rename,
     invalid_requests_list_every_field,
     uniqueness,

@@ -566,15 +566,7 @@ async fn otobo_table_name(backend: Backend) {
     e.s.stop().await;
 }
 
-macro_rules! suite {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite { use super::*; $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $test() { super::$test(Backend::Sqlite).await } )* }
-        mod postgres { use super::*; $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $test() { super::$test(Backend::Postgres).await } )* }
-        mod mariadb { use super::*; $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $test() { super::$test(Backend::MySql).await } )* }
-    };
-}
-
-suite!(
+common::per_sql_backend!(
     group_crud,
     direct_grants_and_rw,
     company_inheritance,

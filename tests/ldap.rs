@@ -4,7 +4,7 @@ mod common;
 
 use clientele::proto::{self as pb, search_customer_users_request::Criterion};
 use common::slapd::{person, Slapd, ADMIN_DN, ADMIN_PW};
-use common::{fresh_db, user_source, Backend, TestServer};
+use common::{fresh_db, search, user_source, Backend, TestServer};
 use tonic::Code;
 
 fn fixtures() -> String {
@@ -94,24 +94,6 @@ impl Fixture {
     fn sqlite(&self, name: &str) -> String {
         format!("sqlite://{}", self.dir.path().join(name).display())
     }
-}
-
-async fn search(
-    s: &mut TestServer,
-    c: Criterion,
-    limit: u32,
-    include_invalid: bool,
-) -> pb::SearchCustomerUsersResponse {
-    s.users
-        .search_customer_users(pb::SearchCustomerUsersRequest {
-            criterion: Some(c),
-            limit,
-            include_invalid,
-            sources: vec![],
-        })
-        .await
-        .expect("search")
-        .into_inner()
 }
 
 fn logins(r: &pb::SearchCustomerUsersResponse) -> Vec<String> {

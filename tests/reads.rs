@@ -5,7 +5,7 @@ mod common;
 
 use clientele::proto::{self as pb, search_customer_users_request::Criterion};
 use common::slapd::{person, Slapd, ADMIN_DN, ADMIN_PW};
-use common::{fresh_db, user_source, Backend, TestServer};
+use common::{fresh_db, search, user_source, Backend, TestServer};
 use tonic::Code;
 
 /// (login, first name, last name, email, customer ids, valid)
@@ -164,24 +164,6 @@ async fn ldap_server() -> Option<(TestServer, Slapd, tempfile::TempDir)> {
         dir.path().join("store.db").display()
     );
     Some((TestServer::start(&config).await, slapd, dir))
-}
-
-async fn search(
-    s: &mut TestServer,
-    c: Criterion,
-    limit: u32,
-    include_invalid: bool,
-) -> pb::SearchCustomerUsersResponse {
-    s.users
-        .search_customer_users(pb::SearchCustomerUsersRequest {
-            criterion: Some(c),
-            limit,
-            include_invalid,
-            sources: vec![],
-        })
-        .await
-        .expect("search")
-        .into_inner()
 }
 
 async fn found(s: &mut TestServer, c: Criterion) -> Vec<String> {

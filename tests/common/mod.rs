@@ -199,3 +199,35 @@ pub fn violations(status: &tonic::Status) -> Vec<String> {
         .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
         .unwrap_or_default()
 }
+
+/// `per_sql_backend!(a, b)`: for each `async fn a(backend: Backend)`, one test per SQL backend in
+/// modules `sqlite`, `postgres` and `mariadb`.
+#[allow(unused_macros)]
+macro_rules! per_sql_backend {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite { use super::*; $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $test() { super::$test(Backend::Sqlite).await } )* }
+        mod postgres { use super::*; $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $test() { super::$test(Backend::Postgres).await } )* }
+        mod mariadb { use super::*; $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $test() { super::$test(Backend::MySql).await } )* }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use per_sql_backend;
+
+/// A search through the API with one criterion.
+pub async fn search(
+    s: &mut TestServer,
+    criterion: clientele::proto::search_customer_users_request::Criterion,
+    limit: u32,
+    include_invalid: bool,
+) -> clientele::proto::SearchCustomerUsersResponse {
+    s.users
+        .search_customer_users(clientele::proto::SearchCustomerUsersRequest {
+            criterion: Some(criterion),
+            limit,
+            include_invalid,
+            sources: vec![],
+        })
+        .await
+        .expect("search")
+        .into_inner()
+}
