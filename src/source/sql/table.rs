@@ -1,9 +1,9 @@
 //! What SQL customer-user and customer sources share: the mapped table, reading rows into
 //! records, exact filtering of superset queries, and partial updates.
 
-use sqlx::AnyConnection;
+use sqlx::{any::AnyRow, AnyConnection, AnyPool};
 
-use super::{int_at, source_error, text_at, time_at, Db, DbRow, Dialect, Sql};
+use super::{int_at, source_error, text_at, time_at, Dialect, Sql};
 use crate::config::ResolvedMap;
 use crate::domain::{fold, query::Pattern, search::Page, Attr, Field, Patch, Record, Validity};
 use crate::source::SourceError;
@@ -107,7 +107,7 @@ impl<F: Field> Table<F> {
         pattern.matches(value, self.case_sensitive)
     }
 
-    pub fn row_to_record<R: DbRow>(&self, row: &R) -> Result<F::Record, SourceError> {
+    pub fn row_to_record(&self, row: &AnyRow) -> Result<F::Record, SourceError> {
         let mut record = F::Record::default();
         for (i, (attr, _)) in self.text_attrs.iter().enumerate() {
             let value = text_at(row, i)?;
@@ -148,7 +148,7 @@ impl<F: Field> Table<F> {
     /// full page is the query repeated without a limit.
     pub async fn fetch_filtered(
         &self,
-        db: &Db,
+        pool: &AnyPool,
         sql: Sql,
         limit: usize,
         keep: impl Fn(&F::Record) -> bool,
@@ -163,9 +163,20 @@ impl<F: Field> Table<F> {
         limited
             .push(" LIMIT ")
             .int(i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX));
-        let (fetched, mut items) = self.run(db, &limited, &keep).await?;
+        let rows = limited
+            .query()
+            .fetch_all(pool)
+            .await
+            .map_err(source_error)?;
+        let fetched = rows.len();
+        let mut items = self.keep_rows(&rows, &keep)?;
         if fetched > limit && items.len() <= limit {
-            items = self.run(db, &ordered, &keep).await?.1;
+            let rows = ordered
+                .query()
+                .fetch_all(pool)
+                .await
+                .map_err(source_error)?;
+            items = self.keep_rows(&rows, &keep)?;
         }
         let truncated = items.len() > limit;
         items.truncate(limit);
@@ -180,33 +191,9 @@ impl<F: Field> Table<F> {
         self.dialect == Dialect::Postgres && !self.case_sensitive
     }
 
-    /// Runs `sql` (PostgreSQL's native driver where there is one) and keeps what `keep` accepts;
-    /// also returns how many rows came back.
-    async fn run(
+    fn keep_rows(
         &self,
-        db: &Db,
-        sql: &Sql,
-        keep: &impl Fn(&F::Record) -> bool,
-    ) -> Result<(usize, Vec<F::Record>), SourceError> {
-        match db.pg_pool() {
-            Some(pg) => {
-                let rows = sql.query_pg().fetch_all(pg).await.map_err(source_error)?;
-                Ok((rows.len(), self.keep_rows(&rows, keep)?))
-            }
-            None => {
-                let rows = sql
-                    .query()
-                    .fetch_all(db.pool())
-                    .await
-                    .map_err(source_error)?;
-                Ok((rows.len(), self.keep_rows(&rows, keep)?))
-            }
-        }
-    }
-
-    fn keep_rows<R: DbRow>(
-        &self,
-        rows: &[R],
+        rows: &[AnyRow],
         keep: &impl Fn(&F::Record) -> bool,
     ) -> Result<Vec<F::Record>, SourceError> {
         let exact = self.sql_is_exact();
