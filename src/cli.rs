@@ -5,6 +5,7 @@ use std::{path::PathBuf, process::ExitCode};
 use clap::{Parser, Subcommand};
 
 use crate::client::{AuthCommand, ClientCommand, UserCommand};
+use crate::say;
 use crate::{app, config::Config, telemetry};
 
 #[derive(Debug, Parser)]
@@ -155,7 +156,7 @@ async fn run_command(command: Command, settings: crate::config::Settings) -> Exi
             seed,
         } => match built.seed(&source, users, customers, &password, seed).await {
             Ok(msg) => {
-                println!("{msg}");
+                say!("{msg}");
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -164,7 +165,7 @@ async fn run_command(command: Command, settings: crate::config::Settings) -> Exi
             }
         },
         Command::CheckConfig => {
-            println!("configuration: ok");
+            say!("configuration: ok");
             report(built.check_sources().await, "ok")
         }
         Command::User(_) | Command::Resolve { .. } | Command::Auth(_) => ExitCode::FAILURE,
@@ -175,10 +176,10 @@ fn report(results: Vec<(String, Result<(), String>)>, ok_word: &str) -> ExitCode
     let mut failed = false;
     for (what, r) in results {
         match r {
-            Ok(()) => println!("{what}: {ok_word}"),
+            Ok(()) => say!("{what}: {ok_word}"),
             Err(e) => {
                 failed = true;
-                println!("{what}: FAILED: {e}");
+                say!("{what}: FAILED: {e}");
             }
         }
     }

@@ -6,6 +6,15 @@
 use std::process::ExitCode;
 
 use clap::Subcommand;
+
+/// `println!` that ignores a closed stdout (`clientele … | head -1` must not panic).
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
 use tonic::{metadata::MetadataValue, transport::Channel, Request};
 
 use crate::proto::{
@@ -114,7 +123,7 @@ async fn run_inner(server: &str, command: ClientCommand) -> Result<(), String> {
                 .get_customer_user(authed(pb::GetCustomerUserRequest { login })?)
                 .await
                 .map_err(status)?;
-            println!("{}", show(&u.into_inner()));
+            say!("{}", show(&u.into_inner()));
         }
         ClientCommand::User(UserCommand::Search { query, limit }) => {
             let r = users
@@ -127,7 +136,7 @@ async fn run_inner(server: &str, command: ClientCommand) -> Result<(), String> {
                 .map_err(status)?
                 .into_inner();
             for u in &r.customer_users {
-                println!("{}", show(u));
+                say!("{}", show(u));
             }
             for s in r.source_status.iter().filter(|s| !s.ok) {
                 eprintln!("source {}: {}", s.source, s.error);
@@ -163,10 +172,10 @@ async fn run_inner(server: &str, command: ClientCommand) -> Result<(), String> {
                 .map_err(status)?
                 .into_inner();
             if let Some(u) = &r.customer_user {
-                println!("{}", show(u));
+                say!("{}", show(u));
             }
             if !r.generated_password.is_empty() {
-                println!("generated password: {}", r.generated_password);
+                say!("generated password: {}", r.generated_password);
             }
         }
         ClientCommand::User(UserCommand::SetPassword { login }) => {
@@ -175,7 +184,7 @@ async fn run_inner(server: &str, command: ClientCommand) -> Result<(), String> {
                 .set_password(authed(pb::SetPasswordRequest { login, password })?)
                 .await
                 .map_err(status)?;
-            println!("password set");
+            say!("password set");
         }
         ClientCommand::Resolve(addresses) => {
             let r = users
@@ -196,7 +205,7 @@ async fn run_inner(server: &str, command: ClientCommand) -> Result<(), String> {
                 } else {
                     String::new()
                 };
-                println!(
+                say!(
                     "{}\t{}\t{}\t{}",
                     res.address,
                     res.normalized,
@@ -217,7 +226,7 @@ async fn run_inner(server: &str, command: ClientCommand) -> Result<(), String> {
                 .map_err(status)?
                 .into_inner();
             let outcome = pb::Outcome::try_from(r.outcome).map_or("?", |o| o.as_str_name());
-            println!("{outcome}\t{}\t{}", r.source, r.customer_ids.join(","));
+            say!("{outcome}\t{}\t{}", r.source, r.customer_ids.join(","));
             if r.outcome != pb::Outcome::Success as i32 {
                 return Err(format!("authentication: {outcome}"));
             }
