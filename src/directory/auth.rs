@@ -202,8 +202,7 @@ impl Directory {
         if let Some(old) = stored.filter(|h| hash::needs_rehash(h, &self.auth.argon2)) {
             self.rehash(&*source, &user.login, &old, password).await;
         }
-        let customer_ids = self
-            .customer_ids_in(&*source, &user)
+        let customer_ids = super::customer_ids_of(&*source, &user)
             .await
             .map_err(|e| unavailable(source.name(), e))?;
         Ok(Authentication {
@@ -241,23 +240,6 @@ impl Directory {
             Ok(false) => tracing::info!(login, "password changed meanwhile; not re-hashed"),
             Err(e) => tracing::warn!(login, error = %e, "re-hashing not stored"),
         }
-    }
-
-    async fn customer_ids_in(
-        &self,
-        source: &dyn CustomerUserSource,
-        user: &CustomerUser,
-    ) -> std::result::Result<Vec<String>, SourceError> {
-        let mut ids = Vec::new();
-        if !user.customer_id.is_empty() {
-            ids.push(user.customer_id.clone());
-        }
-        for id in source.memberships(&user.login).await? {
-            if !ids.contains(&id) {
-                ids.push(id);
-            }
-        }
-        Ok(ids)
     }
 
     /// Sets a password after checking it against the policy (every violation listed).

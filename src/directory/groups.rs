@@ -158,8 +158,10 @@ impl Directory {
     /// Everything stored about `login` that decides its permissions.
     async fn effective_of(&self, login: &str, deadline: Instant) -> Result<Effective> {
         let groups = self.groups()?;
-        let user = self.get_user(login, deadline).await?;
-        let customer_ids = self.customer_ids(&user.login, deadline).await?;
+        // One lookup of the user for both its record and its customer ids.
+        let (source, user) = self.locate_user(login, deadline).await?;
+        let customer_ids =
+            super::bounded(deadline, super::customer_ids_of(&*source, &user)).await?;
         let all = groups.store.list().await?;
         let name_of = |id: i64| {
             all.iter()

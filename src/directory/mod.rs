@@ -604,16 +604,7 @@ impl Directory {
     /// The primary customer id first, then the additional memberships (no duplicates).
     pub async fn customer_ids(&self, login: &str, deadline: Instant) -> Result<Vec<String>> {
         let (source, user) = self.locate_user(login, deadline).await?;
-        let mut ids = Vec::new();
-        if !user.customer_id.is_empty() {
-            ids.push(user.customer_id.clone());
-        }
-        for id in bounded(deadline, source.memberships(&user.login)).await? {
-            if !ids.contains(&id) {
-                ids.push(id);
-            }
-        }
-        Ok(ids)
+        bounded(deadline, customer_ids_of(&*source, &user)).await
     }
 
     /// Adds or removes an additional customer of `login`; returns the ids afterwards.
@@ -899,6 +890,24 @@ impl Directory {
         .await;
         merge_pages(results, limit)
     }
+}
+
+/// The customer ids of a located customer user: the primary first, then the memberships its
+/// source keeps, without duplicates.
+pub(crate) async fn customer_ids_of(
+    source: &dyn CustomerUserSource,
+    user: &CustomerUser,
+) -> std::result::Result<Vec<String>, SourceError> {
+    let mut ids = Vec::new();
+    if !user.customer_id.is_empty() {
+        ids.push(user.customer_id.clone());
+    }
+    for id in source.memberships(&user.login).await? {
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    Ok(ids)
 }
 
 /// Bounds a single-source call by the deadline.

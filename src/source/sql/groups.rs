@@ -277,13 +277,15 @@ impl GroupStore for SqlGroupStore {
             .await
             .map_err(|e| self.err(e, login))?;
         for (key, granted) in changes {
-            let mut del = Sql::new(d);
-            del.push("DELETE FROM group_customer_user WHERE user_id = ")
-                .text(login)
-                .push(" AND group_id = ")
-                .int(group_id)
-                .push(" AND permission_key = ")
-                .text(key.clone());
+            let del = Sql::delete(
+                d,
+                "group_customer_user",
+                [
+                    ("user_id", Val::Text(login.to_owned())),
+                    ("group_id", Val::Int(group_id)),
+                    ("permission_key", Val::Text(key.clone())),
+                ],
+            );
             del.query()
                 .execute(&mut *tx)
                 .await
@@ -333,13 +335,15 @@ impl GroupStore for SqlGroupStore {
             .begin()
             .await
             .map_err(|e| self.err(e, customer_id))?;
-        let mut del = Sql::new(d);
-        del.push("DELETE FROM group_customer WHERE customer_id = ")
-            .text(customer_id)
-            .push(" AND group_id = ")
-            .int(group_id)
-            .push(" AND permission_context = ")
-            .text(context.stored());
+        let del = Sql::delete(
+            d,
+            "group_customer",
+            [
+                ("customer_id", Val::Text(customer_id.to_owned())),
+                ("group_id", Val::Int(group_id)),
+                ("permission_context", Val::Text(context.stored().to_owned())),
+            ],
+        );
         del.query()
             .execute(&mut *tx)
             .await

@@ -220,6 +220,27 @@ impl Sql {
         sql
     }
 
+    /// `DELETE FROM table WHERE a = ? AND b = ? …` with every value bound.
+    pub fn delete<'c>(
+        dialect: Dialect,
+        table: &str,
+        conditions: impl IntoIterator<Item = (&'c str, Val)>,
+    ) -> Self {
+        let mut sql = Self::new(dialect);
+        sql.push("DELETE FROM ").push(table);
+        for (i, (col, v)) in conditions.into_iter().enumerate() {
+            sql.push(if i == 0 { " WHERE " } else { " AND " })
+                .push(col)
+                .push(" = ");
+            match v {
+                Val::Text(t) => sql.text(t),
+                Val::Int(n) => sql.int(n),
+                Val::Now => sql.push("CURRENT_TIMESTAMP"),
+            };
+        }
+        sql
+    }
+
     /// Like [`Sql::insert`], doing nothing when the row's key exists already.
     pub fn insert_ignore<'c>(
         dialect: Dialect,

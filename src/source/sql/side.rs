@@ -94,11 +94,14 @@ impl SideTables {
             .begin()
             .await
             .map_err(|e| self.write_err(e, login))?;
-        let mut del = Sql::new(d);
-        del.push("DELETE FROM customer_user_customer WHERE user_id = ")
-            .text(login)
-            .push(" AND customer_id = ")
-            .text(customer_id);
+        let del = Sql::delete(
+            d,
+            "customer_user_customer",
+            [
+                ("user_id", Val::Text(login.to_owned())),
+                ("customer_id", Val::Text(customer_id.to_owned())),
+            ],
+        );
         del.query()
             .execute(&mut *tx)
             .await
@@ -169,46 +172,37 @@ impl SideTables {
     }
     pub async fn set_preference(&self, login: &str, key: &str, value: &str) -> Result<(), Error> {
         self.db.ready().await?;
-        let d = self.db.dialect();
         let mut tx = self
             .db
             .pool()
             .begin()
             .await
             .map_err(|e| self.write_err(e, login))?;
-        let mut del = Sql::new(d);
-        del.push("DELETE FROM customer_preferences WHERE user_id = ")
-            .text(login)
-            .push(" AND preferences_key = ")
-            .text(key);
-        del.query()
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.write_err(e, login))?;
-        let ins = Sql::insert(
-            d,
-            "customer_preferences",
-            vec![
-                ("user_id", Val::Text(login.to_owned())),
-                ("preferences_key", Val::Text(key.to_owned())),
-                ("preferences_value", Val::Text(value.to_owned())),
-            ],
-        );
-        ins.query()
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.write_err(e, login))?;
+        for q in self.preference_statements(self.db.dialect(), login, key, value) {
+            q.query()
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.write_err(e, login))?;
+        }
         tx.commit().await.map_err(|e| self.write_err(e, login))
     }
 
-    // ----- failed logins -----
-
-    fn now_pref(&self, d: super::Dialect, login: &str, key: &str, value: &str) -> [Sql; 2] {
-        let mut del = Sql::new(d);
-        del.push("DELETE FROM customer_preferences WHERE user_id = ")
-            .text(login)
-            .push(" AND preferences_key = ")
-            .text(key);
+    /// Replaces one preference: delete the key, insert the value (OTRS keeps no unique key).
+    fn preference_statements(
+        &self,
+        d: super::Dialect,
+        login: &str,
+        key: &str,
+        value: &str,
+    ) -> [Sql; 2] {
+        let del = Sql::delete(
+            d,
+            "customer_preferences",
+            [
+                ("user_id", Val::Text(login.to_owned())),
+                ("preferences_key", Val::Text(key.to_owned())),
+            ],
+        );
         let ins = Sql::insert(
             d,
             "customer_preferences",
@@ -220,6 +214,8 @@ impl SideTables {
         );
         [del, ins]
     }
+
+    // ----- failed logins -----
 
     async fn ensure_state_row(&self, login: &str) -> Result<(), SourceError> {
         Sql::insert_ignore(
@@ -343,7 +339,8 @@ impl SideTables {
             lock.query().execute(&mut *tx).await?;
             state.locked_until = Some(until);
         }
-        for q in self.now_pref(d, login, "UserLoginFailed", &state.failed.to_string()) {
+        for q in self.preference_statements(d, login, "UserLoginFailed", &state.failed.to_string())
+        {
             q.query().execute(&mut *tx).await?;
         }
         tx.commit().await?;
@@ -397,7 +394,7 @@ impl SideTables {
             .await
             .map_err(source_error)?;
         }
-        for q in self.now_pref(d, login, "UserLastLogin", &now.to_string()) {
+        for q in self.preference_statements(d, login, "UserLastLogin", &now.to_string()) {
             q.query().execute(pool).await.map_err(source_error)?;
         }
         Ok(())
@@ -423,9 +420,9 @@ impl SideTables {
             .push(" AND login = ")
             .text(login);
         up.query().execute(&mut *tx).await.map_err(source_error)?;
-        let mut prefs = vec![self.now_pref(d, login, "UserLoginFailed", "0")];
+        let mut prefs = vec![self.preference_statements(d, login, "UserLoginFailed", "0")];
         if let Some(t) = login_time {
-            prefs.push(self.now_pref(d, login, "UserLastLogin", &t.to_string()));
+            prefs.push(self.preference_statements(d, login, "UserLastLogin", &t.to_string()));
         }
         for q in prefs.into_iter().flatten() {
             q.query().execute(&mut *tx).await.map_err(source_error)?;
