@@ -270,7 +270,10 @@ impl App {
                 continue;
             };
             let statements = index_statements_for(s, db.dialect());
-            let r = db.execute_ddl(&statements).await.map_err(|e| e.to_string());
+            let r = db
+                .apply_indexes(&statements)
+                .await
+                .map_err(|e| e.to_string());
             out.push((
                 format!(
                     "customer_user_sources {:?} ({} indexes)",

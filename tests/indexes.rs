@@ -9,6 +9,7 @@ use clientele::domain::{
     search::{UserCriterion, UserSearch},
 };
 use clientele::source::sql::user::SqlUserSource;
+use clientele::source::CustomerUserSource;
 use common::{fresh_db, user_source, Backend};
 
 async fn seeded(
@@ -40,15 +41,31 @@ async fn seeded(
 }
 
 fn source(app: &clientele::app::App) -> SqlUserSource {
-    let cfg = app.settings.user_sources[0].clone();
-    let db = app
-        .databases
+    SqlUserSource::new(app.settings.user_sources[0].clone(), user_db(app))
+}
+
+/// The database of the (only) customer-user source.
+fn user_db(app: &clientele::app::App) -> std::sync::Arc<clientele::source::sql::Db> {
+    let url = &app.settings.user_sources[0].url;
+    app.databases
         .iter()
-        .find(|(url, _)| *url == cfg.url)
+        .find(|(u, _)| u == url)
         .unwrap()
         .1
-        .clone();
-    SqlUserSource::new(cfg, db)
+        .clone()
+}
+
+/// The plan of the statement a search runs.
+async fn plan_of(src: &SqlUserSource, criterion: UserCriterion) -> String {
+    src.explain_search(&search(criterion)).await.unwrap()
+}
+
+/// Asserts that the plan of each search names the index that should serve it.
+async fn expect_plans(src: &SqlUserSource, cases: Vec<(UserCriterion, &str)>) {
+    for (criterion, index) in cases {
+        let plan = plan_of(src, criterion).await;
+        assert!(plan.contains(index), "{index} not in the plan:\n{plan}");
+    }
 }
 
 fn search(criterion: UserCriterion) -> UserSearch {
@@ -67,40 +84,35 @@ async fn postgres_plans_use_trigram_and_lower_indexes() {
     let src = source(&app);
     // Small tables are cheaper to scan; ask the planner whether the indexes *can* serve.
     sqlx::query("SET enable_seqscan = off")
-        .execute(app.databases[0].1.pool())
+        .execute(user_db(&app).pool())
         .await
         .unwrap();
-    let plan = src
-        .explain_search(&search(UserCriterion::Query(
-            parse("müller+an", Grammar::CustomerUser).unwrap(),
-        )))
-        .await
-        .unwrap();
-    assert!(
-        plan.contains("customer_user_last_name_trgm") && plan.contains("customer_user_login_trgm"),
-        "{plan}"
-    );
-    let plan = src
-        .explain_search(&search(UserCriterion::Email(
-            "jürgen.müller1@cust1.example.com".into(),
-        )))
-        .await
-        .unwrap();
-    assert!(plan.contains("customer_user_email_lower"), "{plan}");
-    let plan = src
-        .explain_search(&search(UserCriterion::Login(Pattern::literal(
-            "anna.smith12",
-        ))))
-        .await
-        .unwrap();
-    assert!(plan.contains("customer_user_login_lower"), "{plan}");
-    let plan = src
-        .explain_search(&search(UserCriterion::CustomerId(Pattern::literal(
-            "cust0001",
-        ))))
-        .await
-        .unwrap();
-    assert!(plan.contains("customer_user_customer_id_lower"), "{plan}");
+    expect_plans(
+        &src,
+        vec![
+            (
+                UserCriterion::Query(parse("müller+an", Grammar::CustomerUser).unwrap()),
+                "customer_user_last_name_trgm",
+            ),
+            (
+                UserCriterion::Query(parse("müller+an", Grammar::CustomerUser).unwrap()),
+                "customer_user_login_trgm",
+            ),
+            (
+                UserCriterion::Email("jürgen.müller1@cust1.example.com".into()),
+                "customer_user_email_lower",
+            ),
+            (
+                UserCriterion::Login(Pattern::literal("anna.smith12")),
+                "customer_user_login_lower",
+            ),
+            (
+                UserCriterion::CustomerId(Pattern::literal("cust0001")),
+                "customer_user_customer_id_lower",
+            ),
+        ],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -109,20 +121,287 @@ async fn sqlite_plans_use_lower_indexes() {
         return;
     };
     let src = source(&app);
-    let plan = src
-        .explain_search(&search(UserCriterion::Email(
-            "anna.smith1@cust1.example.com".into(),
-        )))
-        .await
-        .unwrap();
-    assert!(plan.contains("customer_user_email_lower"), "{plan}");
-    let plan = src
-        .explain_search(&search(UserCriterion::Login(Pattern::literal(
-            "anna.smith12",
+    expect_plans(
+        &src,
+        vec![
+            (
+                UserCriterion::Email("anna.smith1@cust1.example.com".into()),
+                "customer_user_email_lower",
+            ),
+            (
+                UserCriterion::Login(Pattern::literal("anna.smith12")),
+                "customer_user_login_lower",
+            ),
+        ],
+    )
+    .await;
+}
+
+/// MySQL/MariaDB compare the `_ci` columns bare, so their B-tree indexes serve the lookups.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_plans_use_column_indexes() {
+    let Some((app, _db, _g)) = seeded(Backend::MySql).await else {
+        return;
+    };
+    let src = source(&app);
+    // A stored user (the seed is deterministic), looked up with other letter cases.
+    let user = clientele::seed::customer_users(3000, 30, 7).swap_remove(12);
+    expect_plans(
+        &src,
+        vec![
+            (
+                UserCriterion::Email(user.email.clone()),
+                "\"key\": \"customer_user_email\"",
+            ),
+            (
+                UserCriterion::Login(Pattern::literal(&user.login.to_uppercase())),
+                "\"key\": \"customer_user_login\"",
+            ),
+            (
+                UserCriterion::CustomerId(Pattern::literal(&user.customer_id.to_uppercase())),
+                "\"key\": \"customer_user_customer_id\"",
+            ),
+        ],
+    )
+    .await;
+    // Case-insensitive through the collation, exact through the re-check.
+    let found = src.get(&user.login.to_uppercase()).await.unwrap().unwrap();
+    assert_eq!(found.login, user.login);
+    let page = src
+        .search(&search(UserCriterion::CustomerId(Pattern::literal(
+            &user.customer_id.to_uppercase(),
         ))))
         .await
         .unwrap();
-    assert!(plan.contains("customer_user_login_lower"), "{plan}");
+    assert!(page.items.iter().any(|u| u.login == user.login));
+    assert!(page.items.iter().all(|u| u.customer_id == user.customer_id));
+}
+
+/// Queries of every shape: ASCII and non-ASCII, short, negated, OR, `+`, wildcards, case.
+const QUERIES: &[&str] = &[
+    "müller",
+    "MÜLLER+anna",
+    "smith OR jens",
+    "o'brien",
+    "!smith+anna",
+    "an",
+    "cust0001",
+    "*ller",
+    "jürgen",
+    "zoë+gro",
+    "schä*er",
+    "ivan*12",
+    "nobody-at-all",
+];
+
+async fn answers(src: &SqlUserSource) -> Vec<(Vec<String>, bool)> {
+    let mut out = Vec::new();
+    for q in QUERIES {
+        let page = src
+            .search(&search(UserCriterion::Query(
+                parse(q, Grammar::CustomerUser).unwrap(),
+            )))
+            .await
+            .unwrap();
+        out.push((
+            page.items.into_iter().map(|u| u.login).collect(),
+            page.truncated,
+        ));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_trigram_index_narrows_searches_without_changing_answers() {
+    let Some((app, _db, _g)) = seeded(Backend::Sqlite).await else {
+        return;
+    };
+    let src = source(&app);
+    let plan = plan_of(
+        &src,
+        UserCriterion::Query(parse("müller+anna", Grammar::CustomerUser).unwrap()),
+    )
+    .await;
+    assert!(
+        plan.contains("customer_user_search VIRTUAL TABLE") && plan.contains("rowid=?"),
+        "{plan}"
+    );
+    let indexed = answers(&src).await;
+    let found: Vec<usize> = indexed.iter().map(|(logins, _)| logins.len()).collect();
+    assert!(found.iter().filter(|n| **n > 0).count() >= 10, "{found:?}");
+    assert!(
+        indexed.iter().any(|(_, truncated)| *truncated),
+        "a broad term fills the page: {found:?}"
+    );
+    // Without the index (a source that finds none), the same statements scan the table.
+    let db = user_db(&app);
+    let pool = db.pool();
+    for stmt in [
+        "DROP TRIGGER customer_user_search_ai",
+        "DROP TABLE customer_user_search",
+    ] {
+        sqlx::query(stmt).execute(pool).await.unwrap();
+    }
+    let scanning = source(&app);
+    let plan = plan_of(
+        &scanning,
+        UserCriterion::Query(parse("müller+anna", Grammar::CustomerUser).unwrap()),
+    )
+    .await;
+    assert!(!plan.contains("customer_user_search"), "{plan}");
+    assert_eq!(answers(&scanning).await, indexed);
+}
+
+/// Rows written by anyone (here: plain SQL, as a co-located Znuny would) are found at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_trigram_index_follows_every_writer() {
+    let Some((app, _db, _g)) = seeded(Backend::Sqlite).await else {
+        return;
+    };
+    let src = source(&app);
+    let db = user_db(&app);
+    let pool = db.pool();
+    let find = |q: &'static str| {
+        let src = &src;
+        async move {
+            src.search(&search(UserCriterion::Query(
+                parse(q, Grammar::CustomerUser).unwrap(),
+            )))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|u| u.login)
+            .collect::<Vec<_>>()
+        }
+    };
+    sqlx::query("INSERT INTO customer_user (login, email, customer_id, first_name, last_name, valid_id, create_time, create_by, change_time, change_by) VALUES ('xav', 'x@example.com', 'c1', 'Xaverius', 'Quast', 1, CURRENT_TIMESTAMP, 1, CURRENT_TIMESTAMP, 1)")
+        .execute(pool)
+        .await
+        .unwrap();
+    assert_eq!(find("xaveri").await, ["xav"]);
+    sqlx::query("UPDATE customer_user SET first_name = 'Quirinus' WHERE login = 'xav'")
+        .execute(pool)
+        .await
+        .unwrap();
+    assert!(find("xaveri").await.is_empty());
+    assert_eq!(find("quirinus+quast").await, ["xav"]);
+    sqlx::query("DELETE FROM customer_user WHERE login = 'xav'")
+        .execute(pool)
+        .await
+        .unwrap();
+    assert!(find("quirinus").await.is_empty());
+    let check: (String,) =
+        sqlx::query_as("INSERT INTO customer_user_search(customer_user_search) VALUES ('integrity-check') RETURNING 'ok'")
+            .fetch_one(pool)
+            .await
+            .unwrap_or_else(|e| panic!("FTS5 integrity check: {e}"));
+    assert_eq!(check.0, "ok");
+}
+
+fn run_clientele(config: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_clientele"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The definition SQLite keeps of the trigram index ("" without one).
+async fn search_sql(c: &mut sqlx::AnyConnection) -> String {
+    let sql: Option<String> =
+        sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE name = 'customer_user_search'")
+            .fetch_optional(c)
+            .await
+            .unwrap();
+    sql.unwrap_or_default()
+}
+
+/// Rows of the trigram index matching an FTS5 query.
+async fn matches(c: &mut sqlx::AnyConnection, q: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM customer_user_search WHERE customer_user_search MATCH ?",
+    )
+    .bind(q)
+    .fetch_one(c)
+    .await
+    .unwrap()
+}
+
+/// On a SQLite database Clientele does not own, `add-indexes` builds the trigram index from
+/// the rows already there, is a no-op when repeated, and rebuilds after the search fields change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_add_indexes_builds_and_rebuilds_the_trigram_index() {
+    use sqlx::Connection;
+    let db = fresh_db(Backend::Sqlite).await.unwrap();
+    let mut c = sqlx::AnyConnection::connect(&format!("{}?mode=rwc", db.url))
+        .await
+        .unwrap();
+    sqlx::query("CREATE TABLE customer_user (id INTEGER PRIMARY KEY, login VARCHAR(200) NOT NULL, email VARCHAR(150) NOT NULL, customer_id VARCHAR(150) NOT NULL, pw VARCHAR(128), title VARCHAR(50), first_name VARCHAR(100) NOT NULL, last_name VARCHAR(100) NOT NULL, phone VARCHAR(150), fax VARCHAR(150), mobile VARCHAR(150), street VARCHAR(150), zip VARCHAR(200), city VARCHAR(200), country VARCHAR(200), comments VARCHAR(250), valid_id SMALLINT NOT NULL, create_time DATETIME NOT NULL, create_by INTEGER NOT NULL, change_time DATETIME NOT NULL, change_by INTEGER NOT NULL)")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO customer_user (login, email, customer_id, first_name, last_name, city, valid_id, create_time, create_by, change_time, change_by) VALUES ('mm', 'mm@example.com', 'c1', 'Mareike', 'Maurer', 'Zwickau', 1, CURRENT_TIMESTAMP, 1, CURRENT_TIMESTAMP, 1)")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    let write_config = |fields: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "customer_sources = []\n[groups]\nmigrate = false\nurl = \"sqlite://{}\"\n{}",
+                dir.path().join("g.db").display(),
+                user_source(
+                    "znuny",
+                    &db.url,
+                    "customer_user",
+                    &format!("migrate = false\nsearch_fields = {fields}")
+                )
+            ),
+        )
+        .unwrap();
+    };
+    write_config("[\"login\", \"first_name\", \"last_name\"]");
+    run_clientele(&config, &["add-indexes"]);
+    assert!(search_sql(&mut c)
+        .await
+        .contains("fts5(login, first_name, last_name,"));
+    assert_eq!(
+        matches(&mut c, "\"mareik\"").await,
+        1,
+        "built from existing rows"
+    );
+    assert_eq!(matches(&mut c, "\"zwick\"").await, 0);
+    run_clientele(&config, &["add-indexes"]);
+    assert_eq!(
+        matches(&mut c, "\"mareik\"").await,
+        1,
+        "repeating is harmless"
+    );
+    write_config("[\"login\", \"city\"]");
+    run_clientele(&config, &["add-indexes"]);
+    assert!(search_sql(&mut c).await.contains("fts5(login, city,"));
+    assert_eq!(
+        matches(&mut c, "\"zwick\"").await,
+        1,
+        "rebuilt for the new fields"
+    );
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'customer_user_search%' ORDER BY 1",
+    )
+    .fetch_all(&mut c)
+    .await
+    .unwrap();
+    assert_eq!(tables, ["customer_user"], "add-indexes adds the index only");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

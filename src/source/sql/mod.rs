@@ -8,11 +8,16 @@
 
 pub mod customer;
 pub mod groups;
+pub mod search_index;
 pub mod side;
 pub mod table;
 pub mod user;
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use sqlx::{
     any::{AnyArguments, AnyPoolOptions, AnyRow},
@@ -25,6 +30,7 @@ use super::SourceError;
 use crate::domain::query::{Expr, Pattern, Piece};
 use crate::domain::Timestamp;
 use crate::error::Error;
+pub use search_index::{IndexDdl, SqliteSearch};
 
 /// The SQL dialect of a database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,7 +85,8 @@ impl Dialect {
     /// A timestamp column read as UTC epoch seconds.
     fn epoch(self, column: &str) -> String {
         match self {
-            Self::Postgres => format!("CAST(EXTRACT(EPOCH FROM {column}) AS BIGINT)"),
+            // date_part is float arithmetic; EXTRACT computes a numeric, several times slower.
+            Self::Postgres => format!("CAST(date_part('epoch', {column}) AS BIGINT)"),
             Self::MySql => format!("CAST(UNIX_TIMESTAMP({column}) AS SIGNED)"),
             Self::Sqlite => format!("CAST(strftime('%s', {column}) AS INTEGER)"),
         }
@@ -127,6 +134,9 @@ pub struct Sql {
     dialect: Dialect,
     text: String,
     args: Vec<Arg>,
+    /// Columns (lower-cased names) whose collation compares case-insensitively by itself, so
+    /// conditions use the bare column and its index (MySQL/MariaDB `_ci` collations).
+    case_insensitive: Option<Arc<HashSet<String>>>,
 }
 
 impl Sql {
@@ -135,6 +145,23 @@ impl Sql {
             dialect,
             text: String::new(),
             args: Vec::new(),
+            case_insensitive: None,
+        }
+    }
+
+    /// Compares `columns` (lower-cased names) bare instead of through `LOWER()`: their
+    /// collation is case-insensitive already, and a bare column can use its index.
+    pub fn with_case_insensitive(mut self, columns: Option<Arc<HashSet<String>>>) -> Self {
+        self.case_insensitive = columns;
+        self
+    }
+
+    /// `column` for a case-insensitive comparison with a folded value: bare where its
+    /// collation ignores case, else `LOWER(column)`.
+    pub fn folded(&self, column: &str) -> String {
+        match &self.case_insensitive {
+            Some(set) if set.contains(&column.to_ascii_lowercase()) => column.to_owned(),
+            _ => format!("LOWER({column})"),
         }
     }
 
@@ -299,7 +326,7 @@ impl Sql {
             Piece::Text(t) => t.is_ascii(),
             Piece::Any => true,
         });
-        let lower = format!("LOWER({column})");
+        let lower = self.folded(column);
         match pattern.as_literal() {
             Some(lit) if ascii_only || self.dialect.unicode_lower() => {
                 self.push(&lower).push(" = ").text(crate::domain::fold(lit))
@@ -475,8 +502,11 @@ pub struct Db {
     tables: Vec<SourceTable>,
     /// Write-lock rows to seed (one per written table).
     lock_names: Vec<String>,
-    indexes: Vec<String>,
+    indexes: Vec<IndexDdl>,
     ready: OnceCell<()>,
+    /// MySQL/MariaDB: per table, the columns with a case-insensitive collation (read once the
+    /// database is ready).
+    case_insensitive: OnceLock<HashMap<String, Arc<HashSet<String>>>>,
     label: String,
     /// The full URL, for diagnostics only; never logged (see `label`).
     url: String,
@@ -496,7 +526,7 @@ pub struct DbSpec {
     pub tables: Vec<SourceTable>,
     pub lock_names: Vec<String>,
     /// Index DDL of owned tables, run after the tables exist.
-    pub indexes: Vec<String>,
+    pub indexes: Vec<IndexDdl>,
 }
 
 impl Db {
@@ -555,6 +585,7 @@ impl Db {
             lock_names: spec.lock_names.clone(),
             indexes: spec.indexes.clone(),
             ready: OnceCell::new(),
+            case_insensitive: OnceLock::new(),
             label: redact(&url),
             url: url.clone(),
             connect_timeout: spec.connect_timeout,
@@ -622,12 +653,10 @@ impl Db {
                     })?;
                 }
             }
-            for stmt in &self.indexes {
-                sqlx::query(stmt)
-                    .execute(pool)
-                    .await
-                    .map_err(|e| SourceError::Failed(format!("{stmt}: {e}")))?;
-            }
+            self.apply_indexes(&self.indexes).await?;
+        }
+        if self.dialect == Dialect::MySql {
+            self.read_collations().await?;
         }
         for name in &self.lock_names {
             Sql::insert_ignore(
@@ -641,6 +670,37 @@ impl Db {
             .map_err(source_error)?;
         }
         Ok(())
+    }
+
+    /// Reads which columns compare case-insensitively by their collation (MySQL/MariaDB).
+    async fn read_collations(&self) -> Result<(), SourceError> {
+        let rows = sqlx::query(
+            "SELECT CAST(table_name AS CHAR), CAST(column_name AS CHAR) FROM information_schema.columns \
+             WHERE table_schema = DATABASE() AND RIGHT(collation_name, 3) = '_ci'",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(source_error)?;
+        let mut by_table: HashMap<String, HashSet<String>> = HashMap::new();
+        for row in &rows {
+            by_table
+                .entry(text_at(row, 0)?)
+                .or_default()
+                .insert(text_at(row, 1)?.to_ascii_lowercase());
+        }
+        let _ = self.case_insensitive.set(
+            by_table
+                .into_iter()
+                .map(|(t, cols)| (t, Arc::new(cols)))
+                .collect(),
+        );
+        Ok(())
+    }
+
+    /// The columns of `table` whose collation is case-insensitive (MySQL/MariaDB; `None`
+    /// elsewhere or before the database is ready), for [`Sql::with_case_insensitive`].
+    pub fn case_insensitive_columns(&self, table: &str) -> Option<Arc<HashSet<String>>> {
+        self.case_insensitive.get()?.get(table).cloned()
     }
 
     /// Why a direct connection fails (the pool only reports that it timed out).
@@ -717,53 +777,54 @@ fn create_table_sql(dialect: Dialect, table: &SourceTable) -> Vec<String> {
     split_statements(&template.replace("{table}", &table.name))
 }
 
-/// The indexes that make lookups and the search grammar fast on `table`: `LOWER(col)` indexes
-/// for the equality lookups (`eq_cols`: login, customer id, postmaster fields) and, on
-/// PostgreSQL, `pg_trgm` GIN indexes on `LOWER(col)` for substring search (`substring_cols`).
-/// MySQL/MariaDB get none (MariaDB has no expression indexes; its `_ci` collations would need
-/// the SQL written differently), SQLite the expression indexes only (no index serves `%x%`).
+/// The indexes that make lookups and the search grammar fast on `table`, by each engine's own
+/// means (`eq_cols`: login, customer id and postmaster fields, compared for equality;
+/// `substring_cols`: the search fields, matched with `%x%`):
+///
+/// - PostgreSQL: `LOWER(col)` B-trees and `pg_trgm` GIN indexes on `LOWER(col)`;
+/// - SQLite: `LOWER(col)` B-trees and an FTS5 trigram index (see [`search_index`]);
+/// - MySQL/MariaDB: B-trees on the bare columns, which their case-insensitive (`_ci`) collations
+///   compare case-insensitively (the SQL compares bare columns where the collation is `_ci`,
+///   see [`Db::case_insensitive_columns`]). MariaDB has no index that serves `%x%` (no trigram
+///   or n-gram index, no expression indexes), so substring search scans there.
 pub fn index_statements(
     dialect: Dialect,
     table: &str,
     eq_cols: &[&str],
     substring_cols: &[&str],
-) -> Vec<String> {
+) -> Vec<IndexDdl> {
     let mut out = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
+    for c in eq_cols.iter().filter(|c| seen.insert(**c)) {
+        out.push(match dialect {
+            Dialect::MySql => IndexDdl::MySqlIndex {
+                table: table.to_owned(),
+                name: format!("{table}_{c}_ci"),
+                column: (*c).to_owned(),
+            },
+            Dialect::Postgres | Dialect::Sqlite => IndexDdl::Statement(format!(
+                "CREATE INDEX IF NOT EXISTS {table}_{c}_lower ON {table} (LOWER({c}))"
+            )),
+        });
+    }
     match dialect {
-        Dialect::MySql => {}
-        Dialect::Postgres | Dialect::Sqlite => {
-            for c in eq_cols.iter().filter(|c| seen.insert(**c)) {
-                out.push(format!(
-                    "CREATE INDEX IF NOT EXISTS {table}_{c}_lower ON {table} (LOWER({c}))"
-                ));
+        Dialect::Postgres if !substring_cols.is_empty() => {
+            out.push(IndexDdl::Statement(
+                "CREATE EXTENSION IF NOT EXISTS pg_trgm".to_owned(),
+            ));
+            let mut seen = std::collections::BTreeSet::new();
+            for c in substring_cols.iter().filter(|c| seen.insert(**c)) {
+                out.push(IndexDdl::Statement(format!(
+                    "CREATE INDEX IF NOT EXISTS {table}_{c}_trgm ON {table} USING gin (LOWER({c}) gin_trgm_ops)"
+                )));
             }
         }
-    }
-    if dialect == Dialect::Postgres && !substring_cols.is_empty() {
-        out.push("CREATE EXTENSION IF NOT EXISTS pg_trgm".to_owned());
-        let mut seen = std::collections::BTreeSet::new();
-        for c in substring_cols.iter().filter(|c| seen.insert(**c)) {
-            out.push(format!(
-                "CREATE INDEX IF NOT EXISTS {table}_{c}_trgm ON {table} USING gin (LOWER({c}) gin_trgm_ops)"
-            ));
+        Dialect::Sqlite => {
+            out.extend(SqliteSearch::new(table, substring_cols).map(IndexDdl::SqliteSearch));
         }
+        _ => {}
     }
     out
-}
-
-impl Db {
-    /// Creates `statements` (index DDL) now; `IF NOT EXISTS` makes it repeatable.
-    pub async fn execute_ddl(&self, statements: &[String]) -> Result<(), SourceError> {
-        self.pool().acquire().await.map_err(source_error)?;
-        for stmt in statements {
-            sqlx::query(stmt)
-                .execute(self.pool())
-                .await
-                .map_err(|e| SourceError::Failed(format!("{stmt}: {e}")))?;
-        }
-        Ok(())
-    }
 }
 
 /// Clientele's own tables (`clientele_write_lock`, `clientele_login_state`).

@@ -153,7 +153,19 @@ impl<F: Field> Table<F> {
         limit: usize,
         keep: impl Fn(&F::Record) -> bool,
     ) -> Result<Page<F::Record>, SourceError> {
+        // The page is chosen in a subquery over the raw rows and only its rows are converted
+        // (text casts, epoch seconds): converting every matching row before the sort cost
+        // PostgreSQL ~10% on a broad search. The order of the page is restored in Rust.
+        let prefix = format!("SELECT {} FROM {} WHERE ", self.select_list, self.name);
         let mut ordered = sql;
+        debug_assert!(ordered.text.starts_with(&prefix), "built by Table::select");
+        ordered.text.replace_range(
+            ..prefix.len().min(ordered.text.len()),
+            &format!(
+                "SELECT {} FROM (SELECT * FROM {} WHERE ",
+                self.select_list, self.name
+            ),
+        );
         ordered
             .push(" ORDER BY ")
             .push(&self.dialect.order_folded(&self.key_col))
@@ -162,7 +174,9 @@ impl<F: Field> Table<F> {
         let mut limited = ordered.clone();
         limited
             .push(" LIMIT ")
-            .int(i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX));
+            .int(i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX))
+            .push(") page");
+        ordered.push(") page");
         let rows = limited
             .query()
             .fetch_all(pool)

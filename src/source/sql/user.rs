@@ -8,7 +8,8 @@ use tokio::sync::Mutex;
 
 use super::side::SideTables;
 use super::{
-    audit_columns, source_error, table::Table, text_at, write_error, Db, Dialect, Sql, Val,
+    audit_columns, search_index::fts_match, source_error, table::Table, text_at, write_error, Db,
+    Dialect, IndexDdl, Sql, SqliteSearch, Val,
 };
 use crate::config::UserSource;
 use crate::domain::{
@@ -33,6 +34,10 @@ pub struct SqlUserSource {
     side: SideTables,
     /// Serialises this replica's writes to the table (the database lock covers other replicas).
     write: Mutex<()>,
+    /// SQLite: the trigram index searches narrow with, and whether it exists as configured
+    /// (checked once; an index created later is used after a restart).
+    search_index: Option<SqliteSearch>,
+    search_index_current: tokio::sync::OnceCell<bool>,
 }
 
 impl SqlUserSource {
@@ -46,17 +51,45 @@ impl SqlUserSource {
             cfg.settings.case_sensitive,
             &[UserField::Password],
         );
+        let search_index = match db.dialect() {
+            Dialect::Sqlite => SqliteSearch::new(&cfg.table, &search_columns(&cfg)),
+            _ => None,
+        };
         Self {
             table,
             side: SideTables::new(db.clone(), &cfg.settings.name),
             db,
             cfg,
             write: Mutex::new(()),
+            search_index,
+            search_index_current: tokio::sync::OnceCell::new(),
         }
     }
 
     fn column(&self, field: UserField) -> Option<&str> {
         self.cfg.map.field_column(field)
+    }
+
+    /// `SELECT … WHERE ` of the table, comparing case-insensitive columns bare.
+    fn select(&self) -> Sql {
+        self.table
+            .select()
+            .with_case_insensitive(self.db.case_insensitive_columns(&self.table.name))
+    }
+
+    /// The SQLite trigram index, if it exists as configured.
+    async fn usable_search_index(&self) -> Result<Option<&SqliteSearch>, SourceError> {
+        let Some(index) = &self.search_index else {
+            return Ok(None);
+        };
+        let current = self
+            .search_index_current
+            .get_or_try_init(|| index.is_current(self.db.pool()))
+            .await?;
+        if !*current {
+            tracing::debug!(source = %self.name(), "no current search index; run `clientele add-indexes`");
+        }
+        Ok(current.then_some(index))
     }
 
     fn search_columns(&self) -> Vec<(UserAttr, &str)> {
@@ -68,15 +101,25 @@ impl SqlUserSource {
     }
 
     /// The condition a search narrows with (before ORDER BY / LIMIT), and the limit it uses.
-    fn search_sql(&self, search: &UserSearch) -> (Sql, usize) {
+    async fn search_sql(&self, search: &UserSearch) -> Result<(Sql, usize), SourceError> {
         let limit = search.limit.min(self.cfg.settings.list_limit as usize);
-        let mut sql = self.table.select();
+        let mut sql = self.select();
         let (prefix, suffix) = self.cfg.settings.affixes();
         let customer_id_col = self.column(UserField::CustomerId).unwrap_or("customer_id");
         match &search.criterion {
             UserCriterion::Query(expr) => {
                 let cols: Vec<&str> = self.search_columns().iter().map(|(_, c)| *c).collect();
                 sql.expr(expr, &cols, &prefix, &suffix);
+                if let Some(index) = self.usable_search_index().await? {
+                    if let Some(m) = fts_match(expr, &prefix, &suffix) {
+                        let (t, fts) = (&self.table.name, index.fts_table());
+                        sql.push(&format!(
+                            " AND {t}.rowid IN (SELECT rowid FROM {fts} WHERE {fts} MATCH "
+                        ))
+                        .text(m)
+                        .push(")");
+                    }
+                }
             }
             UserCriterion::Email(address) => {
                 self.push_postmaster_condition(&mut sql, std::slice::from_ref(address));
@@ -91,7 +134,7 @@ impl SqlUserSource {
         if !search.include_invalid {
             self.table.push_valid_only(&mut sql);
         }
-        (sql, limit)
+        Ok((sql, limit))
     }
 
     /// Completes a record read from the table with what the source computes.
@@ -135,7 +178,7 @@ impl SqlUserSource {
         except_login: Option<&str>,
     ) -> Result<bool, Error> {
         let wanted = normalize_address(address);
-        let mut sql = self.table.select();
+        let mut sql = self.select();
         self.push_postmaster_condition(&mut sql, std::slice::from_ref(&wanted));
         let rows = sql
             .query()
@@ -189,7 +232,8 @@ impl SqlUserSource {
                     sql.push(" OR ");
                 }
                 first = false;
-                sql.push("LOWER(").push(col).push(") IN (");
+                let folded = sql.folded(col);
+                sql.push(&folded).push(" IN (");
                 sql.text_list(plain.iter().map(|a| fold(a)));
                 sql.push(")");
             }
@@ -217,7 +261,7 @@ impl SqlUserSource {
         self.db.ready().await?;
         let mut out = Vec::new();
         for chunk in values.chunks(EMAIL_BATCH) {
-            let mut sql = self.table.select();
+            let mut sql = self.select();
             self.push_equals_any(&mut sql, &[col], chunk);
             let rows = sql
                 .query()
@@ -251,7 +295,7 @@ impl SqlUserSource {
 
 /// The index DDL a customer-user source configured as `cfg` wants on `dialect`: `LOWER()`
 /// indexes on login, customer id and postmaster fields, trigram indexes on the search fields.
-pub fn index_statements_for(cfg: &UserSource, dialect: Dialect) -> Vec<String> {
+pub fn index_statements_for(cfg: &UserSource, dialect: Dialect) -> Vec<IndexDdl> {
     let col = |f: UserField| cfg.map.field_column(f);
     let mut eq: Vec<&str> = col(UserField::Login).into_iter().collect();
     eq.extend(col(UserField::CustomerId));
@@ -260,12 +304,15 @@ pub fn index_statements_for(cfg: &UserSource, dialect: Dialect) -> Vec<String> {
             .iter()
             .filter_map(|a| cfg.map.column(a)),
     );
-    let substring: Vec<&str> = cfg
-        .search_fields
+    super::index_statements(dialect, &cfg.table, &eq, &search_columns(cfg))
+}
+
+/// The columns of the configured search fields.
+fn search_columns(cfg: &UserSource) -> Vec<&str> {
+    cfg.search_fields
         .iter()
         .filter_map(|a| cfg.map.column(a))
-        .collect();
-    super::index_statements(dialect, &cfg.table, &eq, &substring)
+        .collect()
 }
 
 /// Moves the customer users of `table` whose `cid_col` equals `old` (case rules as configured)
@@ -353,7 +400,7 @@ impl SqlUserSource {
     }
 
     /// The index DDL this source's lookups and searches want (see `sql::index_statements`).
-    pub fn index_statements(&self) -> Vec<String> {
+    pub fn index_statements(&self) -> Vec<IndexDdl> {
         index_statements_for(&self.cfg, self.db.dialect())
     }
 
@@ -423,10 +470,11 @@ impl SqlUserSource {
     /// `EXPLAIN` of the statement `search` runs (for tests and operators checking index use).
     pub async fn explain_search(&self, search: &UserSearch) -> Result<String, SourceError> {
         self.db.ready().await?;
-        let (sql, _) = self.search_sql(search);
+        let (sql, _) = self.search_sql(search).await?;
         let (prefix, column) = match self.db.dialect() {
             Dialect::Sqlite => ("EXPLAIN QUERY PLAN ", 3),
-            Dialect::Postgres | Dialect::MySql => ("EXPLAIN ", 0),
+            Dialect::Postgres => ("EXPLAIN ", 0),
+            Dialect::MySql => ("EXPLAIN FORMAT=JSON ", 0),
         };
         let rows = sql
             .prefixed(prefix)
@@ -466,7 +514,7 @@ impl CustomerUserSource for SqlUserSource {
 
     async fn ping(&self) -> Result<(), SourceError> {
         self.db.ready().await?;
-        let mut sql = self.table.select();
+        let mut sql = self.select();
         sql.push("1=0");
         sql.query()
             .fetch_all(self.db.pool())
@@ -477,7 +525,7 @@ impl CustomerUserSource for SqlUserSource {
 
     async fn get(&self, login: &str) -> Result<Option<CustomerUser>, SourceError> {
         self.db.ready().await?;
-        let mut sql = self.table.select();
+        let mut sql = self.select();
         sql.matches(&self.table.key_col, &Pattern::literal(login));
         let page = self
             .fetch(sql, 1, |u| self.table.same_key(&u.login, login))
@@ -487,7 +535,7 @@ impl CustomerUserSource for SqlUserSource {
 
     async fn search(&self, search: &UserSearch) -> Result<Page<CustomerUser>, SourceError> {
         self.db.ready().await?;
-        let (sql, limit) = self.search_sql(search);
+        let (sql, limit) = self.search_sql(search).await?;
         let (prefix, suffix) = self.cfg.settings.affixes();
         let cs = self.table.case_sensitive;
         let search_cols = self.search_columns();
@@ -515,7 +563,7 @@ impl CustomerUserSource for SqlUserSource {
         self.db.ready().await?;
         let mut out = Vec::new();
         for chunk in addresses.chunks(EMAIL_BATCH) {
-            let mut sql = self.table.select();
+            let mut sql = self.select();
             self.push_postmaster_condition(&mut sql, chunk);
             self.table.push_valid_only(&mut sql);
             let rows = sql
@@ -560,7 +608,7 @@ impl CustomerUserSource for SqlUserSource {
         // unique; the rows that come back are classified exactly in Rust.
         let check_email = self.cfg.email_unique && !user.email.is_empty();
         let wanted_email = normalize_address(&user.email);
-        let mut sql = self.table.select();
+        let mut sql = self.select();
         sql.push("(");
         sql.matches(&self.table.key_col, &Pattern::literal(&user.login));
         if check_email {
