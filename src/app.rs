@@ -424,6 +424,9 @@ impl App {
         }
         for (_, db) in &self.databases {
             db.pool().close().await;
+            if let Some(pg) = db.pg_pool() {
+                pg.close().await;
+            }
         }
         result
     }

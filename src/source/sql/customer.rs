@@ -179,7 +179,7 @@ impl CustomerSource for SqlCustomerSource {
         sql.matches(&self.table.key_col, &Pattern::literal(customer_id));
         let page = self
             .table
-            .fetch_filtered(self.db.pool(), sql, 1, |c| {
+            .fetch_filtered(&self.db, sql, 1, |c| {
                 self.table.same_key(&c.customer_id, customer_id)
             })
             .await?;
@@ -204,7 +204,7 @@ impl CustomerSource for SqlCustomerSource {
         }
         let cs = self.table.case_sensitive;
         self.table
-            .fetch_filtered(self.db.pool(), sql, limit, |c| {
+            .fetch_filtered(&self.db, sql, limit, |c| {
                 let values: Vec<&str> =
                     fields.iter().map(|(a, _)| a.get(c).unwrap_or("")).collect();
                 search.query.matches(&values, &prefix, &suffix, cs)

@@ -304,6 +304,18 @@ impl Sql {
         self
     }
 
+    /// The statement for PostgreSQL's own driver (the hot read path).
+    pub fn query_pg(&self) -> Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        let mut q = sqlx::query(&self.text);
+        for a in &self.args {
+            q = match a {
+                Arg::Text(s) => q.bind(s.as_str()),
+                Arg::Int(i) => q.bind(*i),
+            };
+        }
+        q
+    }
+
     /// The statement ready to run.
     pub fn query(&self) -> Query<'_, Any, AnyArguments<'_>> {
         let mut q = sqlx::query(&self.text);
@@ -420,20 +432,45 @@ impl Sql {
 }
 
 /// Reads a text column that may be NULL.
-pub(crate) fn text_at(row: &AnyRow, idx: usize) -> Result<String, SourceError> {
-    row.try_get::<Option<String>, _>(idx)
+pub(crate) fn text_at<R: DbRow>(row: &R, idx: usize) -> Result<String, SourceError> {
+    row.text(idx)
         .map(Option::unwrap_or_default)
         .map_err(|e| SourceError::Failed(format!("column {idx}: {e}")))
 }
 
 /// Reads an integer column that may be NULL.
-pub(crate) fn int_at(row: &AnyRow, idx: usize) -> Result<Option<i64>, SourceError> {
-    row.try_get::<Option<i64>, _>(idx)
+pub(crate) fn int_at<R: DbRow>(row: &R, idx: usize) -> Result<Option<i64>, SourceError> {
+    row.int(idx)
         .map_err(|e| SourceError::Failed(format!("column {idx}: {e}")))
 }
 
-pub(crate) fn time_at(row: &AnyRow, idx: usize) -> Result<Option<Timestamp>, SourceError> {
+pub(crate) fn time_at<R: DbRow>(row: &R, idx: usize) -> Result<Option<Timestamp>, SourceError> {
     int_at(row, idx).map(|v| v.map(Timestamp))
+}
+
+/// A result row of either driver: the database-neutral one, or PostgreSQL's own (the hot read
+/// path on PostgreSQL skips the conversion of every row into the neutral form).
+pub trait DbRow {
+    fn text(&self, idx: usize) -> Result<Option<String>, sqlx::Error>;
+    fn int(&self, idx: usize) -> Result<Option<i64>, sqlx::Error>;
+}
+
+impl DbRow for AnyRow {
+    fn text(&self, idx: usize) -> Result<Option<String>, sqlx::Error> {
+        self.try_get(idx)
+    }
+    fn int(&self, idx: usize) -> Result<Option<i64>, sqlx::Error> {
+        self.try_get(idx)
+    }
+}
+
+impl DbRow for sqlx::postgres::PgRow {
+    fn text(&self, idx: usize) -> Result<Option<String>, sqlx::Error> {
+        self.try_get(idx)
+    }
+    fn int(&self, idx: usize) -> Result<Option<i64>, sqlx::Error> {
+        self.try_get(idx)
+    }
 }
 
 /// Classifies a database error for reads.
@@ -497,6 +534,8 @@ pub enum TableKind {
 /// migrated once, on first use (so an unreachable database at start-up only delays readiness).
 pub struct Db {
     pool: AnyPool,
+    /// On PostgreSQL, a small pool of the native driver for the hot read path.
+    pg: Option<sqlx::PgPool>,
     dialect: Dialect,
     migrate: bool,
     tables: Vec<SourceTable>,
@@ -577,8 +616,33 @@ impl Db {
         let pool = options
             .connect_lazy(&url)
             .map_err(|e| format!("{}: {e}", redact(&url)))?;
+        let pg = match dialect {
+            Dialect::Postgres => {
+                let opts: sqlx::postgres::PgConnectOptions =
+                    url.parse().map_err(|e| format!("{}: {e}", redact(&url)))?;
+                Some(
+                    sqlx::postgres::PgPoolOptions::new()
+                        .max_connections(spec.pool_size.max(1))
+                        .min_connections(0)
+                        .acquire_timeout(spec.connect_timeout)
+                        .idle_timeout(Some(Duration::from_secs(300)))
+                        .test_before_acquire(false)
+                        .after_connect(|conn, _| {
+                            Box::pin(async move {
+                                sqlx::query("SET random_page_cost = 1.1")
+                                    .execute(&mut *conn)
+                                    .await?;
+                                Ok(())
+                            })
+                        })
+                        .connect_lazy_with(opts),
+                )
+            }
+            _ => None,
+        };
         Ok(Arc::new(Self {
             pool,
+            pg,
             dialect,
             migrate: spec.migrate,
             tables: spec.tables.clone(),
@@ -598,6 +662,11 @@ impl Db {
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// PostgreSQL's native pool, on PostgreSQL.
+    pub fn pg_pool(&self) -> Option<&sqlx::PgPool> {
+        self.pg.as_ref()
     }
 
     /// The URL without its password, for messages.

@@ -1,9 +1,9 @@
 //! What SQL customer-user and customer sources share: the mapped table, reading rows into
 //! records, exact filtering of superset queries, and partial updates.
 
-use sqlx::{any::AnyRow, AnyConnection, AnyPool};
+use sqlx::AnyConnection;
 
-use super::{int_at, source_error, text_at, time_at, Dialect, Sql};
+use super::{int_at, source_error, text_at, time_at, Db, DbRow, Dialect, Sql};
 use crate::config::ResolvedMap;
 use crate::domain::{fold, query::Pattern, search::Page, Attr, Field, Patch, Record, Validity};
 use crate::source::SourceError;
@@ -107,7 +107,7 @@ impl<F: Field> Table<F> {
         pattern.matches(value, self.case_sensitive)
     }
 
-    pub fn row_to_record(&self, row: &AnyRow) -> Result<F::Record, SourceError> {
+    pub fn row_to_record<R: DbRow>(&self, row: &R) -> Result<F::Record, SourceError> {
         let mut record = F::Record::default();
         for (i, (attr, _)) in self.text_attrs.iter().enumerate() {
             let value = text_at(row, i)?;
@@ -148,7 +148,7 @@ impl<F: Field> Table<F> {
     /// full page is the query repeated without a limit.
     pub async fn fetch_filtered(
         &self,
-        pool: &AnyPool,
+        db: &Db,
         sql: Sql,
         limit: usize,
         keep: impl Fn(&F::Record) -> bool,
@@ -177,20 +177,9 @@ impl<F: Field> Table<F> {
             .int(i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX))
             .push(") page");
         ordered.push(") page");
-        let rows = limited
-            .query()
-            .fetch_all(pool)
-            .await
-            .map_err(source_error)?;
-        let fetched = rows.len();
-        let mut items = self.keep_rows(&rows, &keep)?;
+        let (fetched, mut items) = self.run(db, &limited, &keep).await?;
         if fetched > limit && items.len() <= limit {
-            let rows = ordered
-                .query()
-                .fetch_all(pool)
-                .await
-                .map_err(source_error)?;
-            items = self.keep_rows(&rows, &keep)?;
+            items = self.run(db, &ordered, &keep).await?.1;
         }
         let truncated = items.len() > limit;
         items.truncate(limit);
@@ -205,9 +194,33 @@ impl<F: Field> Table<F> {
         self.dialect == Dialect::Postgres && !self.case_sensitive
     }
 
-    fn keep_rows(
+    /// Runs `sql` (PostgreSQL's native driver where there is one) and keeps what `keep` accepts;
+    /// also returns how many rows came back.
+    async fn run(
         &self,
-        rows: &[AnyRow],
+        db: &Db,
+        sql: &Sql,
+        keep: &impl Fn(&F::Record) -> bool,
+    ) -> Result<(usize, Vec<F::Record>), SourceError> {
+        match db.pg_pool() {
+            Some(pg) => {
+                let rows = sql.query_pg().fetch_all(pg).await.map_err(source_error)?;
+                Ok((rows.len(), self.keep_rows(&rows, keep)?))
+            }
+            None => {
+                let rows = sql
+                    .query()
+                    .fetch_all(db.pool())
+                    .await
+                    .map_err(source_error)?;
+                Ok((rows.len(), self.keep_rows(&rows, keep)?))
+            }
+        }
+    }
+
+    fn keep_rows<R: DbRow>(
+        &self,
+        rows: &[R],
         keep: &impl Fn(&F::Record) -> bool,
     ) -> Result<Vec<F::Record>, SourceError> {
         let exact = self.sql_is_exact();

@@ -151,7 +151,7 @@ impl SqlUserSource {
     ) -> Result<Page<CustomerUser>, SourceError> {
         let mut page = self
             .table
-            .fetch_filtered(self.db.pool(), sql, limit, keep)
+            .fetch_filtered(&self.db, sql, limit, keep)
             .await?;
         page.items = page.items.into_iter().map(|u| self.finish(u)).collect();
         Ok(page)
