@@ -192,8 +192,8 @@ pub fn merge_pages<R: Record>(
     limit: usize,
 ) -> Result<Merged<R>> {
     let mut status = Vec::with_capacity(results.len());
-    let mut seen = HashSet::new();
-    let mut items = Vec::new();
+    // (folded key, record) in source order; the fold is computed once per record.
+    let mut items: Vec<(String, R)> = Vec::new();
     let mut truncated = false;
     let mut failures = Vec::new();
     let asked = results.len();
@@ -207,11 +207,7 @@ pub fn merge_pages<R: Record>(
                     truncated: page.truncated,
                 });
                 truncated |= page.truncated;
-                for r in page.items {
-                    if seen.insert(fold(r.key())) {
-                        items.push(r);
-                    }
-                }
+                items.extend(page.items.into_iter().map(|r| (fold(r.key()), r)));
             }
             Err(e) => {
                 failures.push(format!("{name}: {e}"));
@@ -230,7 +226,11 @@ pub fn merge_pages<R: Record>(
             failures.join("; ")
         )));
     }
-    items.sort_by_cached_key(|r| fold(r.key()));
+    // A stable sort keeps source order among equal keys, so the dedup keeps the first
+    // source's record.
+    items.sort_by(|a, b| a.0.cmp(&b.0));
+    items.dedup_by(|later, first| later.0 == first.0);
+    let mut items: Vec<R> = items.into_iter().map(|(_, r)| r).collect();
     if items.len() > limit {
         items.truncate(limit);
         truncated = true;
