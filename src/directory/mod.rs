@@ -972,3 +972,64 @@ where
         .zip(results)
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(source: &str, logins: &[&str], truncated: bool) -> Page<CustomerUser> {
+        Page {
+            items: logins
+                .iter()
+                .map(|l| CustomerUser {
+                    login: (*l).to_owned(),
+                    source: source.to_owned(),
+                    ..Default::default()
+                })
+                .collect(),
+            truncated,
+        }
+    }
+
+    #[test]
+    fn merge_keeps_the_first_source_per_login_sorted_and_cut() {
+        let merged = merge_pages(
+            vec![
+                ("a", Ok(page("a", &["mia", "Bob"], false))),
+                ("b", Ok(page("b", &["bob", "anna", "MIA", "zoe"], false))),
+            ],
+            3,
+        )
+        .unwrap();
+        let got: Vec<(&str, &str)> = merged
+            .items
+            .iter()
+            .map(|u| (u.login.as_str(), u.source.as_str()))
+            .collect();
+        assert_eq!(got, [("anna", "b"), ("Bob", "a"), ("mia", "a")]);
+        assert!(merged.truncated, "zoe was cut");
+        assert_eq!(merged.status.len(), 2);
+    }
+
+    #[test]
+    fn merge_fails_only_when_every_source_failed() {
+        let one_down = merge_pages(
+            vec![
+                ("a", Err(SourceError::Unavailable("down".into()))),
+                ("b", Ok(page("b", &["x"], false))),
+            ],
+            10,
+        )
+        .unwrap();
+        assert_eq!(one_down.items.len(), 1);
+        assert_eq!(
+            one_down.status[0].error.as_deref(),
+            Some("unavailable: down")
+        );
+        let all_down: Result<Merged<CustomerUser>> = merge_pages(
+            vec![("a", Err(SourceError::Unavailable("down".into())))],
+            10,
+        );
+        assert!(matches!(all_down, Err(Error::Unavailable(_))));
+    }
+}
