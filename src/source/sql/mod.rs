@@ -339,10 +339,22 @@ impl Sql {
             Piece::Any => true,
         });
         let lower = self.folded(column);
-        match pattern.as_literal() {
-            Some(lit) if ascii_only || self.dialect.unicode_lower() => {
+        let folds_literal = ascii_only || self.dialect.unicode_lower();
+        // SQLite folds ASCII only: every stored spelling of a non-ASCII literal, folded the way
+        // SQLite folds, is one of a few case variants — an IN list its index serves.
+        let variants = pattern
+            .as_literal()
+            .filter(|_| !folds_literal)
+            .and_then(sqlite_case_variants);
+        match (pattern.as_literal(), variants) {
+            (Some(lit), _) if folds_literal => {
                 self.push(&lower).push(" = ").text(crate::domain::fold(lit))
             }
+            (_, Some(variants)) => self
+                .push(&lower)
+                .push(" IN (")
+                .text_list(variants)
+                .push(")"),
             _ => {
                 let like = self.like_pattern(pattern);
                 let escape = self.dialect.like_escape();
@@ -429,6 +441,65 @@ impl Sql {
             }
         }
     }
+}
+
+/// The most variants [`sqlite_case_variants`] lists before a lookup falls back to `LIKE`.
+const MAX_CASE_VARIANTS: usize = 32;
+
+/// Every value SQLite's ASCII-only `LOWER()` can produce from a stored spelling that folds to
+/// `literal` (Unicode lower-case, as the grammar folds): ASCII letters lower-cased, each
+/// non-ASCII character as any character whose lower-case it is (`ü` or `Ü`). `None` when there
+/// would be more than [`MAX_CASE_VARIANTS`] or a character folds to several (`İ`); callers then
+/// fall back to a superset `LIKE`.
+fn sqlite_case_variants(literal: &str) -> Option<Vec<String>> {
+    let folded = crate::domain::fold(literal);
+    let mut variants = vec![String::new()];
+    for c in folded.chars() {
+        let spellings: Vec<char> = if c.is_ascii() {
+            vec![c]
+        } else {
+            let mut all = vec![c];
+            all.extend(upper_spellings(c)?);
+            all
+        };
+        if variants.len() * spellings.len() > MAX_CASE_VARIANTS {
+            return None;
+        }
+        variants = variants
+            .iter()
+            .flat_map(|v| {
+                spellings.iter().map(move |s| {
+                    let mut v = v.clone();
+                    v.push(*s);
+                    v
+                })
+            })
+            .collect();
+    }
+    Some(variants)
+}
+
+/// The characters other than `c` whose lower-case is exactly `c` (`Ü` for `ü`; `Ω` and the
+/// ohm sign for `ω`); `None` when `c` is the second half of a multi-character lower-case
+/// (U+0307 of `İ`), which no single stored character maps to alone.
+fn upper_spellings(c: char) -> Option<Vec<char>> {
+    use std::sync::LazyLock;
+    static BY_LOWER: LazyLock<HashMap<char, Vec<char>>> = LazyLock::new(|| {
+        let mut map: HashMap<char, Vec<char>> = HashMap::new();
+        for x in (0..=0x10FFFF_u32).filter_map(char::from_u32) {
+            let mut lower = x.to_lowercase();
+            if let (Some(l), None) = (lower.next(), lower.next()) {
+                if l != x {
+                    map.entry(l).or_default().push(x);
+                }
+            }
+        }
+        map
+    });
+    if c == '\u{0307}' {
+        return None;
+    }
+    Some(BY_LOWER.get(&c).cloned().unwrap_or_default())
 }
 
 /// Reads a text column that may be NULL.
@@ -982,6 +1053,36 @@ mod tests {
         );
         let lite = Sql::new(Dialect::Sqlite);
         assert_eq!(lite.like_pattern(&Pattern::wildcards("Jü*")), "j_%");
+    }
+
+    #[test]
+    fn sqlite_looks_up_non_ascii_literals_by_their_case_variants() {
+        let mut v = sqlite_case_variants("Jürgen.Müller5").unwrap();
+        v.sort();
+        assert_eq!(
+            v,
+            [
+                "jÜrgen.mÜller5",
+                "jÜrgen.müller5",
+                "jürgen.mÜller5",
+                "jürgen.müller5"
+            ]
+        );
+        let omega = sqlite_case_variants("ω").unwrap();
+        assert!(omega.contains(&"Ω".to_owned()) && omega.contains(&"\u{2126}".to_owned()));
+        assert_eq!(
+            sqlite_case_variants("İx"),
+            None,
+            "İ folds to two characters"
+        );
+        assert_eq!(
+            sqlite_case_variants("äöüäöü"),
+            None,
+            "64 variants are too many"
+        );
+        let mut sql = Sql::new(Dialect::Sqlite);
+        sql.matches("login", &Pattern::literal("Zoë"));
+        assert_eq!(sql.text, "LOWER(login) IN (?, ?)");
     }
 
     #[test]
