@@ -409,17 +409,13 @@ async fn sqlite_add_indexes_builds_and_rebuilds_the_trigram_index() {
     assert_eq!(tables, ["customer_user"], "add-indexes adds the index only");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn add_indexes_touches_nothing_else_on_a_foreign_database() {
+/// Creates a Znuny-like `customer_user` table with `ddl` in `db`, runs `clientele add-indexes`
+/// twice (it must be repeatable) on a configuration that does not own it, and returns a
+/// connection for checking what changed.
+async fn znuny_table_with_indexes_added(db: &common::TestDb, ddl: &str) -> sqlx::AnyConnection {
     use sqlx::Connection;
-    let Some(db) = fresh_db(Backend::Postgres).await else {
-        return;
-    };
     let mut c = sqlx::AnyConnection::connect(&db.url).await.unwrap();
-    sqlx::query("CREATE TABLE customer_user (id serial, login VARCHAR(200) NOT NULL, email VARCHAR(150) NOT NULL, customer_id VARCHAR(150) NOT NULL, pw VARCHAR(128), title VARCHAR(50), first_name VARCHAR(100) NOT NULL, last_name VARCHAR(100) NOT NULL, phone VARCHAR(150), fax VARCHAR(150), mobile VARCHAR(150), street VARCHAR(150), zip VARCHAR(200), city VARCHAR(200), country VARCHAR(200), comments VARCHAR(250), valid_id SMALLINT NOT NULL, create_time timestamp(0) NOT NULL, create_by INTEGER NOT NULL, change_time timestamp(0) NOT NULL, change_by INTEGER NOT NULL)")
-        .execute(&mut c)
-        .await
-        .unwrap();
+    sqlx::query(ddl).execute(&mut c).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("c.toml");
     std::fs::write(
@@ -430,18 +426,17 @@ async fn add_indexes_touches_nothing_else_on_a_foreign_database() {
         ),
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_clientele"))
-        .arg("--config")
-        .arg(&config)
-        .arg("add-indexes")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_clientele(&config, &["add-indexes"]);
+    run_clientele(&config, &["add-indexes"]);
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_indexes_touches_nothing_else_on_a_foreign_database() {
+    let Some(db) = fresh_db(Backend::Postgres).await else {
+        return;
+    };
+    let mut c = znuny_table_with_indexes_added(&db, "CREATE TABLE customer_user (id serial, login VARCHAR(200) NOT NULL, email VARCHAR(150) NOT NULL, customer_id VARCHAR(150) NOT NULL, pw VARCHAR(128), title VARCHAR(50), first_name VARCHAR(100) NOT NULL, last_name VARCHAR(100) NOT NULL, phone VARCHAR(150), fax VARCHAR(150), mobile VARCHAR(150), street VARCHAR(150), zip VARCHAR(200), city VARCHAR(200), country VARCHAR(200), comments VARCHAR(250), valid_id SMALLINT NOT NULL, create_time timestamp(0) NOT NULL, create_by INTEGER NOT NULL, change_time timestamp(0) NOT NULL, change_by INTEGER NOT NULL)").await;
     let indexes: Vec<String> = sqlx::query_scalar(
         "SELECT indexname::text FROM pg_indexes WHERE tablename = 'customer_user' ORDER BY 1",
     )
@@ -460,6 +455,44 @@ async fn add_indexes_touches_nothing_else_on_a_foreign_database() {
     }
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
+    )
+    .fetch_all(&mut c)
+    .await
+    .unwrap();
+    assert_eq!(tables, ["customer_user"], "add-indexes adds indexes only");
+}
+
+/// On a MariaDB database Clientele does not own (a Znuny table without OTRS's indexes),
+/// `add-indexes` creates the missing column indexes, skips columns that have one, and is
+/// repeatable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_add_indexes_creates_missing_column_indexes_only() {
+    let Some(db) = fresh_db(Backend::MySql).await else {
+        return;
+    };
+    let mut c = znuny_table_with_indexes_added(&db, "CREATE TABLE customer_user (id INTEGER NOT NULL AUTO_INCREMENT PRIMARY KEY, login VARCHAR(200) NOT NULL, email VARCHAR(150) NOT NULL, customer_id VARCHAR(150) NOT NULL, pw VARCHAR(128), title VARCHAR(50), first_name VARCHAR(100) NOT NULL, last_name VARCHAR(100) NOT NULL, phone VARCHAR(150), fax VARCHAR(150), mobile VARCHAR(150), street VARCHAR(150), zip VARCHAR(200), city VARCHAR(200), country VARCHAR(200), comments VARCHAR(250), valid_id SMALLINT NOT NULL, create_time DATETIME NOT NULL, create_by INTEGER NOT NULL, change_time DATETIME NOT NULL, change_by INTEGER NOT NULL, UNIQUE INDEX customer_user_login (login)) DEFAULT CHARSET=utf8mb4").await;
+    let mut indexes: Vec<(String, String)> = sqlx::query_as(
+        "SELECT CAST(index_name AS CHAR), CAST(column_name AS CHAR) FROM information_schema.statistics \
+         WHERE table_schema = DATABASE() AND table_name = 'customer_user'",
+    )
+    .fetch_all(&mut c)
+    .await
+    .unwrap();
+    indexes.sort();
+    assert_eq!(
+        indexes,
+        [
+            ("PRIMARY".to_owned(), "id".to_owned()),
+            (
+                "customer_user_customer_id_ci".to_owned(),
+                "customer_id".to_owned()
+            ),
+            ("customer_user_email_ci".to_owned(), "email".to_owned()),
+            ("customer_user_login".to_owned(), "login".to_owned()),
+        ]
+    );
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT CAST(table_name AS CHAR) FROM information_schema.tables WHERE table_schema = DATABASE()",
     )
     .fetch_all(&mut c)
     .await
