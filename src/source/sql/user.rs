@@ -84,11 +84,19 @@ impl SqlUserSource {
         };
         let current = self
             .search_index_current
-            .get_or_try_init(|| index.is_current(self.db.pool()))
+            .get_or_try_init(|| async {
+                let current = index.is_current(self.db.pool()).await?;
+                if !current {
+                    tracing::warn!(
+                        source = %self.name(),
+                        index = %index.fts_table(),
+                        "no current trigram search index: substring searches scan the table; \
+                         run `clientele add-indexes` and restart"
+                    );
+                }
+                Ok::<_, SourceError>(current)
+            })
             .await?;
-        if !*current {
-            tracing::debug!(source = %self.name(), "no current search index; run `clientele add-indexes`");
-        }
         Ok(current.then_some(index))
     }
 
