@@ -77,17 +77,12 @@ pub enum Command {
 /// Runs the command line; the exit code is non-zero on any failure.
 pub async fn run(cli: Cli) -> ExitCode {
     let client = match cli.command {
-        Command::User(c) => Some(ClientCommand::User(c)),
-        Command::Resolve { addresses } => Some(ClientCommand::Resolve(addresses)),
-        Command::Auth(c) => Some(ClientCommand::Auth(c)),
-        other => {
-            return run_server_command(cli.config, other).await;
-        }
+        Command::User(c) => ClientCommand::User(c),
+        Command::Resolve { addresses } => ClientCommand::Resolve(addresses),
+        Command::Auth(c) => ClientCommand::Auth(c),
+        server_side => return run_server_command(cli.config, server_side).await,
     };
-    match client {
-        Some(c) => crate::client::run(&cli.server, c).await,
-        None => ExitCode::SUCCESS,
-    }
+    crate::client::run(&cli.server, client).await
 }
 
 async fn run_server_command(config: Option<PathBuf>, command: Command) -> ExitCode {
@@ -168,6 +163,7 @@ async fn run_command(command: Command, settings: crate::config::Settings) -> Exi
             say!("configuration: ok");
             report(built.check_sources().await, "ok")
         }
+        // Dispatched to the client by `run` before any configuration is read.
         Command::User(_) | Command::Resolve { .. } | Command::Auth(_) => ExitCode::FAILURE,
     }
 }

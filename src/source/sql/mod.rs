@@ -188,6 +188,14 @@ impl Sql {
         self
     }
 
+    /// Appends `source = ? AND login = ?`, the key of Clientele's per-login rows.
+    pub fn push_key(&mut self, source: &str, login: &str) -> &mut Self {
+        self.push("source = ")
+            .text(source)
+            .push(" AND login = ")
+            .text(login)
+    }
+
     /// Appends a placeholder bound to an integer.
     pub fn int(&mut self, v: i64) -> &mut Self {
         self.args.push(Arg::Int(v));

@@ -238,10 +238,8 @@ impl SideTables {
     pub async fn login_state(&self, login: &str) -> Result<LoginState, SourceError> {
         self.db.ready().await?;
         let mut sql = Sql::new(self.db.dialect());
-        sql.push("SELECT failed, locked_until FROM clientele_login_state WHERE source = ")
-            .text(self.source.clone())
-            .push(" AND login = ")
-            .text(login);
+        sql.push("SELECT failed, locked_until FROM clientele_login_state WHERE ")
+            .push_key(&self.source, login);
         let row = sql
             .query()
             .fetch_optional(self.db.pool())
@@ -301,19 +299,15 @@ impl SideTables {
             .int(now)
             .push(" THEN NULL ELSE locked_until END, last_failed = ")
             .int(now)
-            .push(" WHERE source = ")
-            .text(self.source.clone())
-            .push(" AND login = ")
-            .text(login)
+            .push(" WHERE ")
+            .push_key(&self.source, login)
             .push(" AND (locked_until IS NULL OR locked_until <= ")
             .int(now)
             .push(")");
         let counted = up.query().execute(&mut *tx).await?.rows_affected() == 1;
         let mut sel = Sql::new(d);
-        sel.push("SELECT failed, locked_until FROM clientele_login_state WHERE source = ")
-            .text(self.source.clone())
-            .push(" AND login = ")
-            .text(login);
+        sel.push("SELECT failed, locked_until FROM clientele_login_state WHERE ")
+            .push_key(&self.source, login);
         let row = sel.query().fetch_one(&mut *tx).await?;
         let failed = int_at(&row, 0).ok().flatten().unwrap_or(0);
         let locked_until = int_at(&row, 1).ok().flatten();
@@ -332,10 +326,8 @@ impl SideTables {
             let mut lock = Sql::new(d);
             lock.push("UPDATE clientele_login_state SET locked_until = ")
                 .int(until)
-                .push(" WHERE source = ")
-                .text(self.source.clone())
-                .push(" AND login = ")
-                .text(login);
+                .push(" WHERE ")
+                .push_key(&self.source, login);
             lock.query().execute(&mut *tx).await?;
             state.locked_until = Some(until);
         }
@@ -367,10 +359,8 @@ impl SideTables {
         let mut up = Sql::new(d);
         up.push("UPDATE clientele_login_state SET last_login = ")
             .int(now)
-            .push(" WHERE source = ")
-            .text(self.source.clone())
-            .push(" AND login = ")
-            .text(login);
+            .push(" WHERE ")
+            .push_key(&self.source, login);
         if up
             .query()
             .execute(pool)
@@ -415,10 +405,7 @@ impl SideTables {
         if let Some(t) = login_time {
             up.push(", last_login = ").int(t);
         }
-        up.push(" WHERE source = ")
-            .text(self.source.clone())
-            .push(" AND login = ")
-            .text(login);
+        up.push(" WHERE ").push_key(&self.source, login);
         up.query().execute(&mut *tx).await.map_err(source_error)?;
         let mut prefs = vec![self.preference_statements(d, login, "UserLoginFailed", "0")];
         if let Some(t) = login_time {
