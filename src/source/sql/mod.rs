@@ -348,21 +348,25 @@ impl Sql {
         });
         let lower = self.folded(column);
         let folds_literal = ascii_only || self.dialect.unicode_lower();
-        // SQLite folds ASCII only: every stored spelling of a non-ASCII literal, folded the way
-        // SQLite folds, is one of a few case variants — an IN list its index serves.
-        let variants = pattern
-            .as_literal()
-            .filter(|_| !folds_literal)
-            .and_then(sqlite_case_variants);
+        // SQLite folds ASCII only: every stored spelling of a literal, folded the way SQLite
+        // folds, is one of a few case variants (`Ü`/`ü`; the Kelvin sign for `k`) — an IN list
+        // its index serves.
+        let variants = match (self.dialect, pattern.as_literal()) {
+            (Dialect::Sqlite, Some(lit)) => sqlite_case_variants(lit),
+            _ => None,
+        };
         match (pattern.as_literal(), variants) {
-            (Some(lit), _) if folds_literal => {
-                self.push(&lower).push(" = ").text(crate::domain::fold(lit))
+            (_, Some(mut variants)) if variants.len() == 1 => {
+                self.push(&lower).push(" = ").text(variants.remove(0))
             }
             (_, Some(variants)) => self
                 .push(&lower)
                 .push(" IN (")
                 .text_list(variants)
                 .push(")"),
+            (Some(lit), None) if folds_literal => {
+                self.push(&lower).push(" = ").text(crate::domain::fold(lit))
+            }
             _ => {
                 let like = self.like_pattern(pattern);
                 let escape = self.dialect.like_escape();
@@ -379,14 +383,31 @@ impl Sql {
             match piece {
                 Piece::Any => out.push('%'),
                 Piece::Text(t) => {
-                    for c in t.chars().flat_map(char::to_lowercase) {
-                        match c {
-                            '%' | '_' | '\\' => {
-                                out.push('\\');
-                                out.push(c);
+                    let mut chars = t.chars().peekable();
+                    while let Some(original) = chars.next() {
+                        if !self.dialect.unicode_lower() {
+                            // One character SQLite cannot fold matches any one character; one
+                            // that folds to several (`İ`), or `i` + U+0307 (its folded form),
+                            // matches either spelling.
+                            let decomposed_i = original.eq_ignore_ascii_case(&'i')
+                                && chars.peek() == Some(&'\u{0307}');
+                            if decomposed_i || original.to_lowercase().count() > 1 {
+                                if decomposed_i {
+                                    chars.next();
+                                }
+                                out.push('%');
+                                continue;
                             }
-                            c if !c.is_ascii() && !self.dialect.unicode_lower() => out.push('_'),
-                            c => out.push(c),
+                            if !original.is_ascii() {
+                                out.push('_');
+                                continue;
+                            }
+                        }
+                        for c in original.to_lowercase() {
+                            if matches!(c, '%' | '_' | '\\') {
+                                out.push('\\');
+                            }
+                            out.push(c);
                         }
                     }
                 }
@@ -422,11 +443,18 @@ impl Sql {
             }
             Expr::Term { pattern, negated } => {
                 let full = pattern.with_affixes(prefix, suffix);
-                let exact_negation = self.dialect.unicode_lower()
-                    || full.pieces().iter().all(|p| match p {
+                // A negated condition must not drop a row the exact check keeps: only where
+                // the database compares exactly as the grammar does. Not on MySQL/MariaDB,
+                // whose `_ci` collations are accent-blind and pad spaces (`!muller` would drop
+                // "Müller"), nor on SQLite beyond ASCII.
+                let exact_negation = match self.dialect {
+                    Dialect::Postgres => true,
+                    Dialect::MySql => false,
+                    Dialect::Sqlite => full.pieces().iter().all(|p| match p {
                         Piece::Text(t) => t.is_ascii(),
                         Piece::Any => true,
-                    });
+                    }),
+                };
                 if *negated && !exact_negation {
                     // Cannot be narrowed safely in SQL; decided in Rust.
                     return self.push("1=1");
@@ -455,21 +483,17 @@ impl Sql {
 const MAX_CASE_VARIANTS: usize = 32;
 
 /// Every value SQLite's ASCII-only `LOWER()` can produce from a stored spelling that folds to
-/// `literal` (Unicode lower-case, as the grammar folds): ASCII letters lower-cased, each
-/// non-ASCII character as any character whose lower-case it is (`ü` or `Ü`). `None` when there
-/// would be more than [`MAX_CASE_VARIANTS`] or a character folds to several (`İ`); callers then
-/// fall back to a superset `LIKE`.
+/// `literal` (Unicode lower-case, as the grammar folds): each character as itself or as any
+/// non-ASCII character whose lower-case it is (`ü` or `Ü`; `k` or the Kelvin sign) — ASCII
+/// capitals need no variant, SQLite folds them. `None` when there would be more than
+/// [`MAX_CASE_VARIANTS`] or a character folds to several (`İ`); callers then fall back to `=`
+/// on the folded literal (ASCII) or a superset `LIKE`.
 fn sqlite_case_variants(literal: &str) -> Option<Vec<String>> {
     let folded = crate::domain::fold(literal);
     let mut variants = vec![String::new()];
     for c in folded.chars() {
-        let spellings: Vec<char> = if c.is_ascii() {
-            vec![c]
-        } else {
-            let mut all = vec![c];
-            all.extend(upper_spellings(c)?);
-            all
-        };
+        let mut spellings = vec![c];
+        spellings.extend(upper_spellings(c)?.into_iter().filter(|u| !u.is_ascii()));
         if variants.len() * spellings.len() > MAX_CASE_VARIANTS {
             return None;
         }
@@ -1061,6 +1085,9 @@ mod tests {
         );
         let lite = Sql::new(Dialect::Sqlite);
         assert_eq!(lite.like_pattern(&Pattern::wildcards("Jü*")), "j_%");
+        // `İ` folds to two characters; stored as `İ` or as `i` + U+0307 it is one or two.
+        assert_eq!(lite.like_pattern(&Pattern::literal("İpek")), "%pek");
+        assert_eq!(lite.like_pattern(&Pattern::literal("i\u{307}pek")), "%pek");
     }
 
     #[test]
@@ -1091,6 +1118,14 @@ mod tests {
         let mut sql = Sql::new(Dialect::Sqlite);
         sql.matches("login", &Pattern::literal("Zoë"));
         assert_eq!(sql.text, "LOWER(login) IN (?, ?)");
+        assert_eq!(
+            sqlite_case_variants("Kim").unwrap(),
+            ["kim", "\u{212A}im"],
+            "the Kelvin sign folds to k in Rust, not in SQLite"
+        );
+        let mut sql = Sql::new(Dialect::Sqlite);
+        sql.matches("login", &Pattern::literal("カス"));
+        assert_eq!(sql.text, "LOWER(login) = ?", "no case, one spelling");
     }
 
     #[test]

@@ -45,7 +45,8 @@ impl<F: Field> Table<F> {
         cols.push(
             validity_col
                 .as_deref()
-                .map_or_else(|| "1".to_owned(), |c| dialect.int(c)),
+                // Typed like a mapped column (PostgreSQL's native driver decodes BIGINT only).
+                .map_or_else(|| dialect.int("1"), |c| dialect.int(c)),
         );
         if !foreign_db {
             cols.push(dialect.epoch("create_time"));
@@ -153,37 +154,43 @@ impl<F: Field> Table<F> {
         limit: usize,
         keep: impl Fn(&F::Record) -> bool,
     ) -> Result<Page<F::Record>, SourceError> {
-        // The page is chosen in a subquery over the raw rows and only its rows are converted
-        // (text casts, epoch seconds): converting every matching row before the sort cost
-        // PostgreSQL ~10% on a broad search. The order of the page is restored in Rust.
-        let prefix = format!("SELECT {} FROM {} WHERE ", self.select_list, self.name);
-        let mut ordered = sql;
-        debug_assert!(ordered.text.starts_with(&prefix), "built by Table::select");
-        ordered.text.replace_range(
-            ..prefix.len().min(ordered.text.len()),
-            &format!(
-                "SELECT {} FROM (SELECT * FROM {} WHERE ",
-                self.select_list, self.name
-            ),
-        );
-        ordered
-            .push(" ORDER BY ")
-            .push(&self.dialect.order_folded(&self.key_col))
-            .push(", ")
-            .push(&self.key_col);
-        let mut limited = ordered.clone();
-        limited
-            .push(" LIMIT ")
-            .int(i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX))
-            .push(") page");
-        ordered.push(") page");
+        let limited = self.page_statement(&sql, Some(limit.saturating_add(1)))?;
         let (fetched, mut items) = self.run(db, &limited, &keep).await?;
         if fetched > limit && items.len() <= limit {
-            items = self.run(db, &ordered, &keep).await?.1;
+            let all = self.page_statement(&sql, None)?;
+            items = self.run(db, &all, &keep).await?.1;
         }
         let truncated = items.len() > limit;
         items.truncate(limit);
         Ok(Page { items, truncated })
+    }
+
+    /// The statement [`Table::fetch_filtered`] runs for `sql` (built by [`Table::select`]): the
+    /// page is chosen in a subquery over the raw rows, ordered by the folded key, and only its
+    /// rows are converted (text casts, epoch seconds) — converting every matching row before the
+    /// sort cost PostgreSQL ~10% on a broad search.
+    pub fn page_statement(&self, sql: &Sql, limit: Option<usize>) -> Result<Sql, SourceError> {
+        let prefix = format!("SELECT {} FROM {} WHERE ", self.select_list, self.name);
+        let condition = sql.text.strip_prefix(&prefix).ok_or_else(|| {
+            SourceError::Failed("internal: a page statement not built by Table::select".into())
+        })?;
+        let order = format!(
+            " ORDER BY {}, {}",
+            self.dialect.order_folded(&self.key_col),
+            self.key_col
+        );
+        let mut page = sql.clone();
+        page.text = format!(
+            "SELECT {} FROM (SELECT * FROM {} WHERE {condition}{order}",
+            self.select_list, self.name
+        );
+        if let Some(n) = limit {
+            page.push(" LIMIT ")
+                .int(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        // The outer ORDER BY keeps the subquery's order (SQL does not promise it otherwise).
+        page.push(") page").push(&order);
+        Ok(page)
     }
 
     /// Whether the database's answer is already exact: PostgreSQL's `LOWER()` folds Unicode

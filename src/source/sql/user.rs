@@ -23,6 +23,9 @@ use crate::domain::{
 use crate::error::Error;
 use crate::source::{CustomerUserSource, Secret, SourceError};
 
+/// How long a source trusts its last look at its SQLite search index.
+const SEARCH_INDEX_RECHECK: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Addresses per lookup statement (well below every dialect's bound-parameter limit).
 const EMAIL_BATCH: usize = 500;
 
@@ -34,10 +37,10 @@ pub struct SqlUserSource {
     side: SideTables,
     /// Serialises this replica's writes to the table (the database lock covers other replicas).
     write: Mutex<()>,
-    /// SQLite: the trigram index searches narrow with, and whether it exists as configured
-    /// (checked once; an index created later is used after a restart).
+    /// SQLite: the trigram index searches narrow with, and when it was last seen to exist
+    /// exactly as configured (re-checked every [`SEARCH_INDEX_RECHECK`]).
     search_index: Option<SqliteSearch>,
-    search_index_current: tokio::sync::OnceCell<bool>,
+    search_index_checked: std::sync::Mutex<Option<(std::time::Instant, bool)>>,
 }
 
 impl SqlUserSource {
@@ -62,7 +65,7 @@ impl SqlUserSource {
             cfg,
             write: Mutex::new(()),
             search_index,
-            search_index_current: tokio::sync::OnceCell::new(),
+            search_index_checked: std::sync::Mutex::new(None),
         }
     }
 
@@ -77,26 +80,37 @@ impl SqlUserSource {
             .with_case_insensitive(self.db.case_insensitive_columns(&self.table.name))
     }
 
-    /// The SQLite trigram index, if it exists as configured.
+    /// The SQLite trigram index, if it exists as configured. Checked again every
+    /// [`SEARCH_INDEX_RECHECK`], so an index rebuilt for other search fields (another
+    /// configuration's `add-indexes`) or dropped is noticed without a restart.
     async fn usable_search_index(&self) -> Result<Option<&SqliteSearch>, SourceError> {
         let Some(index) = &self.search_index else {
             return Ok(None);
         };
-        let current = self
-            .search_index_current
-            .get_or_try_init(|| async {
+        let cached = *self
+            .search_index_checked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let current = match cached {
+            Some((at, current)) if at.elapsed() < SEARCH_INDEX_RECHECK => current,
+            _ => {
                 let current = index.is_current(self.db.pool()).await?;
-                if !current {
+                if !current && cached.is_none_or(|(_, was)| was) {
                     tracing::warn!(
                         source = %self.name(),
                         index = %index.fts_table(),
                         "no current trigram search index: substring searches scan the table; \
-                         run `clientele add-indexes` and restart"
+                         run `clientele add-indexes`"
                     );
                 }
-                Ok::<_, SourceError>(current)
-            })
-            .await?;
+                *self
+                    .search_index_checked
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    Some((std::time::Instant::now(), current));
+                current
+            }
+        };
         Ok(current.then_some(index))
     }
 
@@ -475,10 +489,12 @@ impl SqlUserSource {
         Ok(done)
     }
 
-    /// `EXPLAIN` of the statement `search` runs (for tests and operators checking index use).
+    /// `EXPLAIN` of the statement `search` runs, page subquery and limit included (for tests
+    /// and operators checking index use).
     pub async fn explain_search(&self, search: &UserSearch) -> Result<String, SourceError> {
         self.db.ready().await?;
-        let (sql, _) = self.search_sql(search).await?;
+        let (sql, limit) = self.search_sql(search).await?;
+        let sql = self.table.page_statement(&sql, Some(limit + 1))?;
         let (prefix, column) = match self.db.dialect() {
             Dialect::Sqlite => ("EXPLAIN QUERY PLAN ", 3),
             Dialect::Postgres => ("EXPLAIN ", 0),
