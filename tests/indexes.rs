@@ -478,15 +478,15 @@ async fn add_indexes_touches_nothing_else_on_a_foreign_database() {
     assert_eq!(tables, ["customer_user"], "add-indexes adds indexes only");
 }
 
-/// On a MariaDB database Clientele does not own (a Znuny table without OTRS's indexes),
-/// `add-indexes` creates the missing column indexes, skips columns that have one, and is
-/// repeatable.
+/// On a MariaDB database Clientele does not own (a Znuny table in Znuny's `utf8` = utf8mb3,
+/// without OTRS's indexes), `add-indexes` creates the missing column indexes, skips columns
+/// that have one, and is repeatable; the table then serves lookups and searches.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mariadb_add_indexes_creates_missing_column_indexes_only() {
     let Some(db) = fresh_db(Backend::MySql).await else {
         return;
     };
-    let mut c = znuny_table_with_indexes_added(&db, "CREATE TABLE customer_user (id INTEGER NOT NULL AUTO_INCREMENT PRIMARY KEY, login VARCHAR(200) NOT NULL, email VARCHAR(150) NOT NULL, customer_id VARCHAR(150) NOT NULL, pw VARCHAR(128), title VARCHAR(50), first_name VARCHAR(100) NOT NULL, last_name VARCHAR(100) NOT NULL, phone VARCHAR(150), fax VARCHAR(150), mobile VARCHAR(150), street VARCHAR(150), zip VARCHAR(200), city VARCHAR(200), country VARCHAR(200), comments VARCHAR(250), valid_id SMALLINT NOT NULL, create_time DATETIME NOT NULL, create_by INTEGER NOT NULL, change_time DATETIME NOT NULL, change_by INTEGER NOT NULL, UNIQUE INDEX customer_user_login (login)) DEFAULT CHARSET=utf8mb4").await;
+    let mut c = znuny_table_with_indexes_added(&db, "CREATE TABLE customer_user (id INTEGER NOT NULL AUTO_INCREMENT PRIMARY KEY, login VARCHAR(200) NOT NULL, email VARCHAR(150) NOT NULL, customer_id VARCHAR(150) NOT NULL, pw VARCHAR(128), title VARCHAR(50), first_name VARCHAR(100) NOT NULL, last_name VARCHAR(100) NOT NULL, phone VARCHAR(150), fax VARCHAR(150), mobile VARCHAR(150), street VARCHAR(150), zip VARCHAR(200), city VARCHAR(200), country VARCHAR(200), comments VARCHAR(250), valid_id SMALLINT NOT NULL, create_time DATETIME NOT NULL, create_by INTEGER NOT NULL, change_time DATETIME NOT NULL, change_by INTEGER NOT NULL, UNIQUE INDEX customer_user_login (login)) DEFAULT CHARSET=utf8").await;
     let mut indexes: Vec<(String, String)> = sqlx::query_as(
         "SELECT CAST(index_name AS CHAR), CAST(column_name AS CHAR) FROM information_schema.statistics \
          WHERE table_schema = DATABASE() AND table_name = 'customer_user'",
@@ -514,6 +514,22 @@ async fn mariadb_add_indexes_creates_missing_column_indexes_only() {
     .await
     .unwrap();
     assert_eq!(tables, ["customer_user"], "add-indexes adds indexes only");
+    sqlx::query("INSERT INTO customer_user (login, email, customer_id, first_name, last_name, valid_id, create_time, create_by, change_time, change_by) VALUES ('jürgen', 'j@example.com', 'c1', 'Jürgen', 'Groß', 1, NOW(), 1, NOW(), 1), ('anna', 'a@example.com', 'c1', 'Anna', 'Groß', 1, NOW(), 1, NOW(), 1)")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let groups = tempfile::tempdir().unwrap();
+    let app = app_on(&db, &groups, "migrate = false");
+    let src = source(&app);
+    assert_eq!(src.get("JÜRGEN").await.unwrap().unwrap().login, "jürgen");
+    let page = src
+        .search(&search(UserCriterion::Query(
+            parse("groß", Grammar::CustomerUser).unwrap(),
+        )))
+        .await
+        .unwrap();
+    let logins: Vec<&str> = page.items.iter().map(|u| u.login.as_str()).collect();
+    assert_eq!(logins, ["anna", "jürgen"]);
 }
 
 /// A table without a validity column (unmapped) reads as all valid — also through

@@ -96,7 +96,8 @@ impl Dialect {
     fn order_folded(self, column: &str) -> String {
         match self {
             Self::Postgres => format!("LOWER({column}) COLLATE \"C\""),
-            Self::MySql => format!("LOWER({column}) COLLATE utf8mb4_bin"),
+            // CONVERT first: a utf8mb3 column (Znuny's `utf8`) cannot take a utf8mb4 collation.
+            Self::MySql => format!("CONVERT(LOWER({column}) USING utf8mb4) COLLATE utf8mb4_bin"),
             Self::Sqlite => format!("LOWER({column})"),
         }
     }

@@ -174,22 +174,21 @@ impl<F: Field> Table<F> {
         let condition = sql.text.strip_prefix(&prefix).ok_or_else(|| {
             SourceError::Failed("internal: a page statement not built by Table::select".into())
         })?;
-        let order = format!(
-            " ORDER BY {}, {}",
-            self.dialect.order_folded(&self.key_col),
-            self.key_col
-        );
+        let key = &self.key_col;
         let mut page = sql.clone();
         page.text = format!(
-            "SELECT {} FROM (SELECT * FROM {} WHERE {condition}{order}",
-            self.select_list, self.name
+            "SELECT {} FROM (SELECT *, {} AS page_key FROM {} WHERE {condition} ORDER BY page_key, {key}",
+            self.select_list,
+            self.dialect.order_folded(key),
+            self.name
         );
         if let Some(n) = limit {
             page.push(" LIMIT ")
                 .int(i64::try_from(n).unwrap_or(i64::MAX));
         }
-        // The outer ORDER BY keeps the subquery's order (SQL does not promise it otherwise).
-        page.push(") page").push(&order);
+        // The outer ORDER BY keeps the subquery's order (SQL does not promise it otherwise);
+        // on the subquery's own sort key the database sees the rows are sorted already.
+        page.push(&format!(") page ORDER BY page.page_key, page.{key}"));
         Ok(page)
     }
 
