@@ -135,7 +135,8 @@ pub fn ascii(s: &str) -> String {
             'ø' => out.push('o'),
             'ł' => out.push('l'),
             'é' | 'è' | 'ë' | 'ễ' => out.push('e'),
-            'á' | 'à' => out.push('a'),
+            'á' | 'à' | 'å' => out.push('a'),
+            'ç' => out.push('c'),
             'ó' | 'ō' => out.push('o'),
             'í' | 'ı' => out.push('i'),
             'š' => out.push('s'),
@@ -217,5 +218,18 @@ mod tests {
             .iter()
             .all(|u| crate::domain::email::check_syntax(&u.email).is_ok()));
         assert!(a.iter().any(|u| !u.login.is_ascii()));
+    }
+
+    #[test]
+    fn every_name_keeps_all_its_letters_in_ascii() {
+        for name in FIRST.iter().chain(LAST) {
+            let letters = name.chars().filter(|c| c.is_alphabetic()).count();
+            assert!(
+                ascii(name).len() >= letters,
+                "{name} -> {} lost a letter",
+                ascii(name)
+            );
+        }
+        assert_eq!(ascii("François"), "francois");
     }
 }
