@@ -222,21 +222,38 @@ async fn answers(src: &SqlUserSource) -> Vec<(Vec<String>, bool)> {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_trigram_index_narrows_searches_without_changing_answers() {
-    let Some((app, _db, _g)) = seeded(Backend::Sqlite).await else {
+/// The index in a plan, and the statements that remove the index.
+fn trigram_index(backend: Backend) -> (&'static str, &'static [&'static str]) {
+    match backend {
+        Backend::Sqlite => (
+            "customer_user_search VIRTUAL TABLE",
+            &[
+                "DROP TRIGGER customer_user_search_ai",
+                "DROP TABLE customer_user_search",
+            ],
+        ),
+        _ => (
+            "customer_user_trgm",
+            &[
+                "DROP TRIGGER customer_user_trgm_ai",
+                "DROP TABLE customer_user_trgm",
+            ],
+        ),
+    }
+}
+
+async fn trigram_index_narrows_searches_without_changing_answers(backend: Backend) {
+    let Some((app, _db, _g)) = seeded(backend).await else {
         return;
     };
+    let (in_plan, drop) = trigram_index(backend);
     let src = source(&app);
     let plan = plan_of(
         &src,
         UserCriterion::Query(parse("müller+anna", Grammar::CustomerUser).unwrap()),
     )
     .await;
-    assert!(
-        plan.contains("customer_user_search VIRTUAL TABLE") && plan.contains("rowid=?"),
-        "{plan}"
-    );
+    assert!(plan.contains(in_plan), "{plan}");
     let indexed = answers(&src).await;
     let found: Vec<usize> = indexed.iter().map(|(logins, _)| logins.len()).collect();
     assert!(found.iter().filter(|n| **n > 0).count() >= 10, "{found:?}");
@@ -246,12 +263,8 @@ async fn sqlite_trigram_index_narrows_searches_without_changing_answers() {
     );
     // Without the index (a source that finds none), the same statements scan the table.
     let db = user_db(&app);
-    let pool = db.pool();
-    for stmt in [
-        "DROP TRIGGER customer_user_search_ai",
-        "DROP TABLE customer_user_search",
-    ] {
-        sqlx::query(stmt).execute(pool).await.unwrap();
+    for stmt in drop {
+        sqlx::query(stmt).execute(db.pool()).await.unwrap();
     }
     let scanning = source(&app);
     let plan = plan_of(
@@ -259,14 +272,23 @@ async fn sqlite_trigram_index_narrows_searches_without_changing_answers() {
         UserCriterion::Query(parse("müller+anna", Grammar::CustomerUser).unwrap()),
     )
     .await;
-    assert!(!plan.contains("customer_user_search"), "{plan}");
+    assert!(!plan.contains(in_plan), "{plan}");
     assert_eq!(answers(&scanning).await, indexed);
 }
 
-/// Rows written by anyone (here: plain SQL, as a co-located Znuny would) are found at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_trigram_index_follows_every_writer() {
-    let Some((app, _db, _g)) = seeded(Backend::Sqlite).await else {
+async fn sqlite_trigram_index_narrows_searches_without_changing_answers() {
+    trigram_index_narrows_searches_without_changing_answers(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_trigram_index_narrows_searches_without_changing_answers() {
+    trigram_index_narrows_searches_without_changing_answers(Backend::MySql).await;
+}
+
+/// Rows written by anyone (here: plain SQL, as a co-located Znuny would) are found at once.
+async fn trigram_index_follows_every_writer(backend: Backend) {
+    let Some((app, _db, _g)) = seeded(backend).await else {
         return;
     };
     let src = source(&app);
@@ -295,10 +317,7 @@ async fn sqlite_trigram_index_follows_every_writer() {
         UserCriterion::Query(parse("xaveri", Grammar::CustomerUser).unwrap()),
     )
     .await;
-    assert!(
-        plan.contains("customer_user_search VIRTUAL TABLE"),
-        "{plan}"
-    );
+    assert!(plan.contains(trigram_index(backend).0), "{plan}");
     assert_eq!(find("xaveri").await, ["xav"]);
     sqlx::query("UPDATE customer_user SET first_name = 'Quirinus' WHERE login = 'xav'")
         .execute(pool)
@@ -311,13 +330,33 @@ async fn sqlite_trigram_index_follows_every_writer() {
         .await
         .unwrap();
     assert!(find("quirinus").await.is_empty());
-    // rank = 1: compare the index with the table's content, not only with itself.
-    sqlx::query(
-        "INSERT INTO customer_user_search(customer_user_search, rank) VALUES ('integrity-check', 1)",
-    )
-    .execute(pool)
-    .await
-    .unwrap_or_else(|e| panic!("FTS5 integrity check: {e}"));
+    if backend == Backend::Sqlite {
+        // rank = 1: compare the index with the table's content, not only with itself.
+        sqlx::query(
+            "INSERT INTO customer_user_search(customer_user_search, rank) VALUES ('integrity-check', 1)",
+        )
+        .execute(pool)
+        .await
+        .unwrap_or_else(|e| panic!("FTS5 integrity check: {e}"));
+    } else {
+        let left: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM customer_user_trgm WHERE row_id NOT IN (SELECT id FROM customer_user)",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        assert_eq!(left, 0, "trigrams of deleted rows are removed");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_trigram_index_follows_every_writer() {
+    trigram_index_follows_every_writer(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_trigram_index_follows_every_writer() {
+    trigram_index_follows_every_writer(Backend::MySql).await;
 }
 
 fn run_clientele(config: &std::path::Path, args: &[&str]) {
@@ -507,13 +546,18 @@ async fn mariadb_add_indexes_creates_missing_column_indexes_only() {
             ("customer_user_login".to_owned(), "login".to_owned()),
         ]
     );
-    let tables: Vec<String> = sqlx::query_scalar(
+    let mut tables: Vec<String> = sqlx::query_scalar(
         "SELECT CAST(table_name AS CHAR) FROM information_schema.tables WHERE table_schema = DATABASE()",
     )
     .fetch_all(&mut c)
     .await
     .unwrap();
-    assert_eq!(tables, ["customer_user"], "add-indexes adds indexes only");
+    tables.sort();
+    assert_eq!(
+        tables,
+        ["customer_user", "customer_user_trgm"],
+        "add-indexes adds indexes (and the trigram index's table) only"
+    );
     sqlx::query("INSERT INTO customer_user (login, email, customer_id, first_name, last_name, valid_id, create_time, create_by, change_time, change_by) VALUES ('jürgen', 'j@example.com', 'c1', 'Jürgen', 'Groß', 1, NOW(), 1, NOW(), 1), ('anna', 'a@example.com', 'c1', 'Anna', 'Groß', 1, NOW(), 1, NOW(), 1)")
         .execute(&mut c)
         .await
@@ -570,11 +614,14 @@ async fn postgres_reads_a_table_whose_validity_is_unmapped() {
 /// The trigram condition only narrows: over values and patterns with the characters whose
 /// case folding differs between Rust and SQLite (`İ`, `K`, `ß`/`ẞ`, `ς`/`Σ`, combining
 /// marks), every row the grammar matches is among the rows the MATCH finds.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_trigram_condition_never_drops_a_match() {
-    use clientele::source::sql::{search_index::fts_match, Db, DbSpec, IndexDdl, SqliteSearch};
+async fn trigram_condition_never_drops_a_match(backend: Backend) {
+    use clientele::source::sql::{
+        Db, DbSpec, Dialect, IndexDdl, MariaDbTrigrams, SearchIndex, Sql, SqliteSearch,
+    };
     use rand::{rngs::StdRng, Rng, SeedableRng};
-    let db = fresh_db(Backend::Sqlite).await.unwrap();
+    let Some(db) = fresh_db(backend).await else {
+        return;
+    };
     let spec = DbSpec {
         pool_size: 1,
         connect_timeout: std::time::Duration::from_secs(5),
@@ -582,16 +629,31 @@ async fn sqlite_trigram_condition_never_drops_a_match() {
     };
     let sqlite = Db::open(&db.url, &spec).unwrap();
     let pool = sqlite.pool();
-    sqlx::query("CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT, b TEXT)")
-        .execute(pool)
-        .await
-        .unwrap();
-    sqlite
-        .apply_indexes(&[IndexDdl::SqliteSearch(
-            SqliteSearch::new("t", &["a", "b"]).unwrap(),
-        )])
-        .await
-        .unwrap();
+    let (index, ddl, dialect) = match backend {
+        Backend::Sqlite => {
+            let s = SqliteSearch::new("t", &["a", "b"]).unwrap();
+            (
+                SearchIndex::Sqlite(s.clone()),
+                IndexDdl::SqliteSearch(s),
+                Dialect::Sqlite,
+            )
+        }
+        _ => {
+            let m = MariaDbTrigrams::new("t", &["a", "b"]).unwrap();
+            (
+                SearchIndex::MariaDb(m.clone()),
+                IndexDdl::MariaDbTrigrams(m),
+                Dialect::MySql,
+            )
+        }
+    };
+    let create = match backend {
+        Backend::Sqlite => "CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT, b TEXT)",
+        _ => "CREATE TABLE t (id INTEGER PRIMARY KEY, a VARCHAR(200), b VARCHAR(200)) DEFAULT CHARSET=utf8mb4",
+    };
+    sqlx::query(create).execute(pool).await.unwrap();
+    sqlite.apply_indexes(&[ddl]).await.unwrap();
+    assert!(index.is_current(pool).await.unwrap(), "index built");
     const PARTS: &[&str] = &[
         "a", "b", "k", "i", "İ", "i\u{307}", "\u{212A}", "K", "ß", "ẞ", "ss", "ü", "Ü", "ς", "Σ",
         "σ", "kad", "ir", "mül", "LER", "x y", "o'n", "-",
@@ -641,15 +703,18 @@ async fn sqlite_trigram_condition_never_drops_a_match() {
             continue;
         };
         for affix in [&star, &none] {
-            let Some(m) = fts_match(&expr, affix, affix) else {
-                continue;
-            };
-            let found: Vec<i64> =
-                sqlx::query_scalar("SELECT rowid FROM t_search WHERE t_search MATCH ?")
-                    .bind(&m)
-                    .fetch_all(pool)
-                    .await
-                    .unwrap_or_else(|e| panic!("{m}: {e}"));
+            let mut sql = Sql::new(dialect);
+            sql.push("SELECT CAST(id AS SIGNED) FROM t WHERE 1=1");
+            index.push_condition(&mut sql, &expr, affix, affix);
+            let found: Vec<i64> = sql
+                .query()
+                .fetch_all(pool)
+                .await
+                .unwrap_or_else(|e| panic!("{term:?}: {e}"))
+                .iter()
+                .map(|r| sqlx::Row::get::<i64, _>(r, 0))
+                .collect();
+            let m = term.clone();
             for (id, a, b) in &rows {
                 if expr.matches(&[a, b], affix, affix, false) {
                     assert!(
@@ -662,4 +727,14 @@ async fn sqlite_trigram_condition_never_drops_a_match() {
         }
     }
     assert!(checked > 500, "too few matches checked: {checked}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_trigram_condition_never_drops_a_match() {
+    trigram_condition_never_drops_a_match(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_trigram_condition_never_drops_a_match() {
+    trigram_condition_never_drops_a_match(Backend::MySql).await;
 }

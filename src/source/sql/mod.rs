@@ -30,7 +30,7 @@ use super::SourceError;
 use crate::domain::query::{Expr, Pattern, Piece};
 use crate::domain::Timestamp;
 use crate::error::Error;
-pub use search_index::{IndexDdl, SqliteSearch};
+pub use search_index::{IndexDdl, MariaDbTrigrams, SearchIndex, SqliteSearch};
 
 /// The SQL dialect of a database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -995,7 +995,10 @@ pub fn index_statements(
         Dialect::Sqlite => {
             out.extend(SqliteSearch::new(table, substring_cols).map(IndexDdl::SqliteSearch));
         }
-        _ => {}
+        Dialect::MySql => {
+            out.extend(MariaDbTrigrams::new(table, substring_cols).map(IndexDdl::MariaDbTrigrams));
+        }
+        Dialect::Postgres => {}
     }
     out
 }

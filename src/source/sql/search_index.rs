@@ -18,7 +18,7 @@
 
 use sqlx::{AnyPool, Row};
 
-use super::{source_error, Db, Dialect};
+use super::{source_error, Db, Dialect, Sql};
 use crate::domain::query::{Expr, Pattern, Piece};
 use crate::source::SourceError;
 
@@ -37,6 +37,56 @@ pub enum IndexDdl {
     },
     /// The SQLite FTS5 trigram index of a customer-user table.
     SqliteSearch(SqliteSearch),
+    /// The MariaDB trigram table of a customer-user table.
+    MariaDbTrigrams(MariaDbTrigrams),
+}
+
+/// The substring-search index a source narrows its searches with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SearchIndex {
+    Sqlite(SqliteSearch),
+    MariaDb(MariaDbTrigrams),
+}
+
+impl SearchIndex {
+    /// The index's table, for messages.
+    pub fn name(&self) -> String {
+        match self {
+            Self::Sqlite(s) => s.fts_table(),
+            Self::MariaDb(m) => m.trgm_table(),
+        }
+    }
+
+    /// Whether the index exists exactly as this definition wants it.
+    pub async fn is_current(&self, pool: &AnyPool) -> Result<bool, SourceError> {
+        match self {
+            Self::Sqlite(s) => s.is_current(pool).await,
+            Self::MariaDb(m) => m.is_current(pool).await,
+        }
+    }
+
+    /// Appends ` AND <condition>` holding for every row `expr` matches (see [`need`]); nothing
+    /// when no narrowing exists.
+    pub fn push_condition(&self, sql: &mut Sql, expr: &Expr, prefix: &Pattern, suffix: &Pattern) {
+        match self {
+            Self::Sqlite(index) => {
+                if let Some(m) = fts_match(expr, prefix, suffix) {
+                    let (t, fts) = (&index.table, index.fts_table());
+                    sql.push(&format!(
+                        " AND {t}.rowid IN (SELECT rowid FROM {fts} WHERE {fts} MATCH "
+                    ))
+                    .text(m)
+                    .push(")");
+                }
+            }
+            Self::MariaDb(index) => {
+                if let Some(n) = need(expr, prefix, suffix) {
+                    sql.push(" AND ");
+                    index.push_need(sql, &n);
+                }
+            }
+        }
+    }
 }
 
 /// The SQLite FTS5 trigram index over `columns` of `table` (see the module documentation).
@@ -179,6 +229,202 @@ impl SqliteSearch {
     }
 }
 
+/// The MariaDB substring-search index of a customer-user table: `{table}_trgm` holds every
+/// distinct three-character window of the row's lower-cased search columns (joined with U+001F)
+/// with the row's `id`, kept current by triggers for every writer, filled with MariaDB's
+/// `seq_1_to_N` sequence tables. A search term needs every trigram of its [`need`] phrases:
+/// `id IN (SELECT row_id … WHERE trigram IN (…) GROUP BY row_id HAVING COUNT(*) = n)` — a
+/// necessary condition, so answers do not change. MySQL (no sequence engine) and tables without
+/// an integer `id` key get none and scan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MariaDbTrigrams {
+    pub table: String,
+    pub columns: Vec<String>,
+}
+
+impl MariaDbTrigrams {
+    /// The index over the distinct `columns` of `table`; `None` without columns.
+    pub fn new(table: &str, columns: &[&str]) -> Option<Self> {
+        SqliteSearch::new(table, columns).map(|s| Self {
+            table: s.table,
+            columns: s.columns,
+        })
+    }
+
+    pub fn trgm_table(&self) -> String {
+        format!("{}_trgm", self.table)
+    }
+
+    /// `INSERT IGNORE` of the trigrams of the rows `SELECT {id}, {doc}{from}` yields.
+    fn fill(&self, row: Option<&str>) -> String {
+        let doc = |prefix: &str| {
+            let cols: Vec<String> = self
+                .columns
+                .iter()
+                .map(|c| format!("{prefix}{c}"))
+                .collect();
+            format!(
+                "LOWER(CONVERT(CONCAT_WS(CHAR(31), {}) USING utf8mb4))",
+                cols.join(", ")
+            )
+        };
+        let source = match row {
+            Some(r) => format!("SELECT {r}.id AS id, {} AS doc", doc(&format!("{r}."))),
+            None => format!("SELECT id, {} AS doc FROM {}", doc(""), self.table),
+        };
+        format!(
+            "INSERT IGNORE INTO {} (trigram, row_id) SELECT DISTINCT SUBSTRING(d.doc, s.seq, 3), d.id \
+             FROM ({source}) d JOIN seq_1_to_65535 s ON s.seq <= CHAR_LENGTH(d.doc) - 2",
+            self.trgm_table()
+        )
+    }
+
+    /// The triggers by name, with their bodies as MariaDB keeps them.
+    fn triggers(&self) -> Vec<(String, String, String)> {
+        let (t, trgm) = (&self.table, self.trgm_table());
+        let delete = format!("DELETE FROM {trgm} WHERE row_id = OLD.id");
+        let insert = self.fill(Some("NEW"));
+        [
+            ("ai", "AFTER INSERT", insert.clone()),
+            ("ad", "AFTER DELETE", delete.clone()),
+            (
+                "au",
+                "AFTER UPDATE",
+                format!("BEGIN {delete}; {insert}; END"),
+            ),
+        ]
+        .into_iter()
+        .map(|(suffix, when, body)| {
+            let name = format!("{trgm}_{suffix}");
+            let create = format!("CREATE TRIGGER {name} {when} ON {t} FOR EACH ROW {body}");
+            (name, create, body)
+        })
+        .collect()
+    }
+
+    /// Whether the trigram table and its triggers exist exactly as this definition wants them.
+    pub async fn is_current(&self, pool: &AnyPool) -> Result<bool, SourceError> {
+        let table: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?",
+        )
+        .bind(self.trgm_table())
+        .fetch_optional(pool)
+        .await
+        .map_err(source_error)?;
+        if table.is_none() {
+            return Ok(false);
+        }
+        for (name, _, body) in self.triggers() {
+            let stored: Option<String> = sqlx::query_scalar(
+                // A bounded CHAR: information_schema's LONGTEXT arrives as a BLOB.
+                "SELECT CAST(action_statement AS CHAR(8000)) FROM information_schema.triggers \
+                 WHERE trigger_schema = DATABASE() AND trigger_name = ?",
+            )
+            .bind(&name)
+            .fetch_optional(pool)
+            .await
+            .map_err(source_error)?;
+            if stored.as_deref().map(str::trim) != Some(body.as_str()) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Whether this server can keep the index: MariaDB's sequence tables, an integer `id` key.
+    async fn supported(&self, pool: &AnyPool) -> Result<bool, SourceError> {
+        if sqlx::query("SELECT seq FROM seq_1_to_1")
+            .fetch_all(pool)
+            .await
+            .is_err()
+        {
+            tracing::warn!(table = %self.table, "no sequence engine (MySQL): no trigram search index, substring searches scan");
+            return Ok(false);
+        }
+        let key: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = ? \
+             AND column_name = 'id' AND column_key = 'PRI' AND data_type IN ('int', 'bigint', 'mediumint', 'smallint')",
+        )
+        .bind(&self.table)
+        .fetch_optional(pool)
+        .await
+        .map_err(source_error)?;
+        if key.is_none() {
+            tracing::warn!(table = %self.table, "no integer `id` primary key: no trigram search index, substring searches scan");
+        }
+        Ok(key.is_some())
+    }
+
+    /// Creates the table and triggers, or recreates the triggers and refills the table when the
+    /// definition changed; a current index is left alone.
+    async fn ensure(&self, pool: &AnyPool) -> Result<(), SourceError> {
+        if self.is_current(pool).await? || !self.supported(pool).await? {
+            return Ok(());
+        }
+        let trgm = self.trgm_table();
+        let mut statements: Vec<String> = self
+            .triggers()
+            .iter()
+            .map(|(name, _, _)| format!("DROP TRIGGER IF EXISTS {name}"))
+            .collect();
+        statements.push(format!(
+            "CREATE TABLE IF NOT EXISTS {trgm} (trigram CHAR(3) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL, \
+             row_id BIGINT NOT NULL, PRIMARY KEY (trigram, row_id), KEY {trgm}_row (row_id)) ENGINE=InnoDB"
+        ));
+        statements.push(format!("DELETE FROM {trgm}"));
+        statements.extend(self.triggers().into_iter().map(|(_, create, _)| create));
+        statements.push(self.fill(None));
+        for stmt in &statements {
+            sqlx::query(stmt)
+                .execute(pool)
+                .await
+                .map_err(|e| SourceError::Failed(format!("{stmt}: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Appends the condition of `need`.
+    fn push_need(&self, sql: &mut Sql, need: &Need) {
+        match need {
+            Need::Phrases(phrases) => {
+                let mut trigrams: Vec<String> = Vec::new();
+                for p in phrases {
+                    let chars: Vec<char> = p.to_ascii_lowercase().chars().collect();
+                    for w in chars.windows(TRIGRAM) {
+                        let t: String = w.iter().collect();
+                        if !trigrams.contains(&t) {
+                            trigrams.push(t);
+                        }
+                    }
+                }
+                let n = trigrams.len();
+                sql.push(&format!(
+                    "{}.id IN (SELECT row_id FROM {} WHERE trigram IN (",
+                    self.table,
+                    self.trgm_table()
+                ))
+                .text_list(trigrams)
+                .push(&format!(") GROUP BY row_id HAVING COUNT(*) = {n})"));
+            }
+            Need::And(items) | Need::Or(items) => {
+                let op = if matches!(need, Need::And(_)) {
+                    " AND "
+                } else {
+                    " OR "
+                };
+                sql.push("(");
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        sql.push(op);
+                    }
+                    self.push_need(sql, item);
+                }
+                sql.push(")");
+            }
+        }
+    }
+}
+
 impl Db {
     /// Applies index DDL in order; every step is idempotent, so this is repeatable.
     pub async fn apply_indexes(&self, steps: &[IndexDdl]) -> Result<(), SourceError> {
@@ -217,7 +463,10 @@ impl Db {
                 IndexDdl::SqliteSearch(s) if self.dialect() == Dialect::Sqlite => {
                     s.ensure(pool).await?;
                 }
-                IndexDdl::SqliteSearch(_) => {}
+                IndexDdl::MariaDbTrigrams(m) if self.dialect() == Dialect::MySql => {
+                    m.ensure(pool).await?;
+                }
+                IndexDdl::SqliteSearch(_) | IndexDdl::MariaDbTrigrams(_) => {}
             }
         }
         Ok(())
@@ -227,16 +476,24 @@ impl Db {
 /// The shortest text FTS5's trigram tokenizer can find: three characters.
 const TRIGRAM: usize = 3;
 
-/// An FTS5 `MATCH` expression that holds for every row matching `expr` (terms wrapped in
-/// `prefix`/`suffix`) on any of the indexed columns, or `None` when no such narrowing exists
-/// (a negated term, or a term without three consecutive ASCII characters, matches too much).
+/// What every row matching a search expression must contain: phrases (runs of at least three
+/// ASCII characters, as typed), combined as the expression combines its terms. A negated term,
+/// or one without such a run, needs nothing and drops out (an OR with such a branch needs
+/// nothing as a whole).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Need {
+    /// Every one of these phrases (one term's runs).
+    Phrases(Vec<String>),
+    And(Vec<Need>),
+    Or(Vec<Need>),
+}
+
+/// The [`Need`] of `expr` with every term wrapped in `prefix`/`suffix`; `None`: no narrowing.
 ///
-/// A positive term becomes the AND of its phrases: each maximal run of at least three ASCII
-/// characters of its literal text, quoted. A run is necessary for a match — whatever the
-/// grammar matches contains it, case-folded — and FTS5's trigram tokenizer, case-insensitive,
-/// finds exactly the rows that contain it. Non-ASCII characters split runs rather than being
-/// trusted to fold alike in Rust and in SQLite.
-pub fn fts_match(expr: &Expr, prefix: &Pattern, suffix: &Pattern) -> Option<String> {
+/// A run is necessary for a match — whatever the grammar matches contains it, case-folded.
+/// Non-ASCII characters split runs rather than being trusted to fold alike in Rust and in the
+/// database.
+pub fn need(expr: &Expr, prefix: &Pattern, suffix: &Pattern) -> Option<Need> {
     match expr {
         Expr::Term {
             negated: true,
@@ -256,23 +513,52 @@ pub fn fts_match(expr: &Expr, prefix: &Pattern, suffix: &Pattern) -> Option<Stri
                 })
                 .flat_map(|t| ascii_runs(t))
                 .filter(|run| run.chars().count() >= TRIGRAM)
-                .map(|run| format!("\"{}\"", run.replace('"', "\"\"")))
+                .map(str::to_owned)
                 .collect();
-            (!phrases.is_empty()).then(|| group(phrases, " AND "))
+            (!phrases.is_empty()).then_some(Need::Phrases(phrases))
         }
         Expr::And(items) => {
-            let parts: Vec<String> = items
+            let parts: Vec<Need> = items
                 .iter()
-                .filter_map(|e| fts_match(e, prefix, suffix))
+                .filter_map(|e| need(e, prefix, suffix))
                 .collect();
-            (!parts.is_empty()).then(|| group(parts, " AND "))
+            match parts.len() {
+                0 => None,
+                1 => parts.into_iter().next(),
+                _ => Some(Need::And(parts)),
+            }
         }
         Expr::Or(items) => {
-            let parts: Option<Vec<String>> =
-                items.iter().map(|e| fts_match(e, prefix, suffix)).collect();
-            parts.map(|p| group(p, " OR "))
+            let parts: Option<Vec<Need>> = items.iter().map(|e| need(e, prefix, suffix)).collect();
+            parts.map(|p| {
+                if p.len() == 1 {
+                    p.into_iter().next().unwrap_or(Need::Or(Vec::new()))
+                } else {
+                    Need::Or(p)
+                }
+            })
         }
     }
+}
+
+/// An FTS5 `MATCH` expression that holds for every row matching `expr` (terms wrapped in
+/// `prefix`/`suffix`) on any of the indexed columns, or `None` when no such narrowing exists:
+/// the [`Need`] with every phrase quoted. FTS5's trigram tokenizer, case-insensitive, finds
+/// exactly the rows that contain a phrase.
+pub fn fts_match(expr: &Expr, prefix: &Pattern, suffix: &Pattern) -> Option<String> {
+    fn render(need: &Need) -> String {
+        match need {
+            Need::Phrases(p) => group(
+                p.iter()
+                    .map(|run| format!("\"{}\"", run.replace('"', "\"\"")))
+                    .collect(),
+                " AND ",
+            ),
+            Need::And(items) => group(items.iter().map(render).collect(), " AND "),
+            Need::Or(items) => group(items.iter().map(render).collect(), " OR "),
+        }
+    }
+    need(expr, prefix, suffix).map(|n| render(&n))
 }
 
 /// The maximal runs of ASCII characters of `text`, each of which every matching value

@@ -8,8 +8,8 @@ use tokio::sync::Mutex;
 
 use super::side::SideTables;
 use super::{
-    audit_columns, search_index::fts_match, source_error, table::Table, text_at, write_error, Db,
-    Dialect, IndexDdl, Sql, SqliteSearch, Val,
+    audit_columns, source_error, table::Table, text_at, write_error, Db, Dialect, IndexDdl,
+    MariaDbTrigrams, SearchIndex, Sql, SqliteSearch, Val,
 };
 use crate::config::UserSource;
 use crate::domain::{
@@ -37,9 +37,9 @@ pub struct SqlUserSource {
     side: SideTables,
     /// Serialises this replica's writes to the table (the database lock covers other replicas).
     write: Mutex<()>,
-    /// SQLite: the trigram index searches narrow with, and when it was last seen to exist
+    /// SQLite / MariaDB: the trigram index searches narrow with, and when it was last seen to exist
     /// exactly as configured (re-checked every [`SEARCH_INDEX_RECHECK`]).
-    search_index: Option<SqliteSearch>,
+    search_index: Option<SearchIndex>,
     search_index_checked: std::sync::Mutex<Option<(std::time::Instant, bool)>>,
 }
 
@@ -54,9 +54,11 @@ impl SqlUserSource {
             cfg.settings.case_sensitive,
             &[UserField::Password],
         );
+        let cols = search_columns(&cfg);
         let search_index = match db.dialect() {
-            Dialect::Sqlite => SqliteSearch::new(&cfg.table, &search_columns(&cfg)),
-            _ => None,
+            Dialect::Sqlite => SqliteSearch::new(&cfg.table, &cols).map(SearchIndex::Sqlite),
+            Dialect::MySql => MariaDbTrigrams::new(&cfg.table, &cols).map(SearchIndex::MariaDb),
+            Dialect::Postgres => None,
         };
         Self {
             table,
@@ -80,10 +82,10 @@ impl SqlUserSource {
             .with_case_insensitive(self.db.case_insensitive_columns(&self.table.name))
     }
 
-    /// The SQLite trigram index, if it exists as configured. Checked again every
+    /// The trigram index, if it exists as configured. Checked again every
     /// [`SEARCH_INDEX_RECHECK`], so an index rebuilt for other search fields (another
     /// configuration's `add-indexes`) or dropped is noticed without a restart.
-    async fn usable_search_index(&self) -> Result<Option<&SqliteSearch>, SourceError> {
+    async fn usable_search_index(&self) -> Result<Option<&SearchIndex>, SourceError> {
         let Some(index) = &self.search_index else {
             return Ok(None);
         };
@@ -98,7 +100,7 @@ impl SqlUserSource {
                 if !current && cached.is_none_or(|(_, was)| was) {
                     tracing::warn!(
                         source = %self.name(),
-                        index = %index.fts_table(),
+                        index = %index.name(),
                         "no current trigram search index: substring searches scan the table; \
                          run `clientele add-indexes`"
                     );
@@ -133,14 +135,7 @@ impl SqlUserSource {
                 let cols: Vec<&str> = self.search_columns().iter().map(|(_, c)| *c).collect();
                 sql.expr(expr, &cols, &prefix, &suffix);
                 if let Some(index) = self.usable_search_index().await? {
-                    if let Some(m) = fts_match(expr, &prefix, &suffix) {
-                        let (t, fts) = (&self.table.name, index.fts_table());
-                        sql.push(&format!(
-                            " AND {t}.rowid IN (SELECT rowid FROM {fts} WHERE {fts} MATCH "
-                        ))
-                        .text(m)
-                        .push(")");
-                    }
+                    index.push_condition(&mut sql, expr, &prefix, &suffix);
                 }
             }
             UserCriterion::Email(address) => {
