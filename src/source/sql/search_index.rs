@@ -232,7 +232,7 @@ impl SqliteSearch {
 /// The MariaDB substring-search index of a customer-user table: `{table}_trgm` holds every
 /// distinct three-character window of the row's lower-cased search columns (joined with U+001F)
 /// with the row's `id`, kept current by triggers for every writer, filled with MariaDB's
-/// `seq_1_to_N` sequence tables. A search term needs every trigram of its [`need`] phrases:
+/// `seq_1_to_N` sequence tables (a row `('', 0)` marks a completed fill). A search term needs every trigram of its [`need`] phrases:
 /// `id IN (SELECT row_id … WHERE trigram IN (…) GROUP BY row_id HAVING COUNT(*) = n)` — a
 /// necessary condition, so answers do not change. MySQL (no sequence engine) and tables without
 /// an integer `id` key get none and scan.
@@ -256,26 +256,32 @@ impl MariaDbTrigrams {
     }
 
     /// `INSERT IGNORE` of the trigrams of the rows `SELECT {id}, {doc}{from}` yields.
-    fn fill(&self, row: Option<&str>) -> String {
-        let doc = |prefix: &str| {
-            let cols: Vec<String> = self
-                .columns
-                .iter()
-                .map(|c| format!("{prefix}{c}"))
-                .collect();
-            format!(
-                "LOWER(CONVERT(CONCAT_WS(CHAR(31), {}) USING utf8mb4))",
-                cols.join(", ")
-            )
-        };
+    /// The lower-cased search columns of `prefix` (`NEW.` or ``), joined with U+001F.
+    fn doc(&self, prefix: &str) -> String {
+        let cols: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| format!("{prefix}{c}"))
+            .collect();
+        format!(
+            "LOWER(CONVERT(CONCAT_WS(CHAR(31), {}) USING utf8mb4))",
+            cols.join(", ")
+        )
+    }
+
+    /// `INSERT IGNORE` of the trigrams of one row (`row`: `NEW` in a trigger) or of the whole
+    /// table, whose longest document has `longest` characters: a constant bound on the
+    /// sequence lets MariaDB generate only the positions needed.
+    fn fill(&self, row: Option<&str>, longest: i64) -> String {
         let source = match row {
-            Some(r) => format!("SELECT {r}.id AS id, {} AS doc", doc(&format!("{r}."))),
-            None => format!("SELECT id, {} AS doc FROM {}", doc(""), self.table),
+            Some(r) => format!("SELECT {r}.id AS id, {} AS doc", self.doc(&format!("{r}."))),
+            None => format!("SELECT id, {} AS doc FROM {}", self.doc(""), self.table),
         };
         format!(
             "INSERT IGNORE INTO {} (trigram, row_id) SELECT DISTINCT SUBSTRING(d.doc, s.seq, 3), d.id \
-             FROM ({source}) d JOIN seq_1_to_65535 s ON s.seq <= CHAR_LENGTH(d.doc) - 2",
-            self.trgm_table()
+             FROM ({source}) d JOIN seq_1_to_{} s ON s.seq <= CHAR_LENGTH(d.doc) - 2",
+            self.trgm_table(),
+            longest.max(3)
         )
     }
 
@@ -283,7 +289,8 @@ impl MariaDbTrigrams {
     fn triggers(&self) -> Vec<(String, String, String)> {
         let (t, trgm) = (&self.table, self.trgm_table());
         let delete = format!("DELETE FROM {trgm} WHERE row_id = OLD.id");
-        let insert = self.fill(Some("NEW"));
+        // One row's document is at most this long (the longest VARCHAR sum, generously).
+        let insert = self.fill(Some("NEW"), 65535);
         [
             ("ai", "AFTER INSERT", insert.clone()),
             ("ad", "AFTER DELETE", delete.clone()),
@@ -312,6 +319,17 @@ impl MariaDbTrigrams {
         .await
         .map_err(source_error)?;
         if table.is_none() {
+            return Ok(false);
+        }
+        // Written last by `ensure`: an interrupted fill leaves the index not current.
+        let complete: Option<i64> = sqlx::query_scalar(&format!(
+            "SELECT 1 FROM {} WHERE trigram = '' AND row_id = 0",
+            self.trgm_table()
+        ))
+        .fetch_optional(pool)
+        .await
+        .map_err(source_error)?;
+        if complete.is_none() {
             return Ok(false);
         }
         for (name, _, body) in self.triggers() {
@@ -373,9 +391,24 @@ impl MariaDbTrigrams {
         ));
         statements.push(format!("DELETE FROM {trgm}"));
         statements.extend(self.triggers().into_iter().map(|(_, create, _)| create));
-        statements.push(self.fill(None));
         for stmt in &statements {
             sqlx::query(stmt)
+                .execute(pool)
+                .await
+                .map_err(|e| SourceError::Failed(format!("{stmt}: {e}")))?;
+        }
+        let longest: i64 = sqlx::query_scalar(&format!(
+            "SELECT CAST(COALESCE(MAX(CHAR_LENGTH({})), 0) AS SIGNED) FROM {}",
+            self.doc(""),
+            self.table
+        ))
+        .fetch_one(pool)
+        .await
+        .map_err(source_error)?;
+        let fill = self.fill(None, longest);
+        let complete = format!("INSERT INTO {trgm} (trigram, row_id) VALUES ('', 0)");
+        for stmt in [fill, complete] {
+            sqlx::query(&stmt)
                 .execute(pool)
                 .await
                 .map_err(|e| SourceError::Failed(format!("{stmt}: {e}")))?;
