@@ -174,12 +174,6 @@ impl CustomerUserSource for CachedUserSource {
     async fn members_of(&self, customer_id: &str) -> Result<Vec<String>, SourceError> {
         self.inner.members_of(customer_id).await
     }
-    async fn preferences(&self, login: &str) -> Result<BTreeMap<String, String>, SourceError> {
-        self.inner.preferences(login).await
-    }
-    async fn set_preference(&self, login: &str, key: &str, value: &str) -> Result<(), Error> {
-        self.inner.set_preference(login, key, value).await
-    }
     async fn get_many(&self, logins: &[String]) -> Result<Vec<CustomerUser>, SourceError> {
         self.inner.get_many(logins).await
     }

@@ -97,10 +97,14 @@ pub trait CustomerUserSource: Send + Sync {
     ) -> Result<(), Error>;
     /// Logins with an additional membership in `customer_id`, sorted.
     async fn members_of(&self, customer_id: &str) -> Result<Vec<String>, SourceError>;
-    /// The stored preferences of `login` (exact login).
-    async fn preferences(&self, login: &str) -> Result<BTreeMap<String, String>, SourceError>;
+    /// The stored preferences of `login` (exact login), from the SQL tables beside the source.
+    async fn preferences(&self, login: &str) -> Result<BTreeMap<String, String>, SourceError> {
+        self.side().preferences(login).await
+    }
     /// Replaces one preference of `login`.
-    async fn set_preference(&self, login: &str, key: &str, value: &str) -> Result<(), Error>;
+    async fn set_preference(&self, login: &str, key: &str, value: &str) -> Result<(), Error> {
+        self.side().set_preference(login, key, value).await
+    }
     /// The customer users with these logins (any validity), one round trip per batch.
     async fn get_many(&self, logins: &[String]) -> Result<Vec<CustomerUser>, SourceError>;
     /// The customer users whose primary customer id is one of `customer_ids` (any validity).

@@ -1,7 +1,7 @@
 //! Customer users from an LDAP directory. Read-only for user data; preferences and memberships
 //! live in SQL (`store_url`), as in OTRS.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use ldap3::SearchEntry;
@@ -324,14 +324,6 @@ impl CustomerUserSource for LdapUserSource {
         logins.sort();
         logins.dedup();
         Ok(logins)
-    }
-
-    async fn preferences(&self, login: &str) -> Result<BTreeMap<String, String>, SourceError> {
-        self.side.preferences(login).await
-    }
-
-    async fn set_preference(&self, login: &str, key: &str, value: &str) -> Result<(), Error> {
-        self.side.set_preference(login, key, value).await
     }
 
     async fn credentials(

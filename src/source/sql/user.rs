@@ -1,6 +1,6 @@
 //! Customer users in an OTRS `customer_user`-shaped table.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use sqlx::AnyConnection;
@@ -789,14 +789,6 @@ impl CustomerUserSource for SqlUserSource {
 
     async fn members_of_any(&self, customer_ids: &[String]) -> Result<Vec<String>, SourceError> {
         self.side.members_of_any(customer_ids).await
-    }
-
-    async fn preferences(&self, login: &str) -> Result<BTreeMap<String, String>, SourceError> {
-        self.side.preferences(login).await
-    }
-
-    async fn set_preference(&self, login: &str, key: &str, value: &str) -> Result<(), Error> {
-        self.side.set_preference(login, key, value).await
     }
 
     async fn credentials(
