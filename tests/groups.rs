@@ -566,12 +566,14 @@ async fn otobo_table_name(backend: Backend) {
     e.s.stop().await;
 }
 
-common::per_sql_backend!(
-    group_crud,
-    direct_grants_and_rw,
-    company_inheritance,
-    always_groups_and_support_off,
-    renames_keep_grants,
-    caller_mistakes,
-    otobo_table_name,
-);
+common::fixture::per_backend! {
+    common::fixture::sql_backend: writes [
+        group_crud,
+        direct_grants_and_rw,
+        company_inheritance,
+        always_groups_and_support_off,
+        renames_keep_grants,
+        caller_mistakes,
+        otobo_table_name,
+    ];
+}
