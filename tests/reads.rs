@@ -30,7 +30,13 @@ fn people() -> Vec<Person> {
             .password("old-Secret-1"),
         Person::new("ambig1", "Team", "One", "team@example.com", &["acme"]),
         Person::new("ambig2", "Team", "Two", "TEAM@example.com", &["acme"]),
-        Person::new("o'brien", "Pat", "O'Brien 100%", "pat@example.ie", &["acme"]),
+        Person::new(
+            "o'brien",
+            "Pat",
+            "O'Brien 100%",
+            "pat@example.ie",
+            &["acme"],
+        ),
         Person::new("star*paren(", "Odd", "Chars", "odd@example.com", &["acme"]),
     ];
     for i in 0..60 {
@@ -73,10 +79,7 @@ fn logins(r: &pb::SearchCustomerUsersResponse) -> Vec<String> {
     r.customer_users.iter().map(|u| u.login.clone()).collect()
 }
 
-async fn get(
-    s: &mut common::TestServer,
-    login: &str,
-) -> Result<pb::CustomerUser, tonic::Status> {
+async fn get(s: &mut common::TestServer, login: &str) -> Result<pb::CustomerUser, tonic::Status> {
     s.users
         .get_customer_user(pb::GetCustomerUserRequest {
             login: login.into(),
@@ -98,9 +101,7 @@ async fn get_case_insensitive(mut fx: Fixture) {
         ("star*paren(", "star*paren("),
         ("STAR*PAREN(", "star*paren("),
     ] {
-        let u = get(s, ask)
-            .await
-            .unwrap_or_else(|e| panic!("{ask}: {e:?}"));
+        let u = get(s, ask).await.unwrap_or_else(|e| panic!("{ask}: {e:?}"));
         assert_eq!(u.login, want);
         assert_eq!(u.source, SOURCE);
     }
@@ -150,7 +151,10 @@ async fn search_grammar(mut fx: Fixture) {
 /// Invalid users are hidden unless `include_invalid`, and then say so.
 async fn validity_and_include_invalid(mut fx: Fixture) {
     let s = &mut fx.s;
-    assert_eq!(found(s, Criterion::Query("away".into())).await, Vec::<String>::new());
+    assert_eq!(
+        found(s, Criterion::Query("away".into())).await,
+        Vec::<String>::new()
+    );
     let r = search(s, Criterion::Query("away".into()), 10, true).await;
     assert_eq!(logins(&r), ["gone"]);
     assert_eq!(r.customer_users[0].validity, pb::Validity::Invalid as i32);
@@ -185,7 +189,15 @@ async fn search_modes(mut fx: Fixture) {
     );
     assert_eq!(
         found(s, Criterion::CustomerId("ACME".into())).await,
-        ["ambig1", "ambig2", "jdoe", "jürgen", "o'brien", "star*paren(", "カス"]
+        [
+            "ambig1",
+            "ambig2",
+            "jdoe",
+            "jürgen",
+            "o'brien",
+            "star*paren(",
+            "カス"
+        ]
     );
     fx.stop().await;
 }
@@ -210,7 +222,13 @@ async fn limits_and_truncation(mut fx: Fixture) {
 
 /// A source's `list_limit` (default 250) caps a larger requested limit, flagged as truncation.
 async fn list_limit_caps_a_source(mut fx: Fixture) {
-    let r = search(&mut fx.s, Criterion::CustomerId("bulkco".into()), 1000, false).await;
+    let r = search(
+        &mut fx.s,
+        Criterion::CustomerId("bulkco".into()),
+        1000,
+        false,
+    )
+    .await;
     assert_eq!(r.customer_users.len(), 250, "list_limit");
     assert!(r.truncated && r.source_status[0].ok && r.source_status[0].truncated);
     assert_eq!(logins(&r)[0], "bulk000");
@@ -313,11 +331,7 @@ async fn customer_ids_and_memberships(mut fx: Fixture) {
         .into_inner()
         .customer_ids;
     assert_eq!(ids, ["acme", "globex", "initech"]);
-    let err = s
-        .users
-        .list_customer_ids(list("nobody"))
-        .await
-        .unwrap_err();
+    let err = s.users.list_customer_ids(list("nobody")).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
     fx.stop().await;
 }
@@ -382,7 +396,15 @@ async fn customer_users_of_customer(mut fx: Fixture) {
         .into_inner();
     assert_eq!(
         names(r),
-        ["ambig1", "ambig2", "jdoe", "jürgen", "o'brien", "star*paren(", "カス"]
+        [
+            "ambig1",
+            "ambig2",
+            "jdoe",
+            "jürgen",
+            "o'brien",
+            "star*paren(",
+            "カス"
+        ]
     );
     let r = s
         .customers

@@ -203,7 +203,6 @@ pub fn violations(status: &tonic::Status) -> Vec<String> {
         .unwrap_or_default()
 }
 
-
 /// A search through the API with one criterion.
 pub async fn search(
     s: &mut TestServer,
