@@ -1,5 +1,6 @@
 //! AuthService over the real server: every outcome, every legacy OTRS hash (then re-hashed),
 //! exact lockout under concurrency, unlock, policy, generated passwords, rate limits, LDAP binds.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
 
 mod common;
 

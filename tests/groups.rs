@@ -1,5 +1,6 @@
 //! GroupService over the real server: the group scenarios of the OTRS suites (spec 8.14),
 //! rewritten, against SQLite, PostgreSQL and MariaDB.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
 
 mod common;
 
