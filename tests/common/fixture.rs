@@ -42,8 +42,8 @@ pub const SOURCE: &str = "main";
 const AUTH: &str =
     "[auth]\n[auth.rate_limit]\nper_login_per_minute = 0\nper_client_per_minute = 0\n";
 
-/// One customer user of a data set: the first customer id is the primary one, the others are
-/// memberships (SQL) or further values of `o` (LDAP).
+/// One customer user of a data set: the first customer id (there must be one) is the primary
+/// one, the others are memberships (SQL) or further values of `o` (LDAP).
 #[derive(Debug, Clone)]
 pub struct Person {
     pub login: String,
@@ -208,7 +208,9 @@ async fn seed(s: &mut TestServer, p: &Person) {
     }
 }
 
-/// For behaviours that set up their own SQL database: the [`Backend`] of an SQL target.
+/// The fixture of behaviours that set up their own SQL database (`async fn a(backend: Backend)`
+/// calling [`super::fresh_db`], which does the skipping): the [`Backend`] of an SQL target.
+/// Used in `writes [..]` only; on [`Target::Ldap`] it gives `None`.
 pub async fn sql_backend(target: Target) -> Option<Backend> {
     target.sql()
 }
