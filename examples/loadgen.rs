@@ -17,6 +17,7 @@
 //!
 //! The data set must be the one `clientele seed` writes with the same `--users`, `--customers`
 //! and `--seed`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // load generator: a failed step ends the run
 
 use std::{
     sync::Arc,

@@ -1,5 +1,6 @@
 //! AuthService over the real server: every outcome, every legacy OTRS hash (then re-hashed),
 //! exact lockout under concurrency, unlock, policy, generated passwords, rate limits, LDAP binds.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
 
 mod common;
 
@@ -448,13 +449,15 @@ async fn rate_limited(backend: Backend) {
     e.s.stop().await;
 }
 
-common::per_sql_backend!(
-    every_outcome,
-    legacy_hashes_verify_then_rehash,
-    lockout_is_exact_under_concurrency,
-    policy_and_generated_passwords,
-    rate_limited,
-);
+common::fixture::per_backend! {
+    common::fixture::sql_backend: writes [
+        every_outcome,
+        legacy_hashes_verify_then_rehash,
+        lockout_is_exact_under_concurrency,
+        policy_and_generated_passwords,
+        rate_limited,
+    ];
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ldap_users_bind_lock_and_an_unreachable_directory_counts_nothing() {

@@ -1,5 +1,6 @@
 //! GroupService over the real server: the group scenarios of the OTRS suites (spec 8.14),
 //! rewritten, against SQLite, PostgreSQL and MariaDB.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
 
 mod common;
 
@@ -566,12 +567,14 @@ async fn otobo_table_name(backend: Backend) {
     e.s.stop().await;
 }
 
-common::per_sql_backend!(
-    group_crud,
-    direct_grants_and_rw,
-    company_inheritance,
-    always_groups_and_support_off,
-    renames_keep_grants,
-    caller_mistakes,
-    otobo_table_name,
-);
+common::fixture::per_backend! {
+    common::fixture::sql_backend: writes [
+        group_crud,
+        direct_grants_and_rw,
+        company_inheritance,
+        always_groups_and_support_off,
+        renames_keep_grants,
+        caller_mistakes,
+        otobo_table_name,
+    ];
+}

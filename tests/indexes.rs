@@ -1,5 +1,6 @@
 //! The indexes that make search and the postmaster lookup fast, checked with the planner, and
 //! the seed command that fills a source.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! Operations: sources that come back, `check-config`, `migrate` and the embedded default.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
 
 mod common;
 

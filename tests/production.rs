@@ -1,5 +1,6 @@
 //! Running it in production: callers and scopes, TLS client certificates, refusing insecure
 //! exposure, health, reflection, metrics, caching, and graceful shutdown of a real process.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! Test certificates made with the `openssl` command line.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
 
 use std::{path::Path, process::Command};
 

@@ -3,10 +3,13 @@
 //! SQLite always runs. PostgreSQL and MariaDB run when `CLIENTELE_TEST_POSTGRES_URL` /
 //! `CLIENTELE_TEST_MYSQL_URL` are set (each test gets a database of its own); otherwise they are
 //! skipped with a message, unless `CLIENTELE_TEST_REQUIRE_ALL=1`, which makes a missing backend
-//! a failure.
+//! a failure. [`fixture`] holds one data set on all four backends and `per_backend!`, which
+//! expands one test per behaviour and backend.
 #![allow(dead_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
 
 pub mod certs;
+pub mod fixture;
 pub mod slapd;
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -199,19 +202,6 @@ pub fn violations(status: &tonic::Status) -> Vec<String> {
         .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
         .unwrap_or_default()
 }
-
-/// `per_sql_backend!(a, b)`: for each `async fn a(backend: Backend)`, one test per SQL backend in
-/// modules `sqlite`, `postgres` and `mariadb`.
-#[allow(unused_macros)]
-macro_rules! per_sql_backend {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite { use super::*; $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $test() { super::$test(Backend::Sqlite).await } )* }
-        mod postgres { use super::*; $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $test() { super::$test(Backend::Postgres).await } )* }
-        mod mariadb { use super::*; $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $test() { super::$test(Backend::MySql).await } )* }
-    };
-}
-#[allow(unused_imports)]
-pub(crate) use per_sql_backend;
 
 /// A search through the API with one criterion.
 pub async fn search(

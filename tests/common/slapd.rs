@@ -1,5 +1,6 @@
 //! A real OpenLDAP `slapd` per test: temporary config and data on a free loopback port, LDIF
 //! fixtures loaded with `slapadd`, stopped (and restartable) by the test.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
 
 use std::{
     net::TcpListener,
