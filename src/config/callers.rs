@@ -19,7 +19,6 @@ pub struct CallerConfig {
     pub scopes: Vec<String>,
 }
 
-
 /// Checks and resolves `[[callers]]`; every problem names its key (`callers[1].scopes[0]`).
 pub(super) fn resolve_callers(
     callers: &[CallerConfig],

@@ -76,17 +76,15 @@ pub(super) fn resolve_groups(
     }
     let explicit = match (&g.url, &g.url_env, &g.url_file) {
         (None, None, None) => None,
-        (url, url_env, url_file) => match secret::resolve_url(
-            url.as_deref(),
-            url_env.as_deref(),
-            url_file.as_deref(),
-        ) {
-            Ok(u) => Some(u),
-            Err(e) => {
-                problems.push(format!("groups.url: {e}"));
-                return None;
+        (url, url_env, url_file) => {
+            match secret::resolve_url(url.as_deref(), url_env.as_deref(), url_file.as_deref()) {
+                Ok(u) => Some(u),
+                Err(e) => {
+                    problems.push(format!("groups.url: {e}"));
+                    return None;
+                }
             }
-        },
+        }
     };
     let (url, migrate) = match explicit {
         Some(u) => (u, g.migrate.unwrap_or(true)),

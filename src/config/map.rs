@@ -25,8 +25,6 @@ pub enum MapEntry {
     },
 }
 
-/// Connection and behaviour settings every SQL source has, customer users and customers alike.
-
 /// A source's attribute map resolved against the built-in defaults: attribute -> column, with the
 /// domain rules.
 #[derive(Debug, Clone)]
@@ -44,12 +42,14 @@ impl<F: Field> ResolvedMap<F> {
             .map(|(_, c)| c.as_str())
     }
 
+    /// The column of a built-in field, if the source maps it.
     pub fn field_column(&self, field: F) -> Option<&str> {
         self.column(&Attr::Field(field))
     }
 }
 
-/// Resolves a map: built-ins default to the OTRS columns; an empty column unmaps a built-in; any
+/// Resolves a map: built-ins default to the columns ([`DefaultColumn`]) or LDAP attributes
+/// ([`DefaultLdapAttr`]) of the source's kind; an empty column unmaps a built-in; any
 /// other name is an extra attribute. `extra_builtins` are fields outside `F::RECORD` that may be
 /// mapped (the customer-user password).
 pub(super) fn resolve_map<F: DefaultColumn + DefaultLdapAttr>(

@@ -81,7 +81,6 @@ pub struct Config {
     pub read_problems: Vec<String>,
 }
 
-
 /// The configuration after validation: what the application is built from.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -319,5 +318,154 @@ mod tests {
         let email = m.schema.rule(&Attr::Field(UserField::Email)).unwrap();
         assert!(email.read_only && email.required);
         assert!(m.schema.rule(&Attr::Extra("room".into())).unwrap().required);
+    }
+
+    fn problems(toml: &str) -> Vec<String> {
+        Config::from_toml(toml, none())
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .0
+    }
+
+    #[test]
+    fn a_base_dn_on_a_sql_source_names_the_key_and_the_source() {
+        let p = problems(
+            r#"
+            [[customer_user_sources]]
+            name = "db"
+            kind = "sql"
+            url = "sqlite://a.db"
+            base_dn = "dc=example"
+        "#,
+        );
+        assert_eq!(
+            p,
+            vec![r#"customer_user_sources[0] ("db"): key "base_dn" is for kind = "ldap" sources"#]
+        );
+    }
+
+    #[test]
+    fn a_table_on_an_ldap_source_names_the_key_and_the_source() {
+        let p = problems(
+            r#"
+            customer_sources = []
+            [[customer_user_sources]]
+            name = "sql"
+            kind = "sql"
+            url = "sqlite://a.db"
+            [[customer_user_sources]]
+            name = "dir"
+            kind = "ldap"
+            url = "ldap://127.0.0.1"
+            base_dn = "dc=example"
+            table = "customer_user"
+            url_env = "X"
+        "#,
+        );
+        assert_eq!(
+            p,
+            vec![
+                r#"customer_user_sources[1] ("dir"): key "table" is for kind = "sql" sources"#,
+                r#"customer_user_sources[1] ("dir"): key "url_env" is for kind = "sql" sources"#,
+            ]
+        );
+        let p = problems(
+            r#"
+            [[customer_sources]]
+            name = "companies"
+            kind = "ldap"
+            url = "ldap://127.0.0.1"
+            base_dn = "dc=example"
+            foreign_db = true
+            name_join = "-"
+        "#,
+        );
+        assert!(
+            p.contains(&r#"customer_sources[0] ("companies"): key "foreign_db" is for kind = "sql" sources"#.to_owned()),
+            "{p:?}"
+        );
+        // Keys of customer-user sources are unknown on customer sources.
+        assert!(
+            p.contains(&"customer_sources[0].name_join: unknown key".to_owned()),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_source_keys_are_reported_with_the_others() {
+        let p = problems(
+            r#"
+            [server]
+            listen = "nowhere"
+            [[customer_user_sources]]
+            name = "a"
+            kind = "sql"
+            url = "sqlite://a.db"
+            list_limt = 5
+        "#,
+        );
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(p.iter().any(|x| x.contains("server.listen")), "{p:?}");
+        assert!(
+            p.contains(&"customer_user_sources[0].list_limt: unknown key".to_owned()),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn kind_specific_settings_are_resolved_per_kind() {
+        let toml = r#"
+            [[customer_user_sources]]
+            name = "db"
+            kind = "sql"
+            url = "sqlite://a.db"
+            table = "users"
+            migrate = false
+            foreign_db = true
+            [[customer_user_sources]]
+            name = "dir"
+            kind = "ldap"
+            url = "ldap://one"
+            urls = ["ldap://two"]
+            base_dn = "dc=example"
+            scope = "one"
+            [[customer_sources]]
+            name = "companies"
+            kind = "ldap"
+            url = "ldap://one"
+            base_dn = "dc=example"
+        "#;
+        let s = Config::from_toml(toml, none()).unwrap().validate().unwrap();
+        let sql = s.user_sources[0].sql().unwrap();
+        assert_eq!(
+            (sql.table.as_str(), sql.migrate, sql.foreign_db),
+            ("users", false, true)
+        );
+        assert!(s.user_sources[0].ldap().is_none());
+        let ldap = s.user_sources[1].ldap().unwrap();
+        assert_eq!(ldap.urls, ["ldap://one", "ldap://two"]);
+        assert_eq!(ldap.scope, LdapScope::OneLevel);
+        assert_eq!(s.user_sources[1].url, "ldap://one");
+        // The directory's store: the first SQL source's database.
+        assert_eq!(s.user_sources[1].store_url, "sqlite://a.db");
+        assert_eq!(
+            s.user_sources[1].map.field_column(UserField::Login),
+            Some("uid")
+        );
+        assert_eq!(s.customer_sources[0].kind(), SourceKind::Ldap);
+        let g = s.groups.unwrap();
+        assert_eq!((g.url.as_str(), g.migrate), ("sqlite://a.db", false));
+    }
+
+    #[test]
+    fn the_example_configuration_validates() {
+        // The secrets the example takes from the environment (names no other test uses).
+        for var in ["CLIENTELE_PG_URL", "CLIENTELE_ZNUNY_URL"] {
+            std::env::set_var(var, "postgres://u@localhost/db");
+        }
+        let text = include_str!("../../deploy/config.example.toml");
+        let s = Config::from_toml(text, none()).unwrap().validate().unwrap();
+        assert!(s.user_sources.len() >= 2);
     }
 }

@@ -65,7 +65,10 @@ impl Default for ServerConfig {
 /// Checks `[server]`: addresses, log format, concurrency limit and that the TLS files exist.
 pub(super) fn check_server(s: &ServerConfig, problems: &mut Vec<String>) {
     if s.listen.parse::<std::net::SocketAddr>().is_err() {
-        problems.push(format!("server.listen: {:?} is not an address:port", s.listen));
+        problems.push(format!(
+            "server.listen: {:?} is not an address:port",
+            s.listen
+        ));
     }
     if !matches!(s.log_format.as_str(), "human" | "json") {
         problems.push(format!(

@@ -390,7 +390,10 @@ pub(super) fn check_source_keys(root: &mut toml::Value, problems: &mut Vec<Strin
     let sql = field_names::<SqlKeys>();
     let ldap = field_names::<LdapKeys>();
     let user = field_names::<UserKeys>();
-    for (section, extra) in [("customer_user_sources", user), ("customer_sources", &[][..])] {
+    for (section, extra) in [
+        ("customer_user_sources", user),
+        ("customer_sources", &[][..]),
+    ] {
         let Some(toml::Value::Array(entries)) = root.get_mut(section) else {
             continue;
         };

@@ -10,8 +10,7 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use crate::config::{
-    Backend, CustomerSourceSettings, GroupSettings, Settings, SqlBackend,
-    UserSourceSettings,
+    Backend, CustomerSourceSettings, GroupSettings, Settings, SqlBackend, UserSourceSettings,
 };
 use crate::directory::{Bounded, Groups};
 use crate::domain::group::Policy;

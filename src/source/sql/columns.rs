@@ -2,9 +2,7 @@
 //! (`customer_user`, `customer_company`, the groups table). Map resolution in
 //! [`crate::config`] falls back to these when a SQL source's map does not name a field.
 
-use crate::domain::{
-    customer::CustomerField, customer_user::UserField, group::GroupField, Field,
-};
+use crate::domain::{customer::CustomerField, customer_user::UserField, group::GroupField, Field};
 
 /// A field with a column in the OTRS table of its record kind.
 pub trait DefaultColumn: Field {

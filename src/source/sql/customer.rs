@@ -39,7 +39,10 @@ impl SqlCustomerSource {
         colocated: Vec<CustomerIdRef>,
     ) -> Result<Self, String> {
         let sql = cfg.sql().cloned().ok_or_else(|| {
-            format!("customer source {:?} is not a SQL source", cfg.settings.name)
+            format!(
+                "customer source {:?} is not a SQL source",
+                cfg.settings.name
+            )
         })?;
         let table = Table::new(
             db.dialect(),
