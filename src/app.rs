@@ -37,10 +37,9 @@ pub struct App {
 /// later and retried.
 pub fn build(settings: Settings) -> Result<App, String> {
     let sources = factory::build(&settings)?;
-    let limit = |limits: &mut dyn Iterator<Item = u32>| limits.min().map_or(250, |l| l as usize);
-    let user_limit = limit(&mut settings.user_sources.iter().map(|s| s.settings.list_limit));
-    let customer_limit = limit(
-        &mut settings
+    let user_limit = smallest_limit(settings.user_sources.iter().map(|s| s.settings.list_limit));
+    let customer_limit = smallest_limit(
+        settings
             .customer_sources
             .iter()
             .map(|s| s.settings.list_limit),
@@ -57,6 +56,11 @@ pub fn build(settings: Settings) -> Result<App, String> {
         databases: sources.databases,
         settings,
     })
+}
+
+/// The directory's bound for one list: the smallest `list_limit` of its sources (250 without).
+fn smallest_limit(limits: impl Iterator<Item = u32>) -> usize {
+    limits.min().map_or(250, |l| l as usize)
 }
 
 impl App {

@@ -651,6 +651,10 @@ pub(super) fn resolve_user_sources(
         "customer_user_sources",
         problems,
     );
+    let needs_store: Vec<bool> = cfgs
+        .iter()
+        .map(|c| matches!(&c.backend, BackendConfig::Ldap(k) if k.store_url.is_none()))
+        .collect();
     let mut out: Vec<UserSourceSettings> = cfgs
         .into_iter()
         .enumerate()
@@ -660,8 +664,8 @@ pub(super) fn resolve_user_sources(
         .iter()
         .find(|u| u.kind() == SourceKind::Sql)
         .map(|u| u.url.clone());
-    for u in &mut out {
-        if u.kind() == SourceKind::Ldap && u.store_url.is_empty() {
+    for (u, needs_store) in out.iter_mut().zip(needs_store) {
+        if needs_store {
             u.store_url = first_sql
                 .clone()
                 .unwrap_or_else(|| DEFAULT_SQLITE_URL.to_owned());
