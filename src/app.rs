@@ -10,23 +10,19 @@ use tonic_health::{server::HealthReporter, ServingStatus};
 
 use crate::api::{AuthApi, CustomerApi, CustomerUserApi, GroupApi, RateLimits};
 use crate::config::{Settings, SourceKind};
-use crate::directory::{Bounded, Directory, Groups};
-use crate::domain::group::Policy;
+use crate::directory::Directory;
 use crate::proto::{
     auth_service_server::AuthServiceServer, customer_service_server::CustomerServiceServer,
     customer_user_service_server::CustomerUserServiceServer,
     group_service_server::GroupServiceServer,
 };
 use crate::source::{
-    cached::CachedUserSource,
-    ldap::{customer::LdapCustomerSource, user::LdapUserSource},
+    factory,
     sql::{
         customer::SqlCustomerSource,
-        groups::SqlGroupStore,
         user::{index_statements_for, SqlUserSource},
-        Db, DbRegistry, Dialect, SourceTable, TableKind,
+        Db,
     },
-    CustomerSource, CustomerUserSource,
 };
 
 /// The built service: the directory over every source, and the databases behind them.
@@ -36,158 +32,35 @@ pub struct App {
     pub databases: Vec<(String, Arc<Db>)>,
 }
 
-/// Opens (lazily) every database and builds every source. Fails only on configuration that
-/// cannot work at all (a malformed URL); an unreachable database is reported later and retried.
+/// Opens (lazily) every database and builds every source (see [`factory`]). Fails only on
+/// configuration that cannot work at all (a malformed URL); an unreachable database is reported
+/// later and retried.
 pub fn build(settings: Settings) -> Result<App, String> {
-    let mut registry = DbRegistry::default();
-    for s in &settings.user_sources {
-        if s.settings.kind == SourceKind::Ldap {
-            // Only the SQL store of preferences and memberships.
-            registry.want(&s.store_url, |spec| {
-                spec.pool_size = spec.pool_size.max(2);
-                spec.connect_timeout = spec.connect_timeout.max(s.settings.connect_timeout);
-                spec.migrate = true;
-            });
-            continue;
-        }
-        registry.want(&s.url, |spec| {
-            spec.pool_size = spec.pool_size.max(s.settings.pool_size);
-            spec.connect_timeout = spec.connect_timeout.max(s.settings.connect_timeout);
-            if s.settings.migrate {
-                spec.migrate = true;
-                spec.tables.push(SourceTable {
-                    kind: TableKind::CustomerUser,
-                    name: s.table.clone(),
-                });
-                spec.lock_names.push(s.table.clone());
-                if let Some(d) = Dialect::of_url(&s.url) {
-                    spec.indexes.extend(index_statements_for(s, d));
-                }
-            }
-        });
-    }
-    for s in settings
-        .customer_sources
-        .iter()
-        .filter(|s| s.settings.kind == SourceKind::Sql)
-    {
-        registry.want(&s.url, |spec| {
-            spec.pool_size = spec.pool_size.max(s.settings.pool_size);
-            spec.connect_timeout = spec.connect_timeout.max(s.settings.connect_timeout);
-            if s.settings.migrate {
-                spec.migrate = true;
-                spec.tables.push(SourceTable {
-                    kind: TableKind::CustomerCompany,
-                    name: s.table.clone(),
-                });
-                spec.lock_names.push(s.table.clone());
-            }
-        });
-    }
-    if let Some(g) = &settings.groups {
-        registry.want(&g.url, |spec| {
-            spec.pool_size = spec.pool_size.max(4);
-            spec.connect_timeout = spec.connect_timeout.max(Duration::from_secs(5));
-            if g.migrate {
-                spec.migrate = true;
-                spec.tables.push(SourceTable {
-                    kind: TableKind::Groups,
-                    name: g.table.clone(),
-                });
-                spec.lock_names.push(g.table.clone());
-            }
-        });
-    }
-    let dbs = registry.open()?;
-    let db = |url: &str| {
-        dbs.get(url)
-            .cloned()
-            .ok_or_else(|| format!("no database for {url}"))
-    };
-    let mut sql_users = Vec::new();
-    let mut users: Vec<Bounded<dyn CustomerUserSource>> = Vec::new();
-    for s in &settings.user_sources {
-        let source: Arc<dyn CustomerUserSource> = match s.settings.kind {
-            SourceKind::Sql => {
-                let sql = Arc::new(SqlUserSource::new(s.clone(), db(&s.url)?));
-                sql_users.push((s.url.clone(), sql.clone()));
-                sql
-            }
-            SourceKind::Ldap => Arc::new(
-                LdapUserSource::new(s.clone(), db(&s.store_url)?)
-                    .map_err(|e| format!("customer-user source {:?}: {e}", s.settings.name))?,
-            ),
-        };
-        let source: Arc<dyn CustomerUserSource> = match s.settings.cache_ttl {
-            Some(ttl) if !ttl.is_zero() => {
-                Arc::new(CachedUserSource::new(source, ttl, s.settings.cache_size))
-            }
-            _ => source,
-        };
-        users.push(Bounded {
-            source,
-            timeout: s.settings.timeout,
-        });
-    }
-    let mut customers: Vec<Bounded<dyn CustomerSource>> = Vec::new();
-    for s in &settings.customer_sources {
-        let source: Arc<dyn CustomerSource> = match s.settings.kind {
-            SourceKind::Sql => {
-                let colocated = sql_users
-                    .iter()
-                    .filter(|(url, u)| url == &s.url && u.writable())
-                    .filter_map(|(_, u)| u.customer_id_ref())
-                    .collect();
-                Arc::new(SqlCustomerSource::new(s.clone(), db(&s.url)?, colocated))
-            }
-            SourceKind::Ldap => Arc::new(
-                LdapCustomerSource::new(s.clone())
-                    .map_err(|e| format!("customer source {:?}: {e}", s.settings.name))?,
-            ),
-        };
-        customers.push(Bounded {
-            source,
-            timeout: s.settings.timeout,
-        });
-    }
-    let user_limit = settings
-        .user_sources
-        .iter()
-        .map(|s| s.settings.list_limit as usize)
-        .min()
-        .unwrap_or(250);
-    let customer_limit = settings
-        .customer_sources
-        .iter()
-        .map(|s| s.settings.list_limit as usize)
-        .min()
-        .unwrap_or(250);
-    let groups = match &settings.groups {
-        Some(g) => Some(Groups {
-            store: Arc::new(SqlGroupStore::new(db(&g.url)?, &g.table)),
-            policy: Policy {
-                customer_group_support: g.customer_group_support,
-                always_groups: g.always_groups.clone(),
-                customer_always_groups: g.customer_always_groups.clone(),
-                keys: g.permissions.clone(),
-            },
-        }),
-        None => None,
-    };
-    let mut databases: Vec<(String, Arc<Db>)> = dbs.into_iter().collect();
-    databases.sort_by(|a, b| a.0.cmp(&b.0));
+    let sources = factory::build(&settings)?;
+    let user_limit = smallest_limit(settings.user_sources.iter().map(|s| s.settings.list_limit));
+    let customer_limit = smallest_limit(
+        settings
+            .customer_sources
+            .iter()
+            .map(|s| s.settings.list_limit),
+    );
     Ok(App {
         directory: Arc::new(Directory::new(
-            users,
-            customers,
+            sources.users,
+            sources.customers,
             user_limit,
             customer_limit,
-            groups,
+            sources.groups,
             settings.auth.clone(),
         )),
-        databases,
+        databases: sources.databases,
         settings,
     })
+}
+
+/// The directory's bound for one list: the smallest `list_limit` of its sources (250 without).
+fn smallest_limit(limits: impl Iterator<Item = u32>) -> usize {
+    limits.min().map_or(250, |l| l as usize)
 }
 
 impl App {
@@ -218,7 +91,7 @@ impl App {
             .settings
             .user_sources
             .iter()
-            .find(|s| s.settings.name == source && s.settings.kind == SourceKind::Sql)
+            .find(|s| s.settings.name == source && s.kind() == SourceKind::Sql)
             .ok_or_else(|| format!("no SQL customer-user source is named {source:?}"))?;
         let db = self
             .databases
@@ -227,7 +100,7 @@ impl App {
             .map(|(_, db)| db.clone())
             .ok_or("source database not open")?;
         let started = std::time::Instant::now();
-        let target = SqlUserSource::new(cfg.clone(), db.clone());
+        let target = SqlUserSource::new(cfg.clone(), db.clone())?;
         let hash = crate::auth::hash_password(password.to_owned(), self.settings.auth.argon2)
             .await
             .map_err(|e| e.to_string())?;
@@ -236,9 +109,9 @@ impl App {
             .settings
             .customer_sources
             .iter()
-            .find(|c| c.settings.kind == SourceKind::Sql && c.url == cfg.url)
+            .find(|c| c.kind() == SourceKind::Sql && c.url == cfg.url)
         {
-            made_customers = SqlCustomerSource::new(c.clone(), db.clone(), Vec::new())
+            made_customers = SqlCustomerSource::new(c.clone(), db.clone(), Vec::new())?
                 .bulk_insert(&crate::seed::customers(customers, seed))
                 .await
                 .map_err(|e| e.to_string())?;
@@ -264,7 +137,7 @@ impl App {
             .settings
             .user_sources
             .iter()
-            .filter(|s| s.settings.kind == SourceKind::Sql)
+            .filter(|s| s.kind() == SourceKind::Sql)
         {
             let Some((_, db)) = self.databases.iter().find(|(url, _)| url == &s.url) else {
                 continue;

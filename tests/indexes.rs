@@ -48,7 +48,7 @@ fn app_on(db: &common::TestDb, groups: &tempfile::TempDir, extra: &str) -> clien
 }
 
 fn source(app: &clientele::app::App) -> SqlUserSource {
-    SqlUserSource::new(app.settings.user_sources[0].clone(), user_db(app))
+    SqlUserSource::new(app.settings.user_sources[0].clone(), user_db(app)).unwrap()
 }
 
 /// The database of the (only) customer-user source.

@@ -102,25 +102,6 @@ impl Field for CustomerField {
         }
     }
 
-    fn default_column(self) -> &'static str {
-        match self {
-            Self::Comment => "comments",
-            Self::Validity => "valid_id",
-            other => other.name(),
-        }
-    }
-
-    fn default_ldap_attr(self) -> &'static str {
-        match self {
-            Self::CustomerId => "o",
-            Self::Name => "description",
-            Self::Street => "street",
-            Self::Zip => "postalCode",
-            Self::City => "l",
-            Self::Country | Self::Url | Self::Comment | Self::Validity => "",
-        }
-    }
-
     fn required_by_default(self) -> bool {
         matches!(self, Self::CustomerId | Self::Name | Self::Validity)
     }

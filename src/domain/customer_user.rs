@@ -141,34 +141,6 @@ impl Field for UserField {
             .find(|f| f.name() == name)
     }
 
-    fn default_column(self) -> &'static str {
-        match self {
-            Self::Comment => "comments",
-            Self::Validity => "valid_id",
-            Self::Password => "pw",
-            other => other.name(),
-        }
-    }
-
-    fn default_ldap_attr(self) -> &'static str {
-        match self {
-            Self::Login => "uid",
-            Self::Title => "title",
-            Self::FirstName => "givenName",
-            Self::LastName => "sn",
-            Self::Email => "mail",
-            Self::CustomerId => "o",
-            Self::Phone => "telephoneNumber",
-            Self::Fax => "facsimileTelephoneNumber",
-            Self::Mobile => "mobile",
-            Self::Street => "street",
-            Self::Zip => "postalCode",
-            Self::City => "l",
-            Self::Comment => "description",
-            Self::Country | Self::Validity | Self::Password => "",
-        }
-    }
-
     fn required_by_default(self) -> bool {
         matches!(
             self,

@@ -58,13 +58,6 @@ impl Field for GroupField {
             Self::Validity => "validity",
         }
     }
-    fn default_column(self) -> &'static str {
-        match self {
-            Self::Name => "name",
-            Self::Comment => "comments",
-            Self::Validity => "valid_id",
-        }
-    }
     fn required_by_default(self) -> bool {
         self != Self::Comment
     }

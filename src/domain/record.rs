@@ -41,12 +41,6 @@ pub trait Field: Copy + Eq + Ord + Hash + Debug + Send + Sync + 'static {
     const VALIDITY: Self;
     /// The API / configuration name.
     fn name(self) -> &'static str;
-    /// The column in the OTRS table.
-    fn default_column(self) -> &'static str;
-    /// The attribute in an LDAP directory's default map ("" = not mapped by default).
-    fn default_ldap_attr(self) -> &'static str {
-        ""
-    }
     /// Required in the OTRS default map.
     fn required_by_default(self) -> bool;
     /// Maximum length in characters (the OTRS column size).

@@ -9,6 +9,7 @@
 //! - lists are sorted by key, case-insensitively.
 
 pub mod cached;
+pub mod factory;
 pub mod ldap;
 pub mod sql;
 

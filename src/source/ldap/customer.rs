@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 
 use super::{eq, expr, fill, requested, values, Directory, DirectorySettings};
-use crate::config::CustomerSource as CustomerSourceConfig;
+use crate::config::CustomerSourceSettings;
 use crate::domain::{
     fold,
     search::{CustomerSearch, Page},
@@ -13,14 +13,14 @@ use crate::error::Error;
 use crate::source::{CustomerSource, SourceError};
 
 pub struct LdapCustomerSource {
-    cfg: CustomerSourceConfig,
+    cfg: CustomerSourceSettings,
     dir: Directory,
     attrs: Vec<String>,
 }
 
 impl LdapCustomerSource {
-    pub fn new(cfg: CustomerSourceConfig) -> Result<Self, String> {
-        let dir = Directory::new(DirectorySettings::from_config(&cfg.settings)?)?;
+    pub fn new(cfg: CustomerSourceSettings) -> Result<Self, String> {
+        let dir = Directory::new(DirectorySettings::from_config(&cfg.settings, &cfg.backend)?)?;
         Ok(Self {
             attrs: requested(&cfg.map),
             dir,

@@ -5,6 +5,7 @@
 //! As with SQL: the directory narrows, Rust decides — every entry is checked again with the
 //! same Unicode rules before it is returned.
 
+pub mod attrs;
 pub mod customer;
 pub mod user;
 
@@ -25,7 +26,7 @@ use ldap3::{
 use rustls::pki_types::{pem::PemObject, CertificateDer};
 use tokio::sync::Mutex;
 
-use crate::config::{ResolvedMap, SqlSettings};
+use crate::config::{Backend, LdapScope, ResolvedMap, SourceSettings};
 use crate::domain::{
     query::{Expr, Pattern, Piece},
     Attr, Field,
@@ -59,26 +60,29 @@ pub struct DirectorySettings {
 }
 
 impl DirectorySettings {
-    /// From a validated source configuration.
-    pub fn from_config(s: &SqlSettings) -> Result<Self, String> {
-        let bind = match &s.bind_dn {
-            Some(dn) => Some((dn.clone(), s.bind_password()?)),
+    /// From a validated source configuration; fails when `backend` is not LDAP or the bind
+    /// password cannot be read.
+    pub fn from_config(s: &SourceSettings, backend: &Backend) -> Result<Self, String> {
+        let Backend::Ldap(l) = backend else {
+            return Err(format!("source {:?} is not an LDAP source", s.name));
+        };
+        let bind = match &l.bind_dn {
+            Some(dn) => Some((dn.clone(), l.bind_password()?)),
             None => None,
         };
         Ok(Self {
             source: s.name.clone(),
-            urls: s.ldap_urls(),
-            base_dn: s.base_dn.clone().unwrap_or_default(),
-            scope: if s.scope.as_deref() == Some("one") {
-                Scope::OneLevel
-            } else {
-                Scope::Subtree
+            urls: l.urls.clone(),
+            base_dn: l.base_dn.clone(),
+            scope: match l.scope {
+                LdapScope::OneLevel => Scope::OneLevel,
+                LdapScope::Subtree => Scope::Subtree,
             },
             bind,
-            always_filter: s.always_filter.clone(),
-            invalid_filter: s.invalid_filter.clone(),
-            starttls: s.starttls,
-            ca_file: s.ca_file.clone(),
+            always_filter: l.always_filter.clone(),
+            invalid_filter: l.invalid_filter.clone(),
+            starttls: l.starttls,
+            ca_file: l.ca_file.clone(),
             connect_timeout: s.connect_timeout,
             op_timeout: s.timeout,
             pool_size: s.pool_size.clamp(1, 8) as usize,

@@ -9,7 +9,7 @@ use ldap3::SearchEntry;
 use super::{
     any_eq, eq, expr, fill, pattern, requested, values, Directory, DirectorySettings, BATCH,
 };
-use crate::config::UserSource;
+use crate::config::UserSourceSettings;
 use crate::domain::{
     customer_user::{full_name, UserAttr},
     email::normalize_address,
@@ -22,7 +22,7 @@ use crate::source::sql::{side::SideTables, Db};
 use crate::source::{CustomerUserSource, Secret, SourceError};
 
 pub struct LdapUserSource {
-    cfg: UserSource,
+    cfg: UserSourceSettings,
     dir: Directory,
     side: SideTables,
     attrs: Vec<String>,
@@ -30,8 +30,8 @@ pub struct LdapUserSource {
 
 impl LdapUserSource {
     /// `store` keeps preferences and memberships of this directory's users.
-    pub fn new(cfg: UserSource, store: Arc<Db>) -> Result<Self, String> {
-        let dir = Directory::new(DirectorySettings::from_config(&cfg.settings)?)?;
+    pub fn new(cfg: UserSourceSettings, store: Arc<Db>) -> Result<Self, String> {
+        let dir = Directory::new(DirectorySettings::from_config(&cfg.settings, &cfg.backend)?)?;
         Ok(Self {
             attrs: requested(&cfg.map),
             side: SideTables::new(store, &cfg.settings.name),

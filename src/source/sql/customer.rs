@@ -9,7 +9,7 @@ use super::{
     audit_columns, source_error, table::Table, user::reassign_customer_id, user::CustomerIdRef,
     write_error, Db, Sql, Val,
 };
-use crate::config::CustomerSource as CustomerSourceConfig;
+use crate::config::{CustomerSourceSettings, SqlBackend};
 use crate::domain::{
     query::Pattern,
     search::{CustomerSearch, Page},
@@ -20,7 +20,9 @@ use crate::source::{CustomerSource, SourceError};
 
 /// A customer source on one SQL table.
 pub struct SqlCustomerSource {
-    cfg: CustomerSourceConfig,
+    cfg: CustomerSourceSettings,
+    /// The table settings of `cfg`, which is a SQL source.
+    sql: SqlBackend,
     db: Arc<Db>,
     table: Table<CustomerField>,
     /// Customer-user tables on the same database: a rename moves their customer users in the
@@ -30,23 +32,35 @@ pub struct SqlCustomerSource {
 }
 
 impl SqlCustomerSource {
-    pub fn new(cfg: CustomerSourceConfig, db: Arc<Db>, colocated: Vec<CustomerIdRef>) -> Self {
+    /// The source on `db`; fails when `cfg` is not a SQL source.
+    pub fn new(
+        cfg: CustomerSourceSettings,
+        db: Arc<Db>,
+        colocated: Vec<CustomerIdRef>,
+    ) -> Result<Self, String> {
+        let sql = cfg.sql().cloned().ok_or_else(|| {
+            format!(
+                "customer source {:?} is not a SQL source",
+                cfg.settings.name
+            )
+        })?;
         let table = Table::new(
             db.dialect(),
-            &cfg.table,
+            &sql.table,
             &cfg.settings.name,
             &cfg.map,
-            cfg.settings.foreign_db,
+            sql.foreign_db,
             cfg.settings.case_sensitive,
             &[],
         );
-        Self {
+        Ok(Self {
             cfg,
+            sql,
             db,
             table,
             colocated,
             write: Mutex::new(()),
-        }
+        })
     }
 
     fn write_err(&self, e: sqlx::Error, field: &'static str, key: &str) -> Error {
@@ -63,7 +77,7 @@ impl SqlCustomerSource {
             .iter()
             .map(|(_, c)| c.as_str())
             .collect();
-        let audit = !self.cfg.settings.foreign_db;
+        let audit = !self.sql.foreign_db;
         if audit {
             cols.extend(["create_time", "create_by", "change_time", "change_by"]);
         }
@@ -253,7 +267,7 @@ impl CustomerSource for SqlCustomerSource {
             };
             values.push((col.as_str(), value));
         }
-        if !self.cfg.settings.foreign_db {
+        if !self.sql.foreign_db {
             values.extend(audit_columns());
         }
         Sql::insert(self.db.dialect(), &self.table.name, values)

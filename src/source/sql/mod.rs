@@ -6,6 +6,7 @@
 //! the same Unicode rules everywhere. Values are always bound; identifiers come from the
 //! validated configuration only.
 
+pub mod columns;
 pub mod customer;
 pub mod groups;
 pub mod search_index;

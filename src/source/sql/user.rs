@@ -11,7 +11,7 @@ use super::{
     audit_columns, source_error, table::Table, text_at, write_error, Db, Dialect, IndexDdl,
     MariaDbTrigrams, SearchIndex, Sql, SqliteSearch, Val,
 };
-use crate::config::UserSource;
+use crate::config::{SqlBackend, UserSourceSettings};
 use crate::domain::{
     customer_user::{full_name, UserAttr},
     email::normalize_address,
@@ -31,7 +31,9 @@ const EMAIL_BATCH: usize = 500;
 
 /// A customer-user source on one SQL table.
 pub struct SqlUserSource {
-    cfg: UserSource,
+    cfg: UserSourceSettings,
+    /// The table settings of `cfg`, which is a SQL source.
+    sql: SqlBackend,
     db: Arc<Db>,
     table: Table<UserField>,
     side: SideTables,
@@ -44,31 +46,39 @@ pub struct SqlUserSource {
 }
 
 impl SqlUserSource {
-    pub fn new(cfg: UserSource, db: Arc<Db>) -> Self {
+    /// The source on `db`; fails when `cfg` is not a SQL source.
+    pub fn new(cfg: UserSourceSettings, db: Arc<Db>) -> Result<Self, String> {
+        let sql = cfg.sql().cloned().ok_or_else(|| {
+            format!(
+                "customer-user source {:?} is not a SQL source",
+                cfg.settings.name
+            )
+        })?;
         let table = Table::new(
             db.dialect(),
-            &cfg.table,
+            &sql.table,
             &cfg.settings.name,
             &cfg.map,
-            cfg.settings.foreign_db,
+            sql.foreign_db,
             cfg.settings.case_sensitive,
             &[UserField::Password],
         );
         let cols = search_columns(&cfg);
         let search_index = match db.dialect() {
-            Dialect::Sqlite => SqliteSearch::new(&cfg.table, &cols).map(SearchIndex::Sqlite),
-            Dialect::MySql => MariaDbTrigrams::new(&cfg.table, &cols).map(SearchIndex::MariaDb),
+            Dialect::Sqlite => SqliteSearch::new(&sql.table, &cols).map(SearchIndex::Sqlite),
+            Dialect::MySql => MariaDbTrigrams::new(&sql.table, &cols).map(SearchIndex::MariaDb),
             Dialect::Postgres => None,
         };
-        Self {
+        Ok(Self {
             table,
             side: SideTables::new(db.clone(), &cfg.settings.name),
             db,
             cfg,
+            sql,
             write: Mutex::new(()),
             search_index,
             search_index_checked: std::sync::Mutex::new(None),
-        }
+        })
     }
 
     fn column(&self, field: UserField) -> Option<&str> {
@@ -312,7 +322,11 @@ impl SqlUserSource {
 
 /// The index DDL a customer-user source configured as `cfg` wants on `dialect`: `LOWER()`
 /// indexes on login, customer id and postmaster fields, trigram indexes on the search fields.
-pub fn index_statements_for(cfg: &UserSource, dialect: Dialect) -> Vec<IndexDdl> {
+/// None for a source that is not SQL.
+pub fn index_statements_for(cfg: &UserSourceSettings, dialect: Dialect) -> Vec<IndexDdl> {
+    let Some(sql) = cfg.sql() else {
+        return Vec::new();
+    };
     let col = |f: UserField| cfg.map.field_column(f);
     let mut eq: Vec<&str> = col(UserField::Login).into_iter().collect();
     eq.extend(col(UserField::CustomerId));
@@ -321,11 +335,11 @@ pub fn index_statements_for(cfg: &UserSource, dialect: Dialect) -> Vec<IndexDdl>
             .iter()
             .filter_map(|a| cfg.map.column(a)),
     );
-    super::index_statements(dialect, &cfg.table, &eq, &search_columns(cfg))
+    super::index_statements(dialect, &sql.table, &eq, &search_columns(cfg))
 }
 
 /// The columns of the configured search fields.
-fn search_columns(cfg: &UserSource) -> Vec<&str> {
+fn search_columns(cfg: &UserSourceSettings) -> Vec<&str> {
     cfg.search_fields
         .iter()
         .filter_map(|a| cfg.map.column(a))
@@ -412,7 +426,7 @@ impl SqlUserSource {
             login_col: self.table.key_col.clone(),
             cid_col: self.column(UserField::CustomerId)?.to_owned(),
             case_sensitive: self.table.case_sensitive,
-            timestamps: !self.cfg.settings.foreign_db,
+            timestamps: !self.sql.foreign_db,
         })
     }
 
@@ -435,7 +449,7 @@ impl SqlUserSource {
                 cols.push(col);
             }
         }
-        let audit = !self.cfg.settings.foreign_db;
+        let audit = !self.sql.foreign_db;
         if audit {
             cols.extend(["create_time", "create_by", "change_time", "change_by"]);
         }
@@ -672,7 +686,7 @@ impl CustomerUserSource for SqlUserSource {
             };
             values.push((col.as_str(), value));
         }
-        if !self.cfg.settings.foreign_db {
+        if !self.sql.foreign_db {
             values.extend(audit_columns());
         }
         let sql = Sql::insert(self.db.dialect(), &self.table.name, values);
@@ -853,7 +867,7 @@ impl CustomerUserSource for SqlUserSource {
             .push(pw_col)
             .push(" = ")
             .text(new);
-        if !self.cfg.settings.foreign_db {
+        if !self.sql.foreign_db {
             sql.push(", change_time = CURRENT_TIMESTAMP, change_by = 1");
         }
         sql.push(" WHERE ")

@@ -1,0 +1,95 @@
+//! `[server]` and `[server.tls]`: listening addresses, TLS, deadlines, load shedding and log
+//! format, with their checks.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::duration;
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ServerConfig {
+    pub listen: String,
+    pub metrics_listen: String,
+    pub insecure: bool,
+    /// Bound of the graceful drain on shutdown.
+    #[serde(deserialize_with = "duration")]
+    pub shutdown_grace: Duration,
+    /// Used when a call carries no deadline of its own.
+    #[serde(deserialize_with = "duration")]
+    pub default_deadline: Duration,
+    /// `[server.tls]`: serve TLS; with `client_ca_file`, client certificates are verified.
+    pub tls: Option<TlsConfig>,
+    /// Bound of one call on the server (the caller's shorter deadline wins).
+    #[serde(deserialize_with = "duration")]
+    pub request_timeout: Duration,
+    /// Calls served at once; more are refused with RESOURCE_EXHAUSTED (load shedding).
+    pub concurrency_limit: usize,
+    /// How often each source is probed for `grpc.health.v1` (`source/<name>`).
+    #[serde(deserialize_with = "duration")]
+    pub health_probe_interval: Duration,
+    /// `human` or `json`.
+    pub log_format: String,
+}
+
+/// `[server.tls]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert_file: String,
+    pub key_file: String,
+    /// CA of client certificates (optional for callers with tokens).
+    #[serde(default)]
+    pub client_ca_file: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:50051".into(),
+            metrics_listen: "127.0.0.1:9464".into(),
+            insecure: false,
+            shutdown_grace: Duration::from_secs(10),
+            default_deadline: Duration::from_secs(30),
+            tls: None,
+            request_timeout: Duration::from_secs(30),
+            concurrency_limit: 256,
+            health_probe_interval: Duration::from_secs(10),
+            log_format: "human".into(),
+        }
+    }
+}
+
+/// Checks `[server]`: addresses, log format, concurrency limit and that the TLS files exist.
+pub(super) fn check_server(s: &ServerConfig, problems: &mut Vec<String>) {
+    if s.listen.parse::<std::net::SocketAddr>().is_err() {
+        problems.push(format!(
+            "server.listen: {:?} is not an address:port",
+            s.listen
+        ));
+    }
+    if !matches!(s.log_format.as_str(), "human" | "json") {
+        problems.push(format!(
+            "server.log_format: {:?} is not \"human\" or \"json\"",
+            s.log_format
+        ));
+    }
+    if s.concurrency_limit == 0 {
+        problems.push("server.concurrency_limit: must be at least 1".into());
+    }
+    if let Some(t) = &s.tls {
+        for (k, f) in [
+            ("cert_file", Some(&t.cert_file)),
+            ("key_file", Some(&t.key_file)),
+            ("client_ca_file", t.client_ca_file.as_ref()),
+        ] {
+            if let Some(f) = f {
+                if let Err(e) = std::fs::metadata(f) {
+                    problems.push(format!("server.tls.{k}: {f:?}: {e}"));
+                }
+            }
+        }
+    }
+}
