@@ -10,6 +10,7 @@
 
 pub mod cached;
 pub mod ldap;
+pub mod matching;
 pub mod sql;
 
 use std::collections::BTreeMap;
