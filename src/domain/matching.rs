@@ -322,6 +322,20 @@ mod tests {
         );
     }
 
+    /// Moved from `customer_user::tests::full_name_skips_empty_parts`.
+    #[test]
+    fn full_name_skips_empty_parts() {
+        let fields = vec![
+            Attr::Field(UserField::Title),
+            Attr::Field(UserField::FirstName),
+            Attr::Field(UserField::LastName),
+        ];
+        let with = |join: &str| rules(false, "*", "*").with_names(fields.clone(), join);
+        assert_eq!(with(" ").full_name(&user()), "John Doe");
+        assert_eq!(with("###").full_name(&user()), "John###Doe");
+        assert_eq!(with("").full_name(&user()), "JohnDoe");
+    }
+
     #[test]
     fn full_name_skips_empty_fields() {
         let r = rules(false, "*", "*");
