@@ -119,14 +119,12 @@ pub fn build(settings: Settings) -> Result<App, String> {
             ),
         };
         let source: Arc<dyn CustomerUserSource> = match s.settings.cache_ttl {
-            Some(ttl) if !ttl.is_zero() => {
-                Arc::new(CachedUserSource::new(
+            Some(ttl) if !ttl.is_zero() => Arc::new(CachedUserSource::new(
                 source,
                 crate::source::matching::case_rule(&s.settings),
                 ttl,
                 s.settings.cache_size,
-            ))
-            }
+            )),
             _ => source,
         };
         users.push(Bounded {
