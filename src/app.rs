@@ -9,21 +9,14 @@ use crate::edge::EdgeLayer;
 use tonic_health::{server::HealthReporter, ServingStatus};
 
 use crate::api::{AuthApi, CustomerApi, CustomerUserApi, GroupApi, RateLimits};
-use crate::config::{Settings, SourceKind};
+use crate::config::Settings;
 use crate::directory::Directory;
 use crate::proto::{
     auth_service_server::AuthServiceServer, customer_service_server::CustomerServiceServer,
     customer_user_service_server::CustomerUserServiceServer,
     group_service_server::GroupServiceServer,
 };
-use crate::source::{
-    factory,
-    sql::{
-        customer::SqlCustomerSource,
-        user::{index_statements_for, SqlUserSource},
-        Db,
-    },
-};
+use crate::source::{factory, sql::Db};
 
 /// The built service: the directory over every source, and the databases behind them.
 pub struct App {
@@ -87,76 +80,22 @@ impl App {
         password: &str,
         seed: u64,
     ) -> Result<String, String> {
-        let cfg = self
-            .settings
-            .user_sources
-            .iter()
-            .find(|s| s.settings.name == source && s.kind() == SourceKind::Sql)
-            .ok_or_else(|| format!("no SQL customer-user source is named {source:?}"))?;
-        let db = self
-            .databases
-            .iter()
-            .find(|(url, _)| url == &cfg.url)
-            .map(|(_, db)| db.clone())
-            .ok_or("source database not open")?;
-        let started = std::time::Instant::now();
-        let target = SqlUserSource::new(cfg.clone(), db.clone())?;
-        let hash = crate::auth::hash_password(password.to_owned(), self.settings.auth.argon2)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut made_customers = 0;
-        if let Some(c) = self
-            .settings
-            .customer_sources
-            .iter()
-            .find(|c| c.kind() == SourceKind::Sql && c.url == cfg.url)
-        {
-            made_customers = SqlCustomerSource::new(c.clone(), db.clone(), Vec::new())?
-                .bulk_insert(&crate::seed::customers(customers, seed))
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        let made = target
-            .bulk_insert(
-                &crate::seed::customer_users(users, customers, seed),
-                Some(&hash),
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(format!(
-            "seeded {made} customer users and {made_customers} customers into {source:?} in {:.1} s",
-            started.elapsed().as_secs_f64()
-        ))
+        crate::source::sql::admin::seed(
+            &self.settings,
+            &self.databases,
+            source,
+            users,
+            customers,
+            password,
+            seed,
+        )
+        .await
     }
 
     /// Adds the search and lookup indexes to every SQL customer-user table, also to tables
     /// Clientele does not own (`migrate = false`), and nothing else.
     pub async fn add_indexes(&self) -> Vec<(String, Result<(), String>)> {
-        let mut out = Vec::new();
-        for s in self
-            .settings
-            .user_sources
-            .iter()
-            .filter(|s| s.kind() == SourceKind::Sql)
-        {
-            let Some((_, db)) = self.databases.iter().find(|(url, _)| url == &s.url) else {
-                continue;
-            };
-            let statements = index_statements_for(s, db.dialect());
-            let r = db
-                .apply_indexes(&statements)
-                .await
-                .map_err(|e| e.to_string());
-            out.push((
-                format!(
-                    "customer_user_sources {:?} ({} indexes)",
-                    s.settings.name,
-                    statements.len()
-                ),
-                r,
-            ));
-        }
-        out
+        crate::source::sql::admin::add_indexes(&self.settings, &self.databases).await
     }
 
     /// Asks every source for a trivial answer; one line per source with its state.

@@ -16,9 +16,10 @@ pub mod directory;
 pub mod domain;
 pub mod edge;
 pub mod error;
-pub mod seed;
 pub mod source;
 pub mod telemetry;
+/// The seed data set, kept at its old path (it lives with SQL administration).
+pub use source::sql::seed;
 
 /// Generated protobuf messages, tonic servers and clients of `clientele.v1`.
 #[allow(clippy::all, clippy::pedantic, missing_docs)]

@@ -222,16 +222,6 @@ pub fn check_user(user: &CustomerUser, schema: &UserSchema, source: &str) -> Vec
     out
 }
 
-/// Joins the name fields of a record (OTRS CustomerName); empty parts are skipped.
-pub fn full_name(user: &CustomerUser, fields: &[UserAttr], join: &str) -> String {
-    fields
-        .iter()
-        .filter_map(|attr| attr.get(user))
-        .filter(|v| !v.is_empty())
-        .collect::<Vec<_>>()
-        .join(join)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,18 +317,6 @@ mod tests {
         let mut out = vec![];
         check_key("login", "jürgen-カス_&'%", limits::LOGIN, &mut out);
         assert!(out.is_empty());
-    }
-
-    #[test]
-    fn full_name_skips_empty_parts() {
-        let fields = [
-            Attr::Field(UserField::Title),
-            Attr::Field(UserField::FirstName),
-            Attr::Field(UserField::LastName),
-        ];
-        assert_eq!(full_name(&user(), &fields, " "), "John Doe");
-        assert_eq!(full_name(&user(), &fields, "###"), "John###Doe");
-        assert_eq!(full_name(&user(), &fields, ""), "JohnDoe");
     }
 
     #[test]

@@ -4,12 +4,14 @@ pub mod customer;
 pub mod customer_user;
 pub mod email;
 pub mod group;
+pub mod matching;
 pub mod query;
 pub mod record;
 pub mod search;
 
 pub use customer::{Customer, CustomerAttr, CustomerField, CustomerPatch, CustomerSchema};
 pub use customer_user::{CustomerUser, CustomerUserPatch, UserAttr, UserField, UserSchema};
+pub use matching::{CaseRule, CustomerRules, MatchingRules, UserRules};
 pub use record::{Attr, AttrRule, Field, Patch, Record, Schema};
 
 use std::fmt;

@@ -1,7 +1,9 @@
 //! A per-replica cache in front of a customer-user source (moka): Get and ResolveSenders
 //! answers, negative ones included, for `cache_ttl`. Every write this replica makes through the
 //! source invalidates what it may have changed; answers cached by other replicas stay at most
-//! `cache_ttl` old. A call with `cache-control: no-cache` reads through ([`bypass`]).
+//! `cache_ttl` old. A call with `cache-control: no-cache` reads through ([`bypass`]). Logins
+//! are cache keys under the source's case rule ([`CaseRule::key`]), so a case-sensitive source
+//! never answers `Alice` from what it found for `alice`.
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -10,9 +12,8 @@ use moka::future::Cache;
 
 use super::{sql::side::SideTables, CustomerUserSource, Secret, SourceError};
 use crate::domain::{
-    fold,
     search::{Page, UserSearch},
-    CustomerUser, CustomerUserPatch, UserSchema,
+    CaseRule, CustomerUser, CustomerUserPatch, UserSchema,
 };
 use crate::error::Error;
 
@@ -31,14 +32,24 @@ fn bypassed() -> bool {
 
 pub struct CachedUserSource {
     inner: Arc<dyn CustomerUserSource>,
+    /// The inner source's case rule: logins are cached under `case.key(login)`.
+    case: CaseRule,
     users: Cache<String, Option<CustomerUser>>,
     senders: Cache<String, Vec<CustomerUser>>,
 }
 
 impl CachedUserSource {
-    pub fn new(inner: Arc<dyn CustomerUserSource>, ttl: Duration, size: u64) -> Self {
+    /// `case` is the case rule of `inner` (two logins share a cache entry exactly when it calls
+    /// them the same).
+    pub fn new(
+        inner: Arc<dyn CustomerUserSource>,
+        case: CaseRule,
+        ttl: Duration,
+        size: u64,
+    ) -> Self {
         Self {
             inner,
+            case,
             users: Cache::builder()
                 .max_capacity(size)
                 .time_to_live(ttl)
@@ -62,7 +73,7 @@ impl CachedUserSource {
 
     async fn forget(&self, logins: &[&str]) {
         for l in logins {
-            self.users.invalidate(&fold(l)).await;
+            self.users.invalidate(&self.case.key(l)).await;
         }
         self.senders.invalidate_all();
     }
@@ -87,7 +98,7 @@ impl CustomerUserSource for CachedUserSource {
     }
 
     async fn get(&self, login: &str) -> Result<Option<CustomerUser>, SourceError> {
-        let key = fold(login);
+        let key = self.case.key(login);
         if !bypassed() {
             if let Some(hit) = self.users.get(&key).await {
                 self.count("get", true);

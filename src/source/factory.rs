@@ -147,9 +147,12 @@ fn cached(
     source: Arc<dyn CustomerUserSource>,
 ) -> Arc<dyn CustomerUserSource> {
     match s.settings.cache_ttl {
-        Some(ttl) if !ttl.is_zero() => {
-            Arc::new(CachedUserSource::new(source, ttl, s.settings.cache_size))
-        }
+        Some(ttl) if !ttl.is_zero() => Arc::new(CachedUserSource::new(
+            source,
+            crate::source::matching::case_rule(&s.settings),
+            ttl,
+            s.settings.cache_size,
+        )),
         _ => source,
     }
 }

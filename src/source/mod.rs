@@ -11,6 +11,7 @@
 pub mod cached;
 pub mod factory;
 pub mod ldap;
+pub mod matching;
 pub mod sql;
 
 use std::collections::BTreeMap;

@@ -7,13 +7,16 @@ use crate::config::CustomerSourceSettings;
 use crate::domain::{
     fold,
     search::{CustomerSearch, Page},
-    Attr, Customer, CustomerField, CustomerPatch, CustomerSchema,
+    Customer, CustomerField, CustomerPatch, CustomerRules, CustomerSchema,
 };
 use crate::error::Error;
+use crate::source::matching::customer_rules;
 use crate::source::{CustomerSource, SourceError};
 
 pub struct LdapCustomerSource {
     cfg: CustomerSourceSettings,
+    /// What a search keeps and key equality.
+    rules: CustomerRules,
     dir: Directory,
     attrs: Vec<String>,
 }
@@ -23,6 +26,7 @@ impl LdapCustomerSource {
         let dir = Directory::new(DirectorySettings::from_config(&cfg.settings, &cfg.backend)?)?;
         Ok(Self {
             attrs: requested(&cfg.map),
+            rules: customer_rules(&cfg),
             dir,
             cfg,
         })
@@ -69,11 +73,11 @@ impl LdapCustomerSource {
                         values(e)
                             .get(&key.to_ascii_lowercase())
                             .and_then(|v| v.first())
-                            .map(|s| fold(s))
+                            .map(|s| self.rules.case.key(s))
                     })
                     .collect();
                 for c in &mut out {
-                    if bad.contains(&fold(&c.customer_id)) {
+                    if bad.contains(&self.rules.case.key(&c.customer_id)) {
                         c.validity = crate::domain::Validity::Invalid;
                     }
                 }
@@ -122,27 +126,25 @@ impl CustomerSource for LdapCustomerSource {
             .field_column(CustomerField::CustomerId)
             .unwrap_or("o");
         let (found, _) = self.customers(&eq(key, customer_id), false, None).await?;
-        let cs = self.cfg.settings.case_sensitive;
-        Ok(found.into_iter().find(|c| {
-            if cs {
-                c.customer_id == customer_id
-            } else {
-                fold(&c.customer_id) == fold(customer_id)
-            }
-        }))
+        Ok(found
+            .into_iter()
+            .find(|c| self.rules.same_key(&c.customer_id, customer_id)))
     }
 
     async fn search(&self, search: &CustomerSearch) -> Result<Page<Customer>, SourceError> {
         let limit = search.limit.min(self.cfg.settings.list_limit as usize);
-        let (prefix, suffix) = self.cfg.settings.affixes();
-        let fields: Vec<(&Attr<CustomerField>, &str)> = self
-            .cfg
+        let attrs: Vec<&str> = self
+            .rules
             .search_fields
             .iter()
-            .filter_map(|a| Some((a, self.cfg.map.column(a)?)))
+            .filter_map(|a| self.cfg.map.column(a))
             .collect();
-        let attrs: Vec<&str> = fields.iter().map(|(_, a)| *a).collect();
-        let core = expr(&search.query, &attrs, &prefix, &suffix);
+        let core = expr(
+            &search.query,
+            &attrs,
+            &self.rules.prefix,
+            &self.rules.suffix,
+        );
         let (found, cut) = self
             .customers(
                 &core,
@@ -150,13 +152,9 @@ impl CustomerSource for LdapCustomerSource {
                 Some(limit.saturating_add(1)),
             )
             .await?;
-        let cs = self.cfg.settings.case_sensitive;
         let mut items: Vec<Customer> = found
             .into_iter()
-            .filter(|c| {
-                let vals: Vec<&str> = fields.iter().map(|(a, _)| a.get(c).unwrap_or("")).collect();
-                search.query.matches(&vals, &prefix, &suffix, cs)
-            })
+            .filter(|c| self.rules.query_matches(&search.query, c))
             .collect();
         items.sort_by_cached_key(|c| fold(&c.customer_id));
         let truncated = cut || items.len() > limit;

@@ -11,18 +11,19 @@ use super::{
 };
 use crate::config::UserSourceSettings;
 use crate::domain::{
-    customer_user::{full_name, UserAttr},
-    email::normalize_address,
     fold,
     search::{Page, UserCriterion, UserSearch},
-    CustomerUser, CustomerUserPatch, UserField, UserSchema, Validity,
+    CustomerUser, CustomerUserPatch, UserField, UserRules, UserSchema, Validity,
 };
 use crate::error::Error;
+use crate::source::matching::user_rules;
 use crate::source::sql::{side::SideTables, Db};
 use crate::source::{CustomerUserSource, Secret, SourceError};
 
 pub struct LdapUserSource {
     cfg: UserSourceSettings,
+    /// What a search keeps, postmaster values, key equality, full name.
+    rules: UserRules,
     dir: Directory,
     side: SideTables,
     attrs: Vec<String>,
@@ -34,6 +35,7 @@ impl LdapUserSource {
         let dir = Directory::new(DirectorySettings::from_config(&cfg.settings, &cfg.backend)?)?;
         Ok(Self {
             attrs: requested(&cfg.map),
+            rules: user_rules(&cfg),
             side: SideTables::new(store, &cfg.settings.name),
             dir,
             cfg,
@@ -44,21 +46,13 @@ impl LdapUserSource {
         self.cfg.map.field_column(f).unwrap_or("uid")
     }
 
-    fn same(&self, a: &str, b: &str) -> bool {
-        if self.cfg.settings.case_sensitive {
-            a == b
-        } else {
-            fold(a) == fold(b)
-        }
-    }
-
     /// The record of an entry (valid unless marked otherwise) and all its customer ids.
     fn to_user(&self, entry: &SearchEntry) -> (CustomerUser, Vec<String>) {
         let vals = values(entry);
         let mut u = CustomerUser::default();
         fill(&mut u, &self.cfg.map, &vals);
         u.source = self.cfg.settings.name.clone();
-        u.full_name = full_name(&u, &self.cfg.name_fields, &self.cfg.name_join);
+        u.full_name = self.rules.full_name(&u);
         let cids = self
             .cfg
             .map
@@ -113,22 +107,13 @@ impl LdapUserSource {
             for e in &entries {
                 let (bad, _) = self.to_user(e);
                 for (u, _) in users.iter_mut() {
-                    if fold(&u.login) == fold(&bad.login) {
+                    if self.rules.same_key(&u.login, &bad.login) {
                         u.validity = Validity::Invalid;
                     }
                 }
             }
         }
         Ok(())
-    }
-
-    fn postmaster_values<'a>(&'a self, u: &'a CustomerUser) -> impl Iterator<Item = String> + 'a {
-        self.cfg
-            .postmaster_fields
-            .iter()
-            .filter_map(|a| a.get(u))
-            .filter(|v| !v.is_empty())
-            .map(normalize_address)
     }
 
     fn read_only(&self) -> Error {
@@ -194,23 +179,20 @@ impl CustomerUserSource for LdapUserSource {
         Ok(users
             .into_iter()
             .map(|(u, _)| u)
-            .find(|u| self.same(&u.login, login)))
+            .find(|u| self.rules.same_key(&u.login, login)))
     }
 
     async fn search(&self, search: &UserSearch) -> Result<Page<CustomerUser>, SourceError> {
         let limit = search.limit.min(self.cfg.settings.list_limit as usize);
-        let (prefix, suffix) = self.cfg.settings.affixes();
-        let cs = self.cfg.settings.case_sensitive;
-        let fields: Vec<(UserAttr, &str)> = self
-            .cfg
-            .search_fields
-            .iter()
-            .filter_map(|a| Some((a.clone(), self.cfg.map.column(a)?)))
-            .collect();
         let core = match &search.criterion {
             UserCriterion::Query(e) => {
-                let attrs: Vec<&str> = fields.iter().map(|(_, a)| *a).collect();
-                expr(e, &attrs, &prefix, &suffix)
+                let attrs: Vec<&str> = self
+                    .rules
+                    .search_fields
+                    .iter()
+                    .filter_map(|a| self.cfg.map.column(a))
+                    .collect();
+                expr(e, &attrs, &self.rules.prefix, &self.rules.suffix)
             }
             UserCriterion::Email(address) => {
                 let attrs: Vec<&str> = self
@@ -234,16 +216,7 @@ impl CustomerUserSource for LdapUserSource {
         let kept: Vec<CustomerUser> = users
             .into_iter()
             .map(|(u, _)| u)
-            .filter(|u| match &search.criterion {
-                UserCriterion::Query(e) => {
-                    let vals: Vec<&str> =
-                        fields.iter().map(|(a, _)| a.get(u).unwrap_or("")).collect();
-                    e.matches(&vals, &prefix, &suffix, cs)
-                }
-                UserCriterion::Email(address) => self.postmaster_values(u).any(|v| &v == address),
-                UserCriterion::CustomerId(p) => p.matches(&u.customer_id, cs),
-                UserCriterion::Login(p) => p.matches(&u.login, cs),
-            })
+            .filter(|u| self.rules.user_matches(&search.criterion, u))
             .collect();
         Ok(sorted_page(kept, limit, cut))
     }
@@ -263,6 +236,7 @@ impl CustomerUserSource for LdapUserSource {
             let (users, _) = self.users(&any_eq(&attrs, chunk), true, None).await?;
             for (u, _) in users {
                 let mut matched: Vec<String> = self
+                    .rules
                     .postmaster_values(&u)
                     .filter(|v| chunk.contains(v))
                     .collect();
@@ -290,7 +264,7 @@ impl CustomerUserSource for LdapUserSource {
             .await?;
         let mut ids: Vec<String> = users
             .into_iter()
-            .filter(|(u, _)| self.same(&u.login, login))
+            .filter(|(u, _)| self.rules.same_key(&u.login, login))
             .flat_map(|(_, cids)| cids.into_iter().skip(1))
             .collect();
         for id in self.side.memberships(login).await? {
@@ -317,7 +291,11 @@ impl CustomerUserSource for LdapUserSource {
             .by_attr_values(&cid_attr, &[customer_id.to_owned()])
             .await?
         {
-            if cids.iter().skip(1).any(|c| fold(c) == fold(customer_id)) {
+            if cids
+                .iter()
+                .skip(1)
+                .any(|c| self.rules.same_key(c, customer_id))
+            {
                 logins.push(u.login);
             }
         }
@@ -336,7 +314,7 @@ impl CustomerUserSource for LdapUserSource {
         let (entries, _) = self.dir.search(&filter, &self.attrs, None).await?;
         for e in &entries {
             let mut found = vec![self.to_user(e)];
-            if self.same(&found[0].0.login, login) {
+            if self.rules.same_key(&found[0].0.login, login) {
                 self.mark_invalid(&mut found).await?;
                 let (user, _) = found.remove(0);
                 return Ok(Some((user, Secret::Dn(e.dn.clone()))));
@@ -364,7 +342,7 @@ impl CustomerUserSource for LdapUserSource {
             .await?
             .into_iter()
             .map(|(u, _)| u)
-            .filter(|u| logins.iter().any(|l| self.same(l, &u.login)))
+            .filter(|u| logins.iter().any(|l| self.rules.same_key(l, &u.login)))
             .collect())
     }
 

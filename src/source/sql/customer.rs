@@ -13,9 +13,10 @@ use crate::config::{CustomerSourceSettings, SqlBackend};
 use crate::domain::{
     query::Pattern,
     search::{CustomerSearch, Page},
-    Attr, Customer, CustomerField, CustomerPatch, CustomerSchema,
+    Attr, CaseRule, Customer, CustomerField, CustomerPatch, CustomerRules, CustomerSchema,
 };
 use crate::error::Error;
+use crate::source::matching::customer_rules;
 use crate::source::{CustomerSource, SourceError};
 
 /// A customer source on one SQL table.
@@ -25,6 +26,8 @@ pub struct SqlCustomerSource {
     sql: SqlBackend,
     db: Arc<Db>,
     table: Table<CustomerField>,
+    /// What a search keeps and key equality.
+    rules: CustomerRules,
     /// Customer-user tables on the same database: a rename moves their customer users in the
     /// same transaction as the customer itself.
     colocated: Vec<CustomerIdRef>,
@@ -54,6 +57,7 @@ impl SqlCustomerSource {
             &[],
         );
         Ok(Self {
+            rules: customer_rules(&cfg),
             cfg,
             sql,
             db,
@@ -147,10 +151,10 @@ impl SqlCustomerSource {
             .map_err(|e| self.write_err(e, "name", name))?;
         for row in &rows {
             let c = self.table.row_to_record(row)?;
-            if except.is_some_and(|id| self.table.same_key(&c.customer_id, id)) {
+            if except.is_some_and(|id| self.rules.same_key(&c.customer_id, id)) {
                 continue;
             }
-            if crate::domain::fold(&c.name) == crate::domain::fold(name) {
+            if CaseRule::INSENSITIVE.same(&c.name, name) {
                 return Ok(true);
             }
         }
@@ -194,7 +198,7 @@ impl CustomerSource for SqlCustomerSource {
         let page = self
             .table
             .fetch_filtered(&self.db, sql, 1, |c| {
-                self.table.same_key(&c.customer_id, customer_id)
+                self.rules.same_key(&c.customer_id, customer_id)
             })
             .await?;
         Ok(page.items.into_iter().next())
@@ -216,12 +220,9 @@ impl CustomerSource for SqlCustomerSource {
         if !search.include_invalid {
             self.table.push_valid_only(&mut sql);
         }
-        let cs = self.table.case_sensitive;
         self.table
             .fetch_filtered(&self.db, sql, limit, |c| {
-                let values: Vec<&str> =
-                    fields.iter().map(|(a, _)| a.get(c).unwrap_or("")).collect();
-                search.query.matches(&values, &prefix, &suffix, cs)
+                self.rules.query_matches(&search.query, c)
             })
             .await
     }
@@ -308,7 +309,7 @@ impl CustomerSource for SqlCustomerSource {
             .ok_or_else(|| Error::not_found("customer", customer_id))?;
         let new_id = patch.new_key().filter(|n| *n != current.customer_id);
         if let Some(n) = new_id {
-            let taken = !self.table.same_key(n, &current.customer_id)
+            let taken = !self.rules.same_key(n, &current.customer_id)
                 && self
                     .table
                     .current(&mut tx, n)

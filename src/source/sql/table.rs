@@ -5,7 +5,9 @@ use sqlx::AnyConnection;
 
 use super::{int_at, source_error, text_at, time_at, Db, DbRow, Dialect, Sql};
 use crate::config::ResolvedMap;
-use crate::domain::{fold, query::Pattern, search::Page, Attr, Field, Patch, Record, Validity};
+use crate::domain::{
+    fold, query::Pattern, search::Page, Attr, CaseRule, Field, Patch, Record, Validity,
+};
 use crate::source::SourceError;
 
 /// One mapped table of a source.
@@ -17,7 +19,8 @@ pub struct Table<F> {
     pub key_col: String,
     pub validity_col: Option<String>,
     pub foreign_db: bool,
-    pub case_sensitive: bool,
+    /// The source's case rule, for the key lookups the table does itself ([`Table::current`]).
+    pub case: CaseRule,
     /// Text attributes read into a record, in SELECT order.
     text_attrs: Vec<(Attr<F>, String)>,
     select_list: String,
@@ -59,7 +62,7 @@ impl<F: Field> Table<F> {
             key_col: map.field_column(F::KEY).unwrap_or("id").to_owned(),
             validity_col,
             foreign_db,
-            case_sensitive,
+            case: CaseRule::new(case_sensitive),
             text_attrs,
             select_list: cols.join(", "),
         }
@@ -92,20 +95,6 @@ impl<F: Field> Table<F> {
     /// The position of the column added by [`Table::select_with`].
     pub fn extra_index(&self) -> usize {
         self.text_attrs.len() + if self.foreign_db { 1 } else { 3 }
-    }
-
-    /// Equal keys under the source's case rules.
-    pub fn same_key(&self, a: &str, b: &str) -> bool {
-        if self.case_sensitive {
-            a == b
-        } else {
-            fold(a) == fold(b)
-        }
-    }
-
-    /// Whether `value` matches `pattern` under the source's case rules.
-    pub fn pattern_match(&self, pattern: &Pattern, value: &str) -> bool {
-        pattern.matches(value, self.case_sensitive)
     }
 
     pub fn row_to_record<R: DbRow>(&self, row: &R) -> Result<F::Record, SourceError> {
@@ -197,7 +186,7 @@ impl<F: Field> Table<F> {
     /// for SQLite's ASCII-only folding, MySQL's accent-blind collations and case-sensitive
     /// sources) would only spend time.
     fn sql_is_exact(&self) -> bool {
-        self.dialect == Dialect::Postgres && !self.case_sensitive
+        self.dialect == Dialect::Postgres && !self.case.is_case_sensitive()
     }
 
     /// Runs `sql` (PostgreSQL's native driver where there is one) and keeps what `keep` accepts;
@@ -258,7 +247,7 @@ impl<F: Field> Table<F> {
             let r = self
                 .row_to_record(row)
                 .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
-            if self.same_key(r.key(), key) {
+            if self.case.same(r.key(), key) {
                 return Ok(Some(r));
             }
         }

@@ -13,14 +13,15 @@ use super::{
 };
 use crate::config::{SqlBackend, UserSourceSettings};
 use crate::domain::{
-    customer_user::{full_name, UserAttr},
+    customer_user::UserAttr,
     email::normalize_address,
     fold,
     query::Pattern,
     search::{Page, UserCriterion, UserSearch},
-    Attr, CustomerUser, CustomerUserPatch, UserField, UserSchema, Validity,
+    Attr, CaseRule, CustomerUser, CustomerUserPatch, UserField, UserRules, UserSchema, Validity,
 };
 use crate::error::Error;
+use crate::source::matching::user_rules;
 use crate::source::{CustomerUserSource, Secret, SourceError};
 
 /// How long a source trusts its last look at its SQLite search index.
@@ -36,6 +37,8 @@ pub struct SqlUserSource {
     sql: SqlBackend,
     db: Arc<Db>,
     table: Table<UserField>,
+    /// What a search keeps, postmaster values, key equality, full name.
+    rules: UserRules,
     side: SideTables,
     /// Serialises this replica's writes to the table (the database lock covers other replicas).
     write: Mutex<()>,
@@ -71,6 +74,7 @@ impl SqlUserSource {
         };
         Ok(Self {
             table,
+            rules: user_rules(&cfg),
             side: SideTables::new(db.clone(), &cfg.settings.name),
             db,
             cfg,
@@ -166,7 +170,7 @@ impl SqlUserSource {
 
     /// Completes a record read from the table with what the source computes.
     fn finish(&self, mut user: CustomerUser) -> CustomerUser {
-        user.full_name = full_name(&user, &self.cfg.name_fields, &self.cfg.name_join);
+        user.full_name = self.rules.full_name(&user);
         user
     }
 
@@ -214,23 +218,14 @@ impl SqlUserSource {
             .map_err(|e| write_error(e, "customer user", "email", address, self.name()))?;
         for row in &rows {
             let u = self.table.row_to_record(row)?;
-            if except_login.is_some_and(|l| self.table.same_key(&u.login, l)) {
+            if except_login.is_some_and(|l| self.rules.same_key(&u.login, l)) {
                 continue;
             }
-            if self.postmaster_values(&u).any(|v| v == wanted) {
+            if self.rules.has_address(&u, &wanted) {
                 return Ok(true);
             }
         }
         Ok(false)
-    }
-
-    fn postmaster_values<'a>(&'a self, u: &'a CustomerUser) -> impl Iterator<Item = String> + 'a {
-        self.cfg
-            .postmaster_fields
-            .iter()
-            .filter_map(|a| a.get(u))
-            .filter(|v| !v.is_empty())
-            .map(normalize_address)
     }
 
     /// `(f1 matches any address OR f2 …)` over the postmaster fields.
@@ -297,7 +292,7 @@ impl SqlUserSource {
                 .map_err(source_error)?;
             for row in &rows {
                 let u = self.finish(self.table.row_to_record(row)?);
-                if chunk.iter().any(|v| self.table.same_key(value_of(&u), v)) {
+                if chunk.iter().any(|v| self.rules.same_key(value_of(&u), v)) {
                     out.push(u);
                 }
             }
@@ -366,18 +361,12 @@ pub(crate) async fn reassign_customer_id(
         .push(" WHERE ");
     sql.matches(&target.cid_col, &Pattern::literal(old));
     let rows = sql.query().fetch_all(&mut *conn).await?;
-    let wanted = fold(old);
     let logins: Vec<String> = rows
         .iter()
         .filter_map(|r| {
             let login = text_at(r, 0).ok()?;
             let cid = text_at(r, 1).ok()?;
-            let same = if target.case_sensitive {
-                cid == old
-            } else {
-                fold(&cid) == wanted
-            };
-            same.then_some(login)
+            target.case.same(&cid, old).then_some(login)
         })
         .collect();
     let mut changed = 0;
@@ -413,7 +402,8 @@ pub struct CustomerIdRef {
     pub table: String,
     pub login_col: String,
     pub cid_col: String,
-    pub case_sensitive: bool,
+    /// The customer-user source's case rule for customer ids.
+    pub case: CaseRule,
     pub timestamps: bool,
 }
 
@@ -425,7 +415,7 @@ impl SqlUserSource {
             table: self.table.name.clone(),
             login_col: self.table.key_col.clone(),
             cid_col: self.column(UserField::CustomerId)?.to_owned(),
-            case_sensitive: self.table.case_sensitive,
+            case: self.rules.case,
             timestamps: !self.sql.foreign_db,
         })
     }
@@ -561,7 +551,7 @@ impl CustomerUserSource for SqlUserSource {
         let mut sql = self.select();
         sql.matches(&self.table.key_col, &Pattern::literal(login));
         let page = self
-            .fetch(sql, 1, |u| self.table.same_key(&u.login, login))
+            .fetch(sql, 1, |u| self.rules.same_key(&u.login, login))
             .await?;
         Ok(page.items.into_iter().next())
     }
@@ -569,21 +559,7 @@ impl CustomerUserSource for SqlUserSource {
     async fn search(&self, search: &UserSearch) -> Result<Page<CustomerUser>, SourceError> {
         self.db.ready().await?;
         let (sql, limit) = self.search_sql(search).await?;
-        let (prefix, suffix) = self.cfg.settings.affixes();
-        let cs = self.table.case_sensitive;
-        let search_cols = self.search_columns();
-        let keep = |u: &CustomerUser| match &search.criterion {
-            UserCriterion::Query(expr) => {
-                let values: Vec<&str> = search_cols
-                    .iter()
-                    .map(|(a, _)| a.get(u).unwrap_or(""))
-                    .collect();
-                expr.matches(&values, &prefix, &suffix, cs)
-            }
-            UserCriterion::Email(address) => self.postmaster_values(u).any(|v| &v == address),
-            UserCriterion::CustomerId(p) => self.table.pattern_match(p, &u.customer_id),
-            UserCriterion::Login(p) => self.table.pattern_match(p, &u.login),
-        };
+        let keep = |u: &CustomerUser| self.rules.user_matches(&search.criterion, u);
         // A caller limit above this source's list_limit is cut to it; `truncated` then says
         // whether the source had more.
         self.fetch(sql, limit, keep).await
@@ -610,6 +586,7 @@ impl CustomerUserSource for SqlUserSource {
                     continue;
                 }
                 let mut matched: Vec<String> = self
+                    .rules
                     .postmaster_values(&u)
                     .filter(|v| chunk.contains(v))
                     .collect();
@@ -656,9 +633,9 @@ impl CustomerUserSource for SqlUserSource {
             .map_err(|e| self.write_err(e, &user.login))?;
         for row in &rows {
             let other = self.table.row_to_record(row)?;
-            let field = if self.table.same_key(&other.login, &user.login) {
+            let field = if self.rules.same_key(&other.login, &user.login) {
                 "login"
-            } else if check_email && self.postmaster_values(&other).any(|v| v == wanted_email) {
+            } else if check_email && self.rules.has_address(&other, &wanted_email) {
                 "email"
             } else {
                 continue;
@@ -721,7 +698,7 @@ impl CustomerUserSource for SqlUserSource {
             .ok_or_else(|| Error::not_found("customer user", login))?;
         let new_login = patch.new_key().filter(|n| *n != current.login);
         if let Some(n) = new_login {
-            if !self.table.same_key(n, &current.login) && self.current(&mut tx, n).await?.is_some()
+            if !self.rules.same_key(n, &current.login) && self.current(&mut tx, n).await?.is_some()
             {
                 return Err(Error::AlreadyExists {
                     kind: "customer user",
@@ -823,7 +800,7 @@ impl CustomerUserSource for SqlUserSource {
             .map_err(source_error)?;
         for row in &rows {
             let user = self.finish(self.table.row_to_record(row)?);
-            if self.table.same_key(&user.login, login) {
+            if self.rules.same_key(&user.login, login) {
                 let hash = Some(text_at(row, self.table.extra_index())?).filter(|h| !h.is_empty());
                 return Ok(Some((user, Secret::Hash(hash))));
             }
