@@ -1,4 +1,6 @@
-//! Builds everything from the validated configuration and runs the gRPC server until shutdown.
+//! Builds everything from the validated configuration (on the system clock, or on a given one
+//! for tests) and runs the gRPC server until shutdown, keeping `source/<name>` health current
+//! from the directory's probes.
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -9,6 +11,7 @@ use crate::edge::EdgeLayer;
 use tonic_health::{server::HealthReporter, ServingStatus};
 
 use crate::api::{AuthApi, CustomerApi, CustomerUserApi, GroupApi, RateLimits};
+use crate::clock::Clock;
 use crate::config::{Settings, SourceKind};
 use crate::directory::{Bounded, Directory, Groups};
 use crate::domain::group::Policy;
@@ -18,7 +21,6 @@ use crate::proto::{
     group_service_server::GroupServiceServer,
 };
 use crate::source::{
-    cached::CachedUserSource,
     ldap::{customer::LdapCustomerSource, user::LdapUserSource},
     sql::{
         customer::SqlCustomerSource,
@@ -26,7 +28,7 @@ use crate::source::{
         user::{index_statements_for, SqlUserSource},
         Db, DbRegistry, Dialect, SourceTable, TableKind,
     },
-    CustomerSource, CustomerUserSource,
+    CustomerSourceBundle, UserSourceBundle,
 };
 
 /// The built service: the directory over every source, and the databases behind them.
@@ -36,9 +38,15 @@ pub struct App {
     pub databases: Vec<(String, Arc<Db>)>,
 }
 
-/// Opens (lazily) every database and builds every source. Fails only on configuration that
-/// cannot work at all (a malformed URL); an unreachable database is reported later and retried.
+/// Opens (lazily) every database and builds every source, on the system clock. Fails only on
+/// configuration that cannot work at all (a malformed URL); an unreachable database is reported
+/// later and retried.
 pub fn build(settings: Settings) -> Result<App, String> {
+    build_with_clock(settings, crate::clock::system())
+}
+
+/// [`build`] with every time-dependent rule (lock expiry, cache TTLs) on `clock`.
+pub fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> Result<App, String> {
     let mut registry = DbRegistry::default();
     for s in &settings.user_sources {
         if s.settings.kind == SourceKind::Ldap {
@@ -105,45 +113,45 @@ pub fn build(settings: Settings) -> Result<App, String> {
             .ok_or_else(|| format!("no database for {url}"))
     };
     let mut sql_users = Vec::new();
-    let mut users: Vec<Bounded<dyn CustomerUserSource>> = Vec::new();
+    let mut users: Vec<Bounded<UserSourceBundle>> = Vec::new();
     for s in &settings.user_sources {
-        let source: Arc<dyn CustomerUserSource> = match s.settings.kind {
+        let source = match s.settings.kind {
             SourceKind::Sql => {
                 let sql = Arc::new(SqlUserSource::new(s.clone(), db(&s.url)?));
                 sql_users.push((s.url.clone(), sql.clone()));
-                sql
+                sql.into_bundle()
             }
             SourceKind::Ldap => Arc::new(
                 LdapUserSource::new(s.clone(), db(&s.store_url)?)
                     .map_err(|e| format!("customer-user source {:?}: {e}", s.settings.name))?,
-            ),
+            )
+            .into_bundle(),
         };
-        let source: Arc<dyn CustomerUserSource> = match s.settings.cache_ttl {
-            Some(ttl) if !ttl.is_zero() => {
-                Arc::new(CachedUserSource::new(source, ttl, s.settings.cache_size))
-            }
-            _ => source,
+        let source = match s.settings.cache_ttl {
+            Some(ttl) => source.with_cache(ttl, s.settings.cache_size, clock.clone()),
+            None => source,
         };
         users.push(Bounded {
             source,
             timeout: s.settings.timeout,
         });
     }
-    let mut customers: Vec<Bounded<dyn CustomerSource>> = Vec::new();
+    let mut customers: Vec<Bounded<CustomerSourceBundle>> = Vec::new();
     for s in &settings.customer_sources {
-        let source: Arc<dyn CustomerSource> = match s.settings.kind {
+        let source = match s.settings.kind {
             SourceKind::Sql => {
                 let colocated = sql_users
                     .iter()
                     .filter(|(url, u)| url == &s.url && u.writable())
                     .filter_map(|(_, u)| u.customer_id_ref())
                     .collect();
-                Arc::new(SqlCustomerSource::new(s.clone(), db(&s.url)?, colocated))
+                Arc::new(SqlCustomerSource::new(s.clone(), db(&s.url)?, colocated)).into_bundle()
             }
             SourceKind::Ldap => Arc::new(
                 LdapCustomerSource::new(s.clone())
                     .map_err(|e| format!("customer source {:?}: {e}", s.settings.name))?,
-            ),
+            )
+            .into_bundle(),
         };
         customers.push(Bounded {
             source,
@@ -177,14 +185,17 @@ pub fn build(settings: Settings) -> Result<App, String> {
     let mut databases: Vec<(String, Arc<Db>)> = dbs.into_iter().collect();
     databases.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(App {
-        directory: Arc::new(Directory::new(
-            users,
-            customers,
-            user_limit,
-            customer_limit,
-            groups,
-            settings.auth.clone(),
-        )),
+        directory: Arc::new(
+            Directory::new(
+                users,
+                customers,
+                user_limit,
+                customer_limit,
+                groups,
+                settings.auth.clone(),
+            )
+            .with_clock(clock),
+        ),
         databases,
         settings,
     })
@@ -286,22 +297,21 @@ impl App {
         out
     }
 
-    /// Asks every source for a trivial answer; one line per source with its state.
+    /// Asks every source for a trivial answer (at most 15 s each); one line per source with
+    /// its state.
     pub async fn check_sources(&self) -> Vec<(String, Result<(), String>)> {
-        let mut out = Vec::new();
-        for s in self.directory.user_sources() {
-            let r = tokio::time::timeout(Duration::from_secs(15), s.ping()).await;
-            out.push((format!("customer_user_sources {:?}", s.name()), flatten(r)));
-        }
-        for s in self.directory.customer_sources() {
-            let r = tokio::time::timeout(Duration::from_secs(15), s.ping()).await;
-            out.push((format!("customer_sources {:?}", s.name()), flatten(r)));
-        }
-        if let Some(g) = self.directory.group_store() {
-            let r = tokio::time::timeout(Duration::from_secs(15), g.ping()).await;
-            out.push(("groups".to_owned(), flatten(r)));
-        }
-        out
+        self.directory
+            .probe(Some(Duration::from_secs(15)))
+            .await
+            .into_iter()
+            .map(|p| {
+                let line = match p.section {
+                    "groups" => p.section.to_owned(),
+                    section => format!("{section} {:?}", p.name),
+                };
+                (line, p.result)
+            })
+            .collect()
     }
 
     /// Serves on `listener` (and metrics on `server.metrics_listen`) until `shutdown`
@@ -448,16 +458,6 @@ fn tls_config(tls: &crate::config::TlsConfig) -> Result<ServerTlsConfig, String>
     Ok(cfg)
 }
 
-fn flatten(
-    r: Result<Result<(), crate::source::SourceError>, tokio::time::error::Elapsed>,
-) -> Result<(), String> {
-    match r {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("no answer within 15 s".into()),
-    }
-}
-
 /// Keeps `source/<name>` health current and logs changes (first probe at start-up: a source
 /// that is down is reported, and retried every probe until it serves); records pool usage.
 async fn probe_sources(
@@ -472,20 +472,11 @@ async fn probe_sources(
         // when every source of that name answers.
         let mut results: std::collections::BTreeMap<String, Result<(), String>> =
             Default::default();
-        let mut record = |name: &str, r: Result<(), crate::source::SourceError>| {
-            let slot = results.entry(name.to_owned()).or_insert(Ok(()));
+        for p in dir.probe(None).await {
+            let slot = results.entry(p.name).or_insert(Ok(()));
             if slot.is_ok() {
-                *slot = r.map_err(|e| e.to_string());
+                *slot = p.result;
             }
-        };
-        for s in dir.user_sources() {
-            record(s.name(), s.ping().await);
-        }
-        for s in dir.customer_sources() {
-            record(s.name(), s.ping().await);
-        }
-        if let Some(g) = dir.group_store() {
-            record("groups", g.ping().await);
         }
         for (name, r) in results {
             let ok = r.is_ok();
