@@ -1,7 +1,8 @@
 //! Which caller may call which method. Callers authenticate with a bearer token (configured as
 //! its SHA-256, never in plain text) or a TLS client certificate (matched by subject CN or DNS
 //! name); each has scopes, and every RPC requires one. Health checks and reflection are open.
-//! With no callers configured every call is allowed (loopback only, see `app::bind`).
+//! With no callers configured every call is allowed (loopback only, see `app::bind`). A refusal
+//! is an [`Error`] (`Unauthenticated` / `PermissionDenied`), made a status in `api::status`.
 
 use std::fmt;
 
