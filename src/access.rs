@@ -1,13 +1,15 @@
 //! Which caller may call which method. Callers authenticate with a bearer token (configured as
 //! its SHA-256, never in plain text) or a TLS client certificate (matched by subject CN or DNS
 //! name); each has scopes, and every RPC requires one. Health checks and reflection are open.
-//! With no callers configured every call is allowed (loopback only, see `app::bind`).
+//! With no callers configured every call is allowed (loopback only, see `app::bind`). A refusal
+//! is an [`Error`] (`Unauthenticated` / `PermissionDenied`), made a status in `api::status`.
 
 use std::fmt;
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use tonic::Status;
+
+use crate::error::Error;
 
 /// A permission a caller holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -163,14 +165,14 @@ pub fn certificate_names(der: &[u8]) -> Vec<String> {
 
 impl Access {
     /// Decides a call to `path` with the `authorization` header and the names of a verified
-    /// client certificate: the caller, or UNAUTHENTICATED (missing/wrong credential) or
-    /// PERMISSION_DENIED (missing scope).
+    /// client certificate: the caller, or [`Error::Unauthenticated`] (missing/wrong credential)
+    /// or [`Error::PermissionDenied`] (missing scope).
     pub fn check(
         &self,
         path: &str,
         authorization: Option<&str>,
         cert_names: &[String],
-    ) -> Result<Option<CallerName>, Status> {
+    ) -> Result<Option<CallerName>, Error> {
         let Some(scope) = required_scope(path) else {
             return Ok(None);
         };
@@ -185,7 +187,9 @@ impl Access {
                 let token = value
                     .strip_prefix("Bearer ")
                     .or_else(|| value.strip_prefix("bearer "))
-                    .ok_or_else(|| Status::unauthenticated("authorization must be \"Bearer <token>\""))?;
+                    .ok_or_else(|| {
+                        Error::Unauthenticated("authorization must be \"Bearer <token>\"".into())
+                    })?;
                 let digest: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
                 // Every caller is compared, in constant time, so timing tells nothing.
                 let mut found = None;
@@ -196,7 +200,7 @@ impl Access {
                         }
                     }
                 }
-                found.ok_or_else(|| Status::unauthenticated("unknown bearer token"))?
+                found.ok_or_else(|| Error::Unauthenticated("unknown bearer token".into()))?
             }
             None => self
                 .callers
@@ -207,18 +211,19 @@ impl Access {
                         .is_some_and(|n| cert_names.iter().any(|x| x.eq_ignore_ascii_case(n)))
                 })
                 .ok_or_else(|| {
-                    Status::unauthenticated(
-                        "no credential: send \"authorization: Bearer <token>\" or a known client certificate",
+                    Error::Unauthenticated(
+                        "no credential: send \"authorization: Bearer <token>\" or a known client certificate".into(),
                     )
                 })?,
         };
         if caller.allows(scope) {
             Ok(Some(CallerName(caller.name.clone())))
         } else {
-            Err(Status::permission_denied(format!(
-                "caller {:?} lacks scope {scope} for {path}",
-                caller.name
-            )))
+            Err(Error::PermissionDenied {
+                caller: caller.name.clone(),
+                scope: scope.name(),
+                method: path.to_owned(),
+            })
         }
     }
 }
@@ -256,21 +261,30 @@ mod tests {
         let a = access();
         let read = "/clientele.v1.CustomerUserService/GetCustomerUser";
         let write = "/clientele.v1.CustomerUserService/CreateCustomerUser";
+        let code = |r: Result<Option<CallerName>, Error>| {
+            crate::api::status::to_status(r.unwrap_err()).code()
+        };
         assert!(a.check(read, Some("Bearer s3cret"), &[]).is_ok());
+        assert!(matches!(
+            a.check(write, Some("Bearer s3cret"), &[]),
+            Err(Error::PermissionDenied {
+                scope: "customer_users:write",
+                ..
+            })
+        ));
         assert_eq!(
-            a.check(write, Some("Bearer s3cret"), &[])
-                .unwrap_err()
-                .code(),
+            code(a.check(write, Some("Bearer s3cret"), &[])),
             tonic::Code::PermissionDenied
         );
         assert_eq!(
-            a.check(read, Some("Bearer nope"), &[]).unwrap_err().code(),
+            code(a.check(read, Some("Bearer nope"), &[])),
             tonic::Code::Unauthenticated
         );
         assert_eq!(
-            a.check(read, None, &[]).unwrap_err().code(),
+            code(a.check(read, Some("Basic eA=="), &[])),
             tonic::Code::Unauthenticated
         );
+        assert_eq!(code(a.check(read, None, &[])), tonic::Code::Unauthenticated);
         assert!(a.check(read, None, &["Gateway.Internal".into()]).is_ok());
         assert!(a.check("/grpc.health.v1.Health/Check", None, &[]).is_ok());
     }

@@ -1,4 +1,6 @@
-//! Builds everything from the validated configuration and runs the gRPC server until shutdown.
+//! Builds everything from the validated configuration (on the system clock, or on a given one
+//! for tests) and runs the gRPC server until shutdown, keeping `source/<name>` health current
+//! from the directory's probes.
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -9,6 +11,7 @@ use crate::edge::EdgeLayer;
 use tonic_health::{server::HealthReporter, ServingStatus};
 
 use crate::api::{AuthApi, CustomerApi, CustomerUserApi, GroupApi, RateLimits};
+use crate::clock::Clock;
 use crate::config::Settings;
 use crate::directory::Directory;
 use crate::proto::{
@@ -25,11 +28,16 @@ pub struct App {
     pub databases: Vec<(String, Arc<Db>)>,
 }
 
-/// Opens (lazily) every database and builds every source (see [`factory`]). Fails only on
-/// configuration that cannot work at all (a malformed URL); an unreachable database is reported
-/// later and retried.
+/// Opens (lazily) every database and builds every source (see [`factory`]), on the system
+/// clock. Fails only on configuration that cannot work at all (a malformed URL); an unreachable
+/// database is reported later and retried.
 pub fn build(settings: Settings) -> Result<App, String> {
-    let sources = factory::build(&settings)?;
+    build_with_clock(settings, crate::clock::system())
+}
+
+/// [`build`] with every time-dependent rule (lock expiry, cache TTLs) on `clock`.
+pub fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> Result<App, String> {
+    let sources = factory::build(&settings, &clock)?;
     let user_limit = smallest_limit(settings.user_sources.iter().map(|s| s.settings.list_limit));
     let customer_limit = smallest_limit(
         settings
@@ -38,14 +46,17 @@ pub fn build(settings: Settings) -> Result<App, String> {
             .map(|s| s.settings.list_limit),
     );
     Ok(App {
-        directory: Arc::new(Directory::new(
-            sources.users,
-            sources.customers,
-            user_limit,
-            customer_limit,
-            sources.groups,
-            settings.auth.clone(),
-        )),
+        directory: Arc::new(
+            Directory::new(
+                sources.users,
+                sources.customers,
+                user_limit,
+                customer_limit,
+                sources.groups,
+                settings.auth.clone(),
+            )
+            .with_clock(clock),
+        ),
         databases: sources.databases,
         settings,
     })
@@ -98,22 +109,21 @@ impl App {
         crate::source::sql::admin::add_indexes(&self.settings, &self.databases).await
     }
 
-    /// Asks every source for a trivial answer; one line per source with its state.
+    /// Asks every source for a trivial answer (at most 15 s each); one line per source with
+    /// its state.
     pub async fn check_sources(&self) -> Vec<(String, Result<(), String>)> {
-        let mut out = Vec::new();
-        for s in self.directory.user_sources() {
-            let r = tokio::time::timeout(Duration::from_secs(15), s.ping()).await;
-            out.push((format!("customer_user_sources {:?}", s.name()), flatten(r)));
-        }
-        for s in self.directory.customer_sources() {
-            let r = tokio::time::timeout(Duration::from_secs(15), s.ping()).await;
-            out.push((format!("customer_sources {:?}", s.name()), flatten(r)));
-        }
-        if let Some(g) = self.directory.group_store() {
-            let r = tokio::time::timeout(Duration::from_secs(15), g.ping()).await;
-            out.push(("groups".to_owned(), flatten(r)));
-        }
-        out
+        self.directory
+            .probe(Some(Duration::from_secs(15)))
+            .await
+            .into_iter()
+            .map(|p| {
+                let line = match p.section {
+                    "groups" => p.section.to_owned(),
+                    section => format!("{section} {:?}", p.name),
+                };
+                (line, p.result)
+            })
+            .collect()
     }
 
     /// Serves on `listener` (and metrics on `server.metrics_listen`) until `shutdown`
@@ -260,16 +270,6 @@ fn tls_config(tls: &crate::config::TlsConfig) -> Result<ServerTlsConfig, String>
     Ok(cfg)
 }
 
-fn flatten(
-    r: Result<Result<(), crate::source::SourceError>, tokio::time::error::Elapsed>,
-) -> Result<(), String> {
-    match r {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("no answer within 15 s".into()),
-    }
-}
-
 /// Keeps `source/<name>` health current and logs changes (first probe at start-up: a source
 /// that is down is reported, and retried every probe until it serves); records pool usage.
 async fn probe_sources(
@@ -284,20 +284,11 @@ async fn probe_sources(
         // when every source of that name answers.
         let mut results: std::collections::BTreeMap<String, Result<(), String>> =
             Default::default();
-        let mut record = |name: &str, r: Result<(), crate::source::SourceError>| {
-            let slot = results.entry(name.to_owned()).or_insert(Ok(()));
+        for p in dir.probe(None).await {
+            let slot = results.entry(p.name).or_insert(Ok(()));
             if slot.is_ok() {
-                *slot = r.map_err(|e| e.to_string());
+                *slot = p.result;
             }
-        };
-        for s in dir.user_sources() {
-            record(s.name(), s.ping().await);
-        }
-        for s in dir.customer_sources() {
-            record(s.name(), s.ping().await);
-        }
-        if let Some(g) = dir.group_store() {
-            record("groups", g.ping().await);
         }
         for (name, r) in results {
             let ok = r.is_ok();

@@ -112,13 +112,16 @@ where
             .and_then(|v| v.to_str().ok())
             .filter(|v| !v.is_empty() && v.len() <= 128)
             .map_or_else(|| format!("{:016x}", rand::random::<u64>()), str::to_owned);
-        let decision = self.access.check(
-            &path,
-            req.headers()
-                .get("authorization")
-                .and_then(|v| v.to_str().ok()),
-            &peer_cert_names(&req),
-        );
+        let decision = self
+            .access
+            .check(
+                &path,
+                req.headers()
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok()),
+                &peer_cert_names(&req),
+            )
+            .map_err(tonic::Status::from);
         let caller = match &decision {
             Ok(Some(c)) => c.0.clone(),
             _ => String::new(),

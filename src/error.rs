@@ -1,5 +1,5 @@
-//! The one error type of the domain, classified where it arises and mapped to a gRPC status in
-//! exactly one place (`api::status`).
+//! The one error type of the service, classified where it arises (domain operations, caller
+//! access, rate limits) and mapped to a gRPC status in exactly one place (`api::status`).
 
 use std::fmt;
 
@@ -57,6 +57,22 @@ pub enum Error {
     /// A conflicting concurrent change won; the caller may retry.
     #[error("{0}")]
     Aborted(String),
+    /// The caller presented no credential, or one that is not a configured caller's.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The caller is known but lacks the scope the method needs.
+    #[error("caller {caller:?} lacks scope {scope} for {method}")]
+    PermissionDenied {
+        caller: String,
+        scope: &'static str,
+        method: String,
+    },
+    /// Too many attempts of one kind (`what`: e.g. "this login"); retry after `retry_after`.
+    #[error("too many authentication attempts for {what}; retry later")]
+    RateLimited {
+        what: &'static str,
+        retry_after: std::time::Duration,
+    },
     /// A bug or an unexpected backend answer; logged with its cause, returned generically.
     #[error("internal error: {0}")]
     Internal(String),

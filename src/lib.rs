@@ -1,8 +1,9 @@
 //! Clientele: the customer-user subsystem of OTRS / Znuny / OTOBO as a gRPC service.
 //!
 //! Layers: [`api`] (protobuf, thin handlers) -> [`directory`] (the source multiplexer) ->
-//! [`source`] (SQL backends) over plain [`domain`] types. Errors are [`error::Error`], mapped to
-//! gRPC statuses in [`api::status`] only.
+//! [`source`] (capability traits, SQL and LDAP backends) over plain [`domain`] types. Errors are
+//! [`error::Error`], mapped to gRPC statuses in [`api::status`] only. Time is read from a
+//! [`clock::Clock`] handed in when the [`app`] is built.
 #![forbid(unsafe_code)]
 
 pub mod access;
@@ -11,6 +12,7 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod directory;
 pub mod domain;

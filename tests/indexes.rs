@@ -10,7 +10,7 @@ use clientele::domain::{
     search::{UserCriterion, UserSearch},
 };
 use clientele::source::sql::user::SqlUserSource;
-use clientele::source::CustomerUserSource;
+use clientele::source::UserReader;
 use common::{fresh_db, user_source, Backend};
 
 async fn seeded(

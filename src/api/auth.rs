@@ -4,12 +4,12 @@ use std::{num::NonZeroU32, sync::Arc, time::Duration};
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tonic::{Request, Response, Status};
-use tonic_types::{ErrorDetails, StatusExt};
 
 use super::convert::{deadline, user_to_pb};
 use crate::config::RateLimitConfig;
 use crate::directory::{AuthOutcome, Directory};
 use crate::domain::fold;
+use crate::error::Error;
 use crate::proto::{self as pb, auth_service_server::AuthService};
 
 /// Authenticate attempts per minute, per login and per client address.
@@ -27,8 +27,9 @@ impl RateLimits {
         }
     }
 
-    /// `Err` with RESOURCE_EXHAUSTED (and a retry delay) when either limit is spent.
-    fn check(&self, login: &str, client: &str) -> Result<(), Status> {
+    /// [`Error::RateLimited`] (with the wait until the next attempt) when either limit is
+    /// spent.
+    fn check(&self, login: &str, client: &str) -> Result<(), Error> {
         for (limiter, key, what) in [
             (&self.per_login, fold(login), "this login"),
             (&self.per_client, client.to_owned(), "this client"),
@@ -38,18 +39,10 @@ impl RateLimits {
                 let wait = not_until.wait_time_from(governor::clock::Clock::now(
                     &governor::clock::DefaultClock::default(),
                 ));
-                let mut d = ErrorDetails::new();
-                d.set_retry_info(Some(wait.max(Duration::from_secs(1))));
-                d.set_error_info(
-                    "RATE_LIMITED",
-                    super::status::ERROR_DOMAIN,
-                    std::collections::HashMap::new(),
-                );
-                return Err(Status::with_error_details(
-                    tonic::Code::ResourceExhausted,
-                    format!("too many authentication attempts for {what}; retry later"),
-                    d,
-                ));
+                return Err(Error::RateLimited {
+                    what,
+                    retry_after: wait,
+                });
             }
         }
         Ok(())

@@ -1,6 +1,7 @@
-//! The one place domain errors become gRPC statuses (google.rpc error model with details).
+//! The one place errors become gRPC statuses (google.rpc error model with details): domain
+//! errors, refused callers and rate limits alike.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, time::Duration};
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
@@ -14,9 +15,12 @@ fn info(details: &mut ErrorDetails, reason: &str, metadata: HashMap<String, Stri
     details.set_error_info(reason, ERROR_DOMAIN, metadata);
 }
 
-/// Maps a domain error to a status with `ErrorInfo` (a stable `reason`) and, for invalid
-/// requests, `BadRequest` field violations. Internal errors are logged with their cause and
-/// returned with a generic message.
+/// Maps an error to a status with `ErrorInfo` (a stable `reason`: `INVALID_ARGUMENT`,
+/// `<KIND>_NOT_FOUND`, `ALREADY_EXISTS`, the precondition's own reason, `SOURCE_UNAVAILABLE`,
+/// `DEADLINE_EXCEEDED`, `CONCURRENT_CHANGE`, `UNAUTHENTICATED`, `SCOPE_MISSING` (metadata
+/// `caller`, `scope`, `method`), `RATE_LIMITED` (with `RetryInfo`, at least 1 s), `INTERNAL`) and,
+/// for invalid requests, `BadRequest` field violations. Internal errors are logged with their
+/// cause and returned with a generic message.
 pub fn to_status(err: Error) -> Status {
     let mut details = ErrorDetails::new();
     let (code, message) = match &err {
@@ -68,6 +72,31 @@ pub fn to_status(err: Error) -> Status {
             info(&mut details, "CONCURRENT_CHANGE", HashMap::new());
             (Code::Aborted, message.clone())
         }
+        Error::Unauthenticated(message) => {
+            info(&mut details, "UNAUTHENTICATED", HashMap::new());
+            (Code::Unauthenticated, message.clone())
+        }
+        Error::PermissionDenied {
+            caller,
+            scope,
+            method,
+        } => {
+            info(
+                &mut details,
+                "SCOPE_MISSING",
+                HashMap::from([
+                    ("caller".to_owned(), caller.clone()),
+                    ("scope".to_owned(), (*scope).to_owned()),
+                    ("method".to_owned(), method.clone()),
+                ]),
+            );
+            (Code::PermissionDenied, err.to_string())
+        }
+        Error::RateLimited { retry_after, .. } => {
+            details.set_retry_info(Some((*retry_after).max(Duration::from_secs(1))));
+            info(&mut details, "RATE_LIMITED", HashMap::new());
+            (Code::ResourceExhausted, err.to_string())
+        }
         Error::Internal(cause) => {
             tracing::error!(%cause, "internal error");
             info(&mut details, "INTERNAL", HashMap::new());
@@ -110,6 +139,39 @@ mod tests {
         let s = to_status(Error::Internal("password=secret".into()));
         assert_eq!(s.code(), Code::Internal);
         assert!(!s.message().contains("secret"));
+    }
+
+    #[test]
+    fn access_and_rate_limit_errors_have_stable_reasons() {
+        let s = to_status(Error::Unauthenticated("unknown bearer token".into()));
+        assert_eq!(s.code(), Code::Unauthenticated);
+        assert_eq!(s.message(), "unknown bearer token");
+        assert_eq!(
+            s.get_error_details().error_info().unwrap().reason,
+            "UNAUTHENTICATED"
+        );
+        let s = to_status(Error::PermissionDenied {
+            caller: "mail".into(),
+            scope: "customer_users:write",
+            method: "/clientele.v1.CustomerUserService/CreateCustomerUser".into(),
+        });
+        assert_eq!(s.code(), Code::PermissionDenied);
+        assert!(s.message().contains("lacks scope customer_users:write"));
+        let info = s.get_error_details().error_info().cloned().unwrap();
+        assert_eq!(info.reason, "SCOPE_MISSING");
+        assert_eq!(info.domain, ERROR_DOMAIN);
+        assert_eq!(info.metadata["caller"], "mail");
+        let s = to_status(Error::RateLimited {
+            what: "this login",
+            retry_after: Duration::from_millis(10),
+        });
+        assert_eq!(s.code(), Code::ResourceExhausted);
+        let d = s.get_error_details();
+        assert_eq!(d.error_info().unwrap().reason, "RATE_LIMITED");
+        assert_eq!(
+            d.retry_info().unwrap().retry_delay,
+            Some(Duration::from_secs(1))
+        );
     }
 
     #[test]

@@ -1,15 +1,19 @@
-//! Customer logins: ordered auth backends over the sources, every OTRS hash format, lockout
-//! counted in the shared database, re-hashing to argon2id, and an audit event per decision.
+//! Customer logins: ordered auth backends over the sources, each checking passwords its way
+//! (stored hashes in every OTRS format, or an LDAP bind), lockout counted in the companion
+//! tables and expiring on the directory's clock, re-hashing to argon2id, and an audit event per
+//! decision. Also setting passwords and unlocking logins.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::Directory;
+use super::{fanin::writer_of, Directory};
 use crate::auth::{dummy_verify, hash, hash_password, verify_password};
 use crate::domain::{limits, record::check_key, CustomerUser, Validity};
 use crate::error::{Error, FieldViolation, Result};
-use crate::source::{sql::side::Failure, CustomerUserSource, Secret, SourceError};
+use crate::source::{
+    Credentials, DirectoryBind, Failure, SourceError, UserSourceBundle, UserWriter,
+};
 
 /// The decision on one login attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,11 +51,29 @@ pub struct Authentication {
     pub locked_until: Option<i64>,
 }
 
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+/// What the found login's password is checked against.
+enum Check {
+    /// The stored hash (`None`: no password set, nothing verifies).
+    Hash(Option<String>),
+    /// A bind as the entry's DN.
+    Bind(Arc<dyn DirectoryBind>, String),
+}
+
+/// The customer user with `login` in `source` and how its password is checked, or `None`.
+async fn credentials_of(
+    source: &UserSourceBundle,
+    login: &str,
+) -> std::result::Result<Option<(CustomerUser, Check)>, SourceError> {
+    Ok(match &source.credentials {
+        Credentials::Hashes(h) => h
+            .with_hash(login)
+            .await?
+            .map(|(user, hash)| (user, Check::Hash(hash))),
+        Credentials::Bind(b) => b
+            .with_dn(login)
+            .await?
+            .map(|(user, dn)| (user, Check::Bind(b.clone(), dn))),
+    })
 }
 
 fn unavailable(source: &str, e: SourceError) -> Error {
@@ -59,7 +81,7 @@ fn unavailable(source: &str, e: SourceError) -> Error {
 }
 
 impl Directory {
-    fn auth_backends(&self) -> impl Iterator<Item = &std::sync::Arc<dyn CustomerUserSource>> {
+    fn auth_backends(&self) -> impl Iterator<Item = &UserSourceBundle> {
         self.auth
             .backends
             .iter()
@@ -119,21 +141,21 @@ impl Directory {
         };
         let mut found = None;
         for source in self.auth_backends() {
-            match source.credentials(login).await {
-                Ok(Some((user, secret))) => {
-                    found = Some((source.clone(), user, secret));
+            match credentials_of(source, login).await {
+                Ok(Some((user, check))) => {
+                    found = Some((source, user, check));
                     break;
                 }
                 Ok(None) => {}
                 Err(e) => return Err(unavailable(source.name(), e)),
             }
         }
-        let Some((source, user, secret)) = found else {
+        let Some((source, user, check)) = found else {
             dummy_verify(password.to_owned(), self.auth.argon2).await?;
             return Ok(denied(AuthOutcome::InvalidCredentials, "", None));
         };
-        let side = source.side();
-        let at = now();
+        let side = &source.companion;
+        let at = self.clock.epoch_seconds();
         let state = side
             .login_state(&user.login)
             .await
@@ -145,17 +167,17 @@ impl Directory {
                 state.locked_until,
             ));
         }
-        let (ok, stored) = match &secret {
-            Secret::Hash(Some(stored)) if !password.is_empty() => (
+        let (ok, stored) = match &check {
+            Check::Hash(Some(stored)) if !password.is_empty() => (
                 verify_password(password.to_owned(), stored.clone(), self.auth.allow_plain).await?,
                 Some(stored.clone()),
             ),
-            Secret::Hash(_) => {
+            Check::Hash(_) => {
                 dummy_verify(password.to_owned(), self.auth.argon2).await?;
                 (false, None)
             }
-            Secret::Dn(dn) => (
-                source
+            Check::Bind(directory, dn) => (
+                directory
                     .bind_as(dn, password)
                     .await
                     .map_err(|e| unavailable(source.name(), e))?,
@@ -200,9 +222,19 @@ impl Directory {
         .await
         .map_err(|e| unavailable(source.name(), e))?;
         if let Some(old) = stored.filter(|h| hash::needs_rehash(h, &self.auth.argon2)) {
-            self.rehash(&*source, &user.login, &old, password).await;
+            match &source.writer {
+                Some(writer) => {
+                    self.rehash(&**writer, source.name(), &user.login, &old, password)
+                        .await
+                }
+                None => tracing::info!(
+                    login = %user.login,
+                    source = source.name(),
+                    "read-only source: outdated password hash not re-hashed"
+                ),
+            }
         }
-        let customer_ids = super::customer_ids_of(&*source, &user)
+        let customer_ids = super::customer_ids_of(source, &user)
             .await
             .map_err(|e| unavailable(source.name(), e))?;
         Ok(Authentication {
@@ -219,7 +251,8 @@ impl Directory {
     /// login itself succeeded.
     async fn rehash(
         &self,
-        source: &dyn CustomerUserSource,
+        writer: &dyn UserWriter,
+        source: &str,
         login: &str,
         old: &str,
         password: &str,
@@ -231,12 +264,8 @@ impl Directory {
                 return;
             }
         };
-        match source.store_password_hash(login, Some(old), &new).await {
-            Ok(true) => tracing::info!(
-                login,
-                source = source.name(),
-                "password re-hashed to argon2id"
-            ),
+        match writer.store_password_hash(login, Some(old), &new).await {
+            Ok(true) => tracing::info!(login, source, "password re-hashed to argon2id"),
             Ok(false) => tracing::info!(login, "password changed meanwhile; not re-hashed"),
             Err(e) => tracing::warn!(login, error = %e, "re-hashing not stored"),
         }
@@ -249,8 +278,9 @@ impl Directory {
             return Err(Error::InvalidArgument(violations));
         }
         let (source, user) = self.locate_user(login, deadline).await?;
+        let writer = writer_of(source)?;
         let new = hash_password(password.to_owned(), self.auth.argon2).await?;
-        if source.store_password_hash(&user.login, None, &new).await? {
+        if writer.store_password_hash(&user.login, None, &new).await? {
             Ok(())
         } else {
             Err(Error::not_found("customer user", login))
@@ -261,7 +291,7 @@ impl Directory {
     pub async fn unlock_login(&self, login: &str, deadline: Instant) -> Result<()> {
         let (source, user) = self.locate_user(login, deadline).await?;
         source
-            .side()
+            .companion
             .unlock(&user.login)
             .await
             .map_err(|e| unavailable(source.name(), e))

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use tokio::time::Instant;
 
-use super::{fan_out, Directory, Groups};
+use super::{fanin::fan_out, Directory, Groups};
 use crate::domain::{
     fold,
     group::{effective, group_schema, member_groups, Context, Effective, Facts, Group, RW},
@@ -160,8 +160,7 @@ impl Directory {
         let groups = self.groups()?;
         // One lookup of the user for both its record and its customer ids.
         let (source, user) = self.locate_user(login, deadline).await?;
-        let customer_ids =
-            super::bounded(deadline, super::customer_ids_of(&*source, &user)).await?;
+        let customer_ids = super::bounded(deadline, super::customer_ids_of(source, &user)).await?;
         let all = groups.store.list().await?;
         let name_of = |id: i64| {
             all.iter()
@@ -266,13 +265,19 @@ impl Directory {
             .await?;
         // Candidates: direct grantees, members of the customers, users whose primary customer
         // id is one of them — each resolved in one batch per source, first source winning.
-        let members = fan_out(&self.users, deadline, |s| s.members_of_any(&customers)).await;
+        let members = fan_out(&self.users, deadline, |s| {
+            s.companion.members_of_any(&customers)
+        })
+        .await;
         let mut candidates = direct;
         for (_, r) in members {
             candidates.extend(r?);
         }
-        let by_login = fan_out(&self.users, deadline, |s| s.get_many(&candidates)).await;
-        let by_customer = fan_out(&self.users, deadline, |s| s.by_customer_ids(&customers)).await;
+        let by_login = fan_out(&self.users, deadline, |s| s.reader.get_many(&candidates)).await;
+        let by_customer = fan_out(&self.users, deadline, |s| {
+            s.reader.by_customer_ids(&customers)
+        })
+        .await;
         let mut seen = HashSet::new();
         let mut logins = Vec::new();
         for ((_, a), (_, b)) in by_login.into_iter().zip(by_customer) {

@@ -2,36 +2,43 @@
 //! caller's deadline and its own timeout), answers are merged exactly once per key with the
 //! first configured source winning, sorted by key case-insensitively and cut at the limit. A
 //! failing source yields a partial answer with its status; only when every source failed does a
-//! read fail (`Unavailable`).
+//! read fail (`Unavailable`). A key is written only when every source proves it unused.
+//!
+//! Here: the [`Directory`] and its customer-user, customer and membership operations; the
+//! fan-out / fan-in rules in `fanin`, authentication in `auth`, groups in `groups`, health
+//! probes in `health`.
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     future::Future,
     sync::Arc,
-    time::Duration,
 };
 
-use futures::future::join_all;
 use tokio::time::{timeout_at, Instant};
-use tracing::Instrument;
 
+use crate::clock::Clock;
 use crate::config::AuthSettings;
 use crate::domain::group::Policy;
 use crate::domain::{
     customer_user::check_user,
     email, fold, limits,
     record::{check_key, check_record},
-    search::{CustomerSearch, Page, UserCriterion, UserSearch},
-    Customer, CustomerField, CustomerPatch, CustomerUser, CustomerUserPatch, Field, Record,
-    UserField,
+    search::{CustomerSearch, UserCriterion, UserSearch},
+    Customer, CustomerField, CustomerPatch, CustomerUser, CustomerUserPatch, Field, UserField,
 };
 use crate::error::{Error, FieldViolation, Result};
-use crate::source::{CustomerSource, CustomerUserSource, GroupStore, SourceError};
+use crate::source::{CustomerSourceBundle, GroupStore, SourceError, UserSourceBundle};
 
 mod auth;
+mod fanin;
 mod groups;
+mod health;
 
 pub use auth::{AuthOutcome, Authentication};
+pub use fanin::{merge_pages, Bounded, Held, Merged, SourceStatus};
+pub use health::Probe;
+
+use fanin::{collect, ensure_key_free, fan_out, locate, write_target, writer_of};
 
 /// The most records one search returns, whatever the caller asks.
 pub const MAX_LIMIT: usize = 10_000;
@@ -64,23 +71,6 @@ const PROTECTED_PREFERENCES: &[&str] = &[
     "ValidID",
 ];
 
-/// How one source answered a fanned-out read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceStatus {
-    pub source: String,
-    pub error: Option<String>,
-    pub returned: usize,
-    pub truncated: bool,
-}
-
-/// A merged answer.
-#[derive(Debug, Clone)]
-pub struct Merged<T> {
-    pub items: Vec<T>,
-    pub truncated: bool,
-    pub status: Vec<SourceStatus>,
-}
-
 /// One resolved sender address.
 #[derive(Debug, Clone)]
 pub struct SenderResolution {
@@ -90,179 +80,22 @@ pub struct SenderResolution {
     pub customer_users: Vec<CustomerUser>,
 }
 
-/// A source with the bound for each call to it.
-pub struct Bounded<S: ?Sized> {
-    pub source: Arc<S>,
-    pub timeout: Duration,
-}
-
 /// The multiplexer over every configured source.
 pub struct Directory {
-    users: Vec<Bounded<dyn CustomerUserSource>>,
-    customers: Vec<Bounded<dyn CustomerSource>>,
+    users: Vec<Bounded<UserSourceBundle>>,
+    customers: Vec<Bounded<CustomerSourceBundle>>,
     user_limit: usize,
     customer_limit: usize,
     groups: Option<Groups>,
     auth: AuthSettings,
+    /// Lock expiry is decided on it.
+    clock: Arc<dyn Clock>,
 }
 
 /// The group store and the rules that decide permissions.
 pub struct Groups {
     pub store: Arc<dyn GroupStore>,
     pub policy: Policy,
-}
-
-/// Runs `call` on every source concurrently, each bounded by the earlier of `deadline` and the
-/// source's own timeout; results in source order.
-async fn fan_out<'a, S, T, F, Fut>(
-    sources: &'a [Bounded<S>],
-    deadline: Instant,
-    call: F,
-) -> Vec<(&'a str, std::result::Result<T, SourceError>)>
-where
-    S: ?Sized + Named + 'a,
-    F: Fn(&'a S) -> Fut,
-    Fut: Future<Output = std::result::Result<T, SourceError>> + 'a,
-{
-    let all: Vec<&'a Bounded<S>> = sources.iter().collect();
-    fan_out_refs(&all, deadline, call).await
-}
-
-/// What the multiplexer needs of any source kind.
-pub trait Named {
-    fn name(&self) -> &str;
-    fn is_writable(&self) -> bool;
-}
-
-impl Named for dyn CustomerUserSource {
-    fn name(&self) -> &str {
-        CustomerUserSource::name(self)
-    }
-    fn is_writable(&self) -> bool {
-        self.writable()
-    }
-}
-
-impl Named for dyn CustomerSource {
-    fn name(&self) -> &str {
-        CustomerSource::name(self)
-    }
-    fn is_writable(&self) -> bool {
-        self.writable()
-    }
-}
-
-/// The source a create goes to: the named one, or the first writable one; a read-only target
-/// is `FailedPrecondition` naming it.
-fn write_target<S: ?Sized + Named>(
-    sources: &[Bounded<S>],
-    name: Option<&str>,
-    kind: &str,
-) -> Result<Arc<S>> {
-    let target = match name {
-        Some(name) => sources
-            .iter()
-            .find(|b| b.source.name() == name)
-            .ok_or_else(|| {
-                Error::invalid("source", format!("no {kind} source is named {name:?}"))
-            })?,
-        None => sources
-            .iter()
-            .find(|b| b.source.is_writable())
-            .ok_or_else(|| Error::FailedPrecondition {
-                reason: "NO_WRITABLE_SOURCE",
-                message: format!("no writable {kind} source is configured"),
-            })?,
-    };
-    if !target.source.is_writable() {
-        return Err(Error::FailedPrecondition {
-            reason: "SOURCE_READ_ONLY",
-            message: format!(
-                "{kind} source {:?} is read-only; write to a writable source",
-                target.source.name()
-            ),
-        });
-    }
-    Ok(target.source.clone())
-}
-
-/// Merges pages: first source wins on a key (case-insensitive), sorted by key, cut at `limit`.
-pub fn merge_pages<R: Record>(
-    results: Vec<(&str, std::result::Result<Page<R>, SourceError>)>,
-    limit: usize,
-) -> Result<Merged<R>> {
-    let mut status = Vec::with_capacity(results.len());
-    // (folded key, record) in source order; the fold is computed once per record.
-    let mut items: Vec<(String, R)> = Vec::new();
-    let mut truncated = false;
-    let mut failures = Vec::new();
-    let asked = results.len();
-    for (name, result) in results {
-        match result {
-            Ok(page) => {
-                status.push(SourceStatus {
-                    source: name.to_owned(),
-                    error: None,
-                    returned: page.items.len(),
-                    truncated: page.truncated,
-                });
-                truncated |= page.truncated;
-                items.extend(page.items.into_iter().map(|r| (fold(r.key()), r)));
-            }
-            Err(e) => {
-                failures.push(format!("{name}: {e}"));
-                status.push(SourceStatus {
-                    source: name.to_owned(),
-                    error: Some(e.to_string()),
-                    returned: 0,
-                    truncated: false,
-                });
-            }
-        }
-    }
-    if asked > 0 && failures.len() == asked {
-        return Err(Error::Unavailable(format!(
-            "every source failed: {}",
-            failures.join("; ")
-        )));
-    }
-    // A stable sort keeps source order among equal keys, so the dedup keeps the first
-    // source's record.
-    items.sort_by(|a, b| a.0.cmp(&b.0));
-    items.dedup_by(|later, first| later.0 == first.0);
-    let mut items: Vec<R> = items.into_iter().map(|(_, r)| r).collect();
-    if items.len() > limit {
-        items.truncate(limit);
-        truncated = true;
-    }
-    Ok(Merged {
-        items,
-        truncated,
-        status,
-    })
-}
-
-fn first_found<T>(
-    kind: &'static str,
-    key: &str,
-    results: Vec<(&str, std::result::Result<Option<T>, SourceError>)>,
-) -> Result<T> {
-    let asked = results.len();
-    let mut failures = Vec::new();
-    for (name, r) in results {
-        match r {
-            Ok(Some(v)) => return Ok(v),
-            Ok(None) => {}
-            Err(e) => failures.push(format!("{name}: {e}")),
-        }
-    }
-    if asked > 0 && failures.len() == asked {
-        return Err(Error::Unavailable(format!(
-            "every source failed: {}",
-            failures.join("; ")
-        )));
-    }
-    Err(Error::not_found(kind, key))
 }
 
 fn checked_limit(limit: usize, default: usize) -> usize {
@@ -274,9 +107,11 @@ fn checked_limit(limit: usize, default: usize) -> usize {
 
 impl Directory {
     /// `users` and `customers` in precedence order.
+    /// `users` and `customers` in precedence order; lock expiry on the system clock (see
+    /// [`Directory::with_clock`]).
     pub fn new(
-        users: Vec<Bounded<dyn CustomerUserSource>>,
-        customers: Vec<Bounded<dyn CustomerSource>>,
+        users: Vec<Bounded<UserSourceBundle>>,
+        customers: Vec<Bounded<CustomerSourceBundle>>,
         user_limit: usize,
         customer_limit: usize,
         groups: Option<Groups>,
@@ -289,10 +124,19 @@ impl Directory {
             customer_limit,
             groups,
             auth,
+            clock: crate::clock::system(),
         }
     }
 
-    pub fn user_sources(&self) -> impl Iterator<Item = &Arc<dyn CustomerUserSource>> {
+    /// The same directory deciding lock expiry on `clock` (the caches of its sources take
+    /// their clock when they are built).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The customer-user sources, in precedence order.
+    pub fn user_sources(&self) -> impl Iterator<Item = &UserSourceBundle> {
         self.users.iter().map(|b| &b.source)
     }
 
@@ -301,11 +145,12 @@ impl Directory {
         self.groups.as_ref().map(|g| &g.store)
     }
 
-    pub fn customer_sources(&self) -> impl Iterator<Item = &Arc<dyn CustomerSource>> {
+    /// The customer sources, in precedence order.
+    pub fn customer_sources(&self) -> impl Iterator<Item = &CustomerSourceBundle> {
         self.customers.iter().map(|b| &b.source)
     }
 
-    fn user_source(&self, name: &str) -> Option<&Arc<dyn CustomerUserSource>> {
+    fn user_source(&self, name: &str) -> Option<&UserSourceBundle> {
         self.user_sources().find(|s| s.name() == name)
     }
 
@@ -319,19 +164,13 @@ impl Directory {
         &self,
         login: &str,
         deadline: Instant,
-    ) -> Result<(Arc<dyn CustomerUserSource>, CustomerUser)> {
+    ) -> Result<(&UserSourceBundle, CustomerUser)> {
         let mut v = Vec::new();
         check_key("login", login, limits::LOGIN, &mut v);
         if !v.is_empty() {
             return Err(Error::InvalidArgument(v));
         }
-        let results = fan_out(&self.users, deadline, |s| s.get(login)).await;
-        let user = first_found("customer user", login, results)?;
-        let source = self
-            .user_source(&user.source)
-            .cloned()
-            .ok_or_else(|| Error::Internal(format!("unknown source {:?}", user.source)))?;
-        Ok((source, user))
+        locate(&self.users, login, deadline, |s| s.reader.get(login)).await
     }
 
     /// Refuses `login` when any source other than `except` (the record's own source, for a
@@ -342,39 +181,23 @@ impl Directory {
         except: Option<(&str, &str)>,
         deadline: Instant,
     ) -> Result<()> {
-        let results = fan_out(&self.users, deadline, |s| s.get(login)).await;
-        for (name, r) in results {
-            match r {
-                Ok(Some(u))
-                    if except.is_some_and(|(src, l)| src == name && fold(l) == fold(&u.login)) => {}
-                Ok(Some(u)) => {
-                    return Err(Error::AlreadyExists {
-                        kind: "customer user",
-                        field: "login",
-                        key: u.login,
-                        source_name: Some(name.to_owned()),
-                    })
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    return Err(Error::Unavailable(format!(
-                        "cannot verify that login {login:?} is unused: source {name:?} {e}"
-                    )))
-                }
-            }
-        }
-        Ok(())
+        ensure_key_free(&self.users, "login", login, except, deadline, |s| {
+            s.reader.get(login)
+        })
+        .await
     }
 
     /// When the source requires it (and customers are configured), the customer must exist.
     async fn ensure_customer_exists(
         &self,
-        source: &dyn CustomerUserSource,
+        source: &UserSourceBundle,
         customer_id: &str,
         field: &str,
         deadline: Instant,
     ) -> Result<()> {
-        if !source.customer_company_support() || self.customers.is_empty() || customer_id.is_empty()
+        if !source.reader.customer_company_support()
+            || self.customers.is_empty()
+            || customer_id.is_empty()
         {
             return Ok(());
         }
@@ -398,8 +221,8 @@ impl Directory {
         generate_password: bool,
         deadline: Instant,
     ) -> Result<(CustomerUser, Option<String>)> {
-        let target = write_target(&self.users, source, "customer-user")?;
-        let mut violations = check_user(&user, target.schema(), target.name());
+        let (target, writer) = write_target(&self.users, source)?;
+        let mut violations = check_user(&user, target.reader.schema(), target.name());
         if password.is_some() && generate_password {
             violations.push(FieldViolation::new(
                 "generate_password",
@@ -414,7 +237,7 @@ impl Directory {
         }
         self.ensure_login_free(&user.login, None, deadline).await?;
         self.ensure_customer_exists(
-            &*target,
+            target,
             &user.customer_id,
             "customer_user.customer_id",
             deadline,
@@ -431,8 +254,9 @@ impl Directory {
             Some(p) => Some(crate::auth::hash_password(p, self.auth.argon2).await?),
             None => None,
         };
-        let stored = target.create(&user, hash.as_deref()).await?;
-        Ok((stored, generated))
+        let stored = writer.create(&user, hash.as_deref()).await;
+        target.forget(&[&user.login]).await;
+        Ok((stored?, generated))
     }
 
     /// Changes the masked attributes of `login`; a new login renames it everywhere.
@@ -443,18 +267,11 @@ impl Directory {
         deadline: Instant,
     ) -> Result<CustomerUser> {
         let (source, current) = self.locate_user(login, deadline).await?;
-        if !source.writable() {
-            return Err(Error::FailedPrecondition {
-                reason: "SOURCE_READ_ONLY",
-                message: format!(
-                    "customer user {login:?} is in read-only source {:?}",
-                    source.name()
-                ),
-            });
-        }
-        let mut violations = patch.read_only_violations(source.schema(), source.name());
+        let writer = writer_of(source)?;
+        let schema = source.reader.schema();
+        let mut violations = patch.read_only_violations(schema, source.name());
         let next = patch.apply(&current);
-        violations.extend(check_user(&next, source.schema(), source.name()));
+        violations.extend(check_user(&next, schema, source.name()));
         if !violations.is_empty() {
             return Err(Error::InvalidArgument(violations));
         }
@@ -464,14 +281,17 @@ impl Directory {
         }
         if patch.touches(&crate::domain::Attr::Field(UserField::CustomerId)) {
             self.ensure_customer_exists(
-                &*source,
+                source,
                 &next.customer_id,
                 "customer_user.customer_id",
                 deadline,
             )
             .await?;
         }
-        let updated = source.update(&current.login, &patch).await?;
+        let updated = writer.update(&current.login, &patch).await;
+        let new_login = patch.new_key().unwrap_or(&current.login);
+        source.forget(&[&current.login, new_login]).await;
+        let updated = updated?;
         if let (Some(g), true) = (&self.groups, updated.login != current.login) {
             g.store.rename_login(&current.login, &updated.login).await.map_err(|e| {
                 Error::Unavailable(format!(
@@ -506,12 +326,11 @@ impl Directory {
             include_invalid,
             limit,
         };
-        let selected: Vec<&Bounded<dyn CustomerUserSource>> = self
+        let selected = self
             .users
             .iter()
-            .filter(|b| only.is_empty() || only.iter().any(|n| n == b.source.name()))
-            .collect();
-        let results = fan_out_refs(&selected, deadline, |s| s.search(&search)).await;
+            .filter(|b| only.is_empty() || only.iter().any(|n| n == b.source.name()));
+        let results = fan_out(selected, deadline, |s| s.reader.search(&search)).await;
         merge_pages(results, limit)
     }
 
@@ -532,48 +351,25 @@ impl Directory {
         let mut by_address: HashMap<String, Vec<CustomerUser>> = HashMap::new();
         let mut status = Vec::new();
         if !unique.is_empty() {
-            let results = fan_out(&self.users, deadline, |s| s.find_by_emails(&unique)).await;
-            let asked = results.len();
-            let mut failures = Vec::new();
-            let mut winner: HashMap<String, String> = HashMap::new();
-            for (name, r) in results {
-                match r {
-                    Ok(matches) => {
-                        status.push(SourceStatus {
-                            source: name.to_owned(),
-                            error: None,
-                            returned: matches.len(),
-                            truncated: false,
-                        });
-                        // A login found in an earlier source shadows the same login here.
-                        let mut here = HashSet::new();
-                        for (address, user) in matches {
-                            let key = fold(&user.login);
-                            if winner.get(&key).is_some_and(|s| s != name) {
-                                continue;
-                            }
-                            winner.insert(key.clone(), name.to_owned());
-                            if here.insert((address.clone(), key)) {
-                                by_address.entry(address).or_default().push(user);
-                            }
-                        }
+            let results =
+                fan_out(&self.users, deadline, |s| s.reader.find_by_emails(&unique)).await;
+            let collected = collect(results, |matches| (matches.len(), false))?;
+            status = collected.status;
+            let mut winner: HashMap<String, &str> = HashMap::new();
+            for (source, matches) in collected.answers {
+                let name = source.name();
+                // A login found in an earlier source shadows the same login here.
+                let mut here = HashSet::new();
+                for (address, user) in matches {
+                    let key = fold(&user.login);
+                    if winner.get(&key).is_some_and(|s| *s != name) {
+                        continue;
                     }
-                    Err(e) => {
-                        failures.push(format!("{name}: {e}"));
-                        status.push(SourceStatus {
-                            source: name.to_owned(),
-                            error: Some(e.to_string()),
-                            returned: 0,
-                            truncated: false,
-                        });
+                    winner.insert(key.clone(), name);
+                    if here.insert((address.clone(), key)) {
+                        by_address.entry(address).or_default().push(user);
                     }
                 }
-            }
-            if asked > 0 && failures.len() == asked {
-                return Err(Error::Unavailable(format!(
-                    "every source failed: {}",
-                    failures.join("; ")
-                )));
             }
         }
         let out = addresses
@@ -604,7 +400,7 @@ impl Directory {
     /// The primary customer id first, then the additional memberships (no duplicates).
     pub async fn customer_ids(&self, login: &str, deadline: Instant) -> Result<Vec<String>> {
         let (source, user) = self.locate_user(login, deadline).await?;
-        bounded(deadline, customer_ids_of(&*source, &user)).await
+        bounded(deadline, customer_ids_of(source, &user)).await
     }
 
     /// Adds or removes an additional customer of `login`; returns the ids afterwards.
@@ -622,10 +418,11 @@ impl Directory {
         }
         let (source, user) = self.locate_user(login, deadline).await?;
         if member {
-            self.ensure_customer_exists(&*source, customer_id, "customer_id", deadline)
+            self.ensure_customer_exists(source, customer_id, "customer_id", deadline)
                 .await?;
         }
         source
+            .companion
             .set_membership(&user.login, customer_id, member)
             .await?;
         self.customer_ids(&user.login, deadline).await
@@ -637,7 +434,7 @@ impl Directory {
         deadline: Instant,
     ) -> Result<BTreeMap<String, String>> {
         let (source, user) = self.locate_user(login, deadline).await?;
-        bounded(deadline, source.preferences(&user.login)).await
+        bounded(deadline, source.companion.preferences(&user.login)).await
     }
 
     /// Sets one preference; native field names are refused.
@@ -670,20 +467,24 @@ impl Directory {
             return Err(Error::InvalidArgument(v));
         }
         let (source, user) = self.locate_user(login, deadline).await?;
-        source.set_preference(&user.login, key, value).await
+        source
+            .companion
+            .set_preference(&user.login, key, value)
+            .await
     }
 
     // ----- customers -----
 
-    fn customer_source(&self, name: &str) -> Option<&Arc<dyn CustomerSource>> {
+    fn customer_source(&self, name: &str) -> Option<&CustomerSourceBundle> {
         self.customer_sources().find(|s| s.name() == name)
     }
 
+    /// The customer and the source holding it.
     async fn locate_customer(
         &self,
         customer_id: &str,
         deadline: Instant,
-    ) -> Result<(Arc<dyn CustomerSource>, Customer)> {
+    ) -> Result<(&CustomerSourceBundle, Customer)> {
         let mut v = Vec::new();
         check_key(
             "customer_id",
@@ -694,55 +495,56 @@ impl Directory {
         if !v.is_empty() {
             return Err(Error::InvalidArgument(v));
         }
-        let results = fan_out(&self.customers, deadline, |s| s.get(customer_id)).await;
-        let customer = first_found("customer", customer_id, results)?;
-        let source = self
-            .customer_source(&customer.source)
-            .cloned()
-            .ok_or_else(|| Error::Internal(format!("unknown source {:?}", customer.source)))?;
-        Ok((source, customer))
+        locate(&self.customers, customer_id, deadline, |s| {
+            s.reader.get(customer_id)
+        })
+        .await
+    }
+
+    /// Refuses `customer_id` when any source other than `except` (the record's own source, for
+    /// a rename that only changes case) already has it; every source must answer.
+    async fn ensure_customer_id_free(
+        &self,
+        customer_id: &str,
+        except: Option<(&str, &str)>,
+        deadline: Instant,
+    ) -> Result<()> {
+        ensure_key_free(
+            &self.customers,
+            "customer_id",
+            customer_id,
+            except,
+            deadline,
+            |s| s.reader.get(customer_id),
+        )
+        .await
     }
 
     pub async fn get_customer(&self, customer_id: &str, deadline: Instant) -> Result<Customer> {
         Ok(self.locate_customer(customer_id, deadline).await?.1)
     }
 
+    /// Creates a customer in `source` (or the first writable one) once every source proved
+    /// its id unused.
     pub async fn create_customer(
         &self,
         source: Option<&str>,
         customer: Customer,
         deadline: Instant,
     ) -> Result<Customer> {
-        let target = write_target(&self.customers, source, "customer")?;
-        let violations = check_record(&customer, target.schema(), target.name());
+        let (target, writer) = write_target(&self.customers, source)?;
+        let violations = check_record(&customer, target.reader.schema(), target.name());
         if !violations.is_empty() {
             return Err(Error::InvalidArgument(violations));
         }
-        let results = fan_out(&self.customers, deadline, |s| s.get(&customer.customer_id)).await;
-        for (name, r) in results {
-            match r {
-                Ok(Some(c)) => {
-                    return Err(Error::AlreadyExists {
-                        kind: "customer",
-                        field: "customer_id",
-                        key: c.customer_id,
-                        source_name: Some(name.to_owned()),
-                    })
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    return Err(Error::Unavailable(format!(
-                        "cannot verify that customer id {:?} is unused: source {name:?} {e}",
-                        customer.customer_id
-                    )))
-                }
-            }
-        }
-        target.create(&customer).await
+        self.ensure_customer_id_free(&customer.customer_id, None, deadline)
+            .await?;
+        writer.create(&customer).await
     }
 
-    /// Changes the masked attributes; a new customer id moves every customer user and
-    /// membership along (in the customer's transaction where they share its database).
+    /// Changes the masked attributes; a new customer id (proven unused by every source first)
+    /// moves every customer user and membership along (in the customer's transaction where
+    /// they share its database).
     pub async fn update_customer(
         &self,
         customer_id: &str,
@@ -750,21 +552,10 @@ impl Directory {
         deadline: Instant,
     ) -> Result<Customer> {
         let (source, current) = self.locate_customer(customer_id, deadline).await?;
-        if !source.writable() {
-            return Err(Error::FailedPrecondition {
-                reason: "SOURCE_READ_ONLY",
-                message: format!(
-                    "customer {customer_id:?} is in read-only source {:?}",
-                    source.name()
-                ),
-            });
-        }
-        let mut violations = patch.read_only_violations(source.schema(), source.name());
-        violations.extend(check_record(
-            &patch.apply(&current),
-            source.schema(),
-            source.name(),
-        ));
+        let writer = writer_of(source)?;
+        let schema = source.reader.schema();
+        let mut violations = patch.read_only_violations(schema, source.name());
+        violations.extend(check_record(&patch.apply(&current), schema, source.name()));
         if !violations.is_empty() {
             return Err(Error::InvalidArgument(violations));
         }
@@ -773,26 +564,19 @@ impl Directory {
             .filter(|n| *n != current.customer_id)
             .map(str::to_owned);
         if let Some(new_id) = &renamed {
-            if fold(new_id) != fold(&current.customer_id) {
-                let results = fan_out(&self.customers, deadline, |s| s.get(new_id)).await;
-                for (name, r) in results {
-                    if let Ok(Some(c)) = r {
-                        return Err(Error::AlreadyExists {
-                            kind: "customer",
-                            field: "customer_id",
-                            key: c.customer_id,
-                            source_name: Some(name.to_owned()),
-                        });
-                    }
-                }
-            }
+            self.ensure_customer_id_free(
+                new_id,
+                Some((source.name(), &current.customer_id)),
+                deadline,
+            )
+            .await?;
         }
-        let updated = source.update(&current.customer_id, &patch).await?;
+        let updated = writer.update(&current.customer_id, &patch).await?;
         if let Some(new_id) = renamed {
-            let done = source.renames_users_of();
+            let done = writer.renames_users_of();
             // Co-located users were moved behind their sources' backs: no cached answer survives.
             for s in self.user_sources() {
-                s.invalidate_cache();
+                s.forget_all();
             }
             let mut failed = Vec::new();
             if let Some(g) = &self.groups {
@@ -800,11 +584,15 @@ impl Directory {
                     failed.push(format!("group grants: {e}"));
                 }
             }
-            for s in self
+            // Read-only sources have no writer: their customer users keep what they name.
+            for (s, w) in self
                 .user_sources()
                 .filter(|s| !done.iter().any(|d| d == s.name()))
+                .filter_map(|s| Some((s, s.writer.as_ref()?)))
             {
-                if let Err(e) = s.rename_customer_id(&current.customer_id, &new_id).await {
+                let r = w.rename_customer_id(&current.customer_id, &new_id).await;
+                s.forget_all();
+                if let Err(e) = r {
                     tracing::error!(source = s.name(), error = %e, old = %current.customer_id, new = %new_id, "moving customer users to the renamed customer id failed");
                     failed.push(format!("{}: {e}", s.name()));
                 }
@@ -838,12 +626,11 @@ impl Directory {
             limit: checked_limit(search.limit, self.customer_limit),
             ..search
         };
-        let selected: Vec<&Bounded<dyn CustomerSource>> = self
+        let selected = self
             .customers
             .iter()
-            .filter(|b| only.is_empty() || only.iter().any(|n| n == b.source.name()))
-            .collect();
-        let results = fan_out_refs(&selected, deadline, |s| s.search(&search)).await;
+            .filter(|b| only.is_empty() || only.iter().any(|n| n == b.source.name()));
+        let results = fan_out(selected, deadline, |s| s.reader.search(&search)).await;
         merge_pages(results, search.limit)
     }
 
@@ -870,11 +657,15 @@ impl Directory {
         };
         let search = &search;
         let results = fan_out(&self.users, deadline, |s| async move {
-            let mut page = s.search(search).await?;
-            let members = s.members_of(customer_id).await?;
-            let have: HashSet<String> = page.items.iter().map(|u| fold(&u.login)).collect();
-            for login in members.into_iter().filter(|l| !have.contains(&fold(l))) {
-                if let Some(u) = s.get(&login).await? {
+            let mut page = s.reader.search(search).await?;
+            let mut members = s.companion.members_of(customer_id).await?;
+            members.extend(s.reader.record_members_of(customer_id).await?);
+            let mut have: HashSet<String> = page.items.iter().map(|u| fold(&u.login)).collect();
+            for login in members {
+                if !have.insert(fold(&login)) {
+                    continue;
+                }
+                if let Some(u) = s.reader.get(&login).await? {
                     if include_invalid || u.validity == crate::domain::Validity::Valid {
                         page.items.push(u);
                     }
@@ -892,17 +683,19 @@ impl Directory {
     }
 }
 
-/// The customer ids of a located customer user: the primary first, then the memberships its
-/// source keeps, without duplicates.
+/// The customer ids of a located customer user: the primary first, then those its record
+/// carries itself, then the memberships of the companion tables, without duplicates.
 pub(crate) async fn customer_ids_of(
-    source: &dyn CustomerUserSource,
+    source: &UserSourceBundle,
     user: &CustomerUser,
 ) -> std::result::Result<Vec<String>, SourceError> {
     let mut ids = Vec::new();
     if !user.customer_id.is_empty() {
         ids.push(user.customer_id.clone());
     }
-    for id in source.memberships(&user.login).await? {
+    let mut more = source.reader.record_memberships(&user.login).await?;
+    more.extend(source.companion.memberships(&user.login).await?);
+    for id in more {
         if !ids.contains(&id) {
             ids.push(id);
         }
@@ -920,116 +713,5 @@ async fn bounded<T>(
         Err(_) => Err(Error::DeadlineExceeded(
             "the source did not answer in time".into(),
         )),
-    }
-}
-
-/// `fan_out` over a filtered selection of sources.
-async fn fan_out_refs<'a, S, T, F, Fut>(
-    sources: &[&'a Bounded<S>],
-    deadline: Instant,
-    call: F,
-) -> Vec<(&'a str, std::result::Result<T, SourceError>)>
-where
-    S: ?Sized + Named + 'a,
-    F: Fn(&'a S) -> Fut,
-    Fut: Future<Output = std::result::Result<T, SourceError>> + 'a,
-{
-    let started = Instant::now();
-    let calls = sources.iter().map(|b| {
-        let until = deadline.min(started + b.timeout);
-        let fut = call(&*b.source);
-        let name = b.source.name();
-        let span = tracing::debug_span!("source", source = name, outcome = tracing::field::Empty);
-        async move {
-            let r = timeout_at(until, fut).await.unwrap_or_else(|_| {
-                Err(SourceError::Unavailable(format!(
-                    "no answer within {} ms (deadline or source timeout)",
-                    b.timeout
-                        .min(deadline.saturating_duration_since(started))
-                        .as_millis()
-                )))
-            });
-            let outcome = match &r {
-                Ok(_) => "ok",
-                Err(SourceError::Unavailable(_)) => "unavailable",
-                Err(SourceError::Failed(_)) => "failed",
-            };
-            tracing::Span::current().record("outcome", outcome);
-            metrics::histogram!("clientele_source_duration_seconds", "source" => name.to_owned(), "outcome" => outcome)
-                .record(started.elapsed().as_secs_f64());
-            if let Err(e) = &r {
-                metrics::counter!("clientele_source_errors_total", "source" => name.to_owned(), "outcome" => outcome).increment(1);
-                tracing::debug!(source = name, error = %e, "source call failed");
-            }
-            r
-        }
-        .instrument(span)
-    });
-    let results = join_all(calls).await;
-    sources
-        .iter()
-        .map(|b| b.source.name())
-        .zip(results)
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn page(source: &str, logins: &[&str], truncated: bool) -> Page<CustomerUser> {
-        Page {
-            items: logins
-                .iter()
-                .map(|l| CustomerUser {
-                    login: (*l).to_owned(),
-                    source: source.to_owned(),
-                    ..Default::default()
-                })
-                .collect(),
-            truncated,
-        }
-    }
-
-    #[test]
-    fn merge_keeps_the_first_source_per_login_sorted_and_cut() {
-        let merged = merge_pages(
-            vec![
-                ("a", Ok(page("a", &["mia", "Bob"], false))),
-                ("b", Ok(page("b", &["bob", "anna", "MIA", "zoe"], false))),
-            ],
-            3,
-        )
-        .unwrap();
-        let got: Vec<(&str, &str)> = merged
-            .items
-            .iter()
-            .map(|u| (u.login.as_str(), u.source.as_str()))
-            .collect();
-        assert_eq!(got, [("anna", "b"), ("Bob", "a"), ("mia", "a")]);
-        assert!(merged.truncated, "zoe was cut");
-        assert_eq!(merged.status.len(), 2);
-    }
-
-    #[test]
-    fn merge_fails_only_when_every_source_failed() {
-        let one_down = merge_pages(
-            vec![
-                ("a", Err(SourceError::Unavailable("down".into()))),
-                ("b", Ok(page("b", &["x"], false))),
-            ],
-            10,
-        )
-        .unwrap();
-        assert_eq!(one_down.items.len(), 1);
-        assert_eq!(
-            one_down.status[0].error.as_deref(),
-            Some("unavailable: down")
-        );
-        let all_down: Result<Merged<CustomerUser>> = merge_pages(
-            vec![("a", Err(SourceError::Unavailable("down".into())))],
-            10,
-        );
-        assert!(matches!(all_down, Err(Error::Unavailable(_))));
     }
 }

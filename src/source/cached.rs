@@ -1,21 +1,23 @@
-//! A per-replica cache in front of a customer-user source (moka): Get and ResolveSenders
-//! answers, negative ones included, for `cache_ttl`. Every write this replica makes through the
-//! source invalidates what it may have changed; answers cached by other replicas stay at most
-//! `cache_ttl` old. A call with `cache-control: no-cache` reads through ([`bypass`]). Logins
-//! are cache keys under the source's case rule ([`CaseRule::key`]), so a case-sensitive source
-//! never answers `Alice` from what it found for `alice`.
+//! A per-replica cache in front of a customer-user source's reads (moka): Get and ResolveSenders
+//! answers, negative ones included, for `cache_ttl` measured on the app's [`Clock`]. The cache
+//! wraps only the reader; the directory tells it about every write this replica makes
+//! ([`CachedUserReader::forget`], through the source's bundle), so answers cached by other
+//! replicas stay at most `cache_ttl` old. A call with `cache-control: no-cache` reads through
+//! ([`bypass`]). Every other read goes straight to the source. Logins are cache keys under the
+//! source's case rule ([`CaseRule::key`]), so a case-sensitive source never answers `Alice` from
+//! what it found for `alice`.
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use moka::future::Cache;
 
-use super::{sql::side::SideTables, CustomerUserSource, Secret, SourceError};
+use super::{SourceError, UserReader};
+use crate::clock::Clock;
 use crate::domain::{
     search::{Page, UserSearch},
-    CaseRule, CustomerUser, CustomerUserPatch, UserSchema,
+    CaseRule, CustomerUser, UserSchema,
 };
-use crate::error::Error;
 
 tokio::task_local! {
     static BYPASS: bool;
@@ -30,34 +32,42 @@ fn bypassed() -> bool {
     BYPASS.try_with(|b| *b).unwrap_or(false)
 }
 
-pub struct CachedUserSource {
-    inner: Arc<dyn CustomerUserSource>,
-    /// The inner source's case rule: logins are cached under `case.key(login)`.
-    case: CaseRule,
-    users: Cache<String, Option<CustomerUser>>,
-    senders: Cache<String, Vec<CustomerUser>>,
+/// A cached answer and when it was stored ([`Clock::monotonic`]).
+#[derive(Clone)]
+struct Stamped<T> {
+    at: Duration,
+    value: T,
 }
 
-impl CachedUserSource {
-    /// `case` is the case rule of `inner` (two logins share a cache entry exactly when it calls
-    /// them the same).
+/// The cached reads of one source. Entries expire `ttl` after they were stored, by the clock
+/// the cache was given (moka only bounds the number of entries).
+pub struct CachedUserReader {
+    inner: Arc<dyn UserReader>,
+    /// The inner source's case rule: logins are cached under `case.key(login)`.
+    case: CaseRule,
+    ttl: Duration,
+    clock: Arc<dyn Clock>,
+    users: Cache<String, Stamped<Option<CustomerUser>>>,
+    senders: Cache<String, Stamped<Vec<CustomerUser>>>,
+}
+
+impl CachedUserReader {
+    /// At most `size` entries per kind of answer, each valid for `ttl` on `clock`; `case` is the
+    /// case rule of `inner` (two logins share a cache entry exactly when it calls them the same).
     pub fn new(
-        inner: Arc<dyn CustomerUserSource>,
+        inner: Arc<dyn UserReader>,
         case: CaseRule,
         ttl: Duration,
         size: u64,
+        clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
             inner,
             case,
-            users: Cache::builder()
-                .max_capacity(size)
-                .time_to_live(ttl)
-                .build(),
-            senders: Cache::builder()
-                .max_capacity(size)
-                .time_to_live(ttl)
-                .build(),
+            ttl,
+            clock,
+            users: Cache::builder().max_capacity(size).build(),
+            senders: Cache::builder().max_capacity(size).build(),
         }
     }
 
@@ -71,21 +81,52 @@ impl CachedUserSource {
             .increment(1);
     }
 
-    async fn forget(&self, logins: &[&str]) {
+    fn stamp<T>(&self, value: T) -> Stamped<T> {
+        Stamped {
+            at: self.clock.monotonic(),
+            value,
+        }
+    }
+
+    /// The value of an entry that is still fresh; an expired one is dropped.
+    async fn fresh<T: Clone + Send + Sync + 'static>(
+        &self,
+        cache: &Cache<String, Stamped<T>>,
+        key: &String,
+    ) -> Option<T> {
+        if bypassed() {
+            return None;
+        }
+        let entry = cache.get(key).await?;
+        if self.clock.monotonic().saturating_sub(entry.at) < self.ttl {
+            Some(entry.value)
+        } else {
+            cache.invalidate(key).await;
+            None
+        }
+    }
+
+    /// Forgets the answers that a write of these logins may have changed: their records, and
+    /// every sender resolution.
+    pub async fn forget(&self, logins: &[&str]) {
         for l in logins {
             self.users.invalidate(&self.case.key(l)).await;
         }
         self.senders.invalidate_all();
     }
+
+    /// Forgets every cached answer (after a change made behind this source's back, e.g. a
+    /// customer rename in a co-located table).
+    pub fn forget_all(&self) {
+        self.users.invalidate_all();
+        self.senders.invalidate_all();
+    }
 }
 
 #[async_trait]
-impl CustomerUserSource for CachedUserSource {
+impl UserReader for CachedUserReader {
     fn name(&self) -> &str {
         self.inner.name()
-    }
-    fn writable(&self) -> bool {
-        self.inner.writable()
     }
     fn schema(&self) -> &UserSchema {
         self.inner.schema()
@@ -99,15 +140,13 @@ impl CustomerUserSource for CachedUserSource {
 
     async fn get(&self, login: &str) -> Result<Option<CustomerUser>, SourceError> {
         let key = self.case.key(login);
-        if !bypassed() {
-            if let Some(hit) = self.users.get(&key).await {
-                self.count("get", true);
-                return Ok(hit);
-            }
+        if let Some(hit) = self.fresh(&self.users, &key).await {
+            self.count("get", true);
+            return Ok(hit);
         }
         self.count("get", false);
         let answer = self.inner.get(login).await?;
-        self.users.insert(key, answer.clone()).await;
+        self.users.insert(key, self.stamp(answer.clone())).await;
         Ok(answer)
     }
 
@@ -122,14 +161,11 @@ impl CustomerUserSource for CachedUserSource {
         let mut out = Vec::new();
         let mut missing = Vec::new();
         for a in addresses {
-            match (!bypassed()).then(|| self.senders.get(a)) {
-                Some(lookup) => match lookup.await {
-                    Some(users) => {
-                        self.count("sender", true);
-                        out.extend(users.into_iter().map(|u| (a.clone(), u)));
-                    }
-                    None => missing.push(a.clone()),
-                },
+            match self.fresh(&self.senders, a).await {
+                Some(users) => {
+                    self.count("sender", true);
+                    out.extend(users.into_iter().map(|u| (a.clone(), u)));
+                }
                 None => missing.push(a.clone()),
             }
         }
@@ -148,43 +184,12 @@ impl CustomerUserSource for CachedUserSource {
             }
         }
         for (a, users) in by_address {
-            self.senders.insert(a.clone(), users).await;
+            self.senders.insert(a.clone(), self.stamp(users)).await;
         }
         out.extend(found);
         Ok(out)
     }
 
-    async fn create(
-        &self,
-        user: &CustomerUser,
-        password_hash: Option<&str>,
-    ) -> Result<CustomerUser, Error> {
-        let r = self.inner.create(user, password_hash).await;
-        self.forget(&[&user.login]).await;
-        r
-    }
-
-    async fn update(&self, login: &str, patch: &CustomerUserPatch) -> Result<CustomerUser, Error> {
-        let r = self.inner.update(login, patch).await;
-        let new = patch.new_key().unwrap_or(login).to_owned();
-        self.forget(&[login, &new]).await;
-        r
-    }
-
-    async fn memberships(&self, login: &str) -> Result<Vec<String>, SourceError> {
-        self.inner.memberships(login).await
-    }
-    async fn set_membership(
-        &self,
-        login: &str,
-        customer_id: &str,
-        member: bool,
-    ) -> Result<(), Error> {
-        self.inner.set_membership(login, customer_id, member).await
-    }
-    async fn members_of(&self, customer_id: &str) -> Result<Vec<String>, SourceError> {
-        self.inner.members_of(customer_id).await
-    }
     async fn get_many(&self, logins: &[String]) -> Result<Vec<CustomerUser>, SourceError> {
         self.inner.get_many(logins).await
     }
@@ -194,39 +199,10 @@ impl CustomerUserSource for CachedUserSource {
     ) -> Result<Vec<CustomerUser>, SourceError> {
         self.inner.by_customer_ids(customer_ids).await
     }
-    async fn members_of_any(&self, customer_ids: &[String]) -> Result<Vec<String>, SourceError> {
-        self.inner.members_of_any(customer_ids).await
+    async fn record_memberships(&self, login: &str) -> Result<Vec<String>, SourceError> {
+        self.inner.record_memberships(login).await
     }
-    async fn credentials(
-        &self,
-        login: &str,
-    ) -> Result<Option<(CustomerUser, Secret)>, SourceError> {
-        // Never cached: a login decision always sees the stored state.
-        self.inner.credentials(login).await
-    }
-    async fn bind_as(&self, dn: &str, password: &str) -> Result<bool, SourceError> {
-        self.inner.bind_as(dn, password).await
-    }
-    async fn store_password_hash(
-        &self,
-        login: &str,
-        expected_old: Option<&str>,
-        new: &str,
-    ) -> Result<bool, Error> {
-        self.inner
-            .store_password_hash(login, expected_old, new)
-            .await
-    }
-    fn side(&self) -> &SideTables {
-        self.inner.side()
-    }
-    async fn rename_customer_id(&self, old: &str, new: &str) -> Result<u64, Error> {
-        let r = self.inner.rename_customer_id(old, new).await;
-        self.invalidate_cache();
-        r
-    }
-    fn invalidate_cache(&self) {
-        self.users.invalidate_all();
-        self.senders.invalidate_all();
+    async fn record_members_of(&self, customer_id: &str) -> Result<Vec<String>, SourceError> {
+        self.inner.record_members_of(customer_id).await
     }
 }

@@ -9,13 +9,13 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
+use crate::clock::Clock;
 use crate::config::{
     Backend, CustomerSourceSettings, GroupSettings, Settings, SqlBackend, UserSourceSettings,
 };
 use crate::directory::{Bounded, Groups};
 use crate::domain::group::Policy;
 use crate::source::{
-    cached::CachedUserSource,
     ldap::{customer::LdapCustomerSource, user::LdapUserSource},
     sql::{
         customer::SqlCustomerSource,
@@ -23,13 +23,13 @@ use crate::source::{
         user::{index_statements_for, CustomerIdRef, SqlUserSource},
         Db, DbRegistry, Dialect, IndexDdl, SourceTable, TableKind,
     },
-    CustomerSource, CustomerUserSource,
+    CustomerSourceBundle, UserSourceBundle,
 };
 
 /// Every source, ready for the directory, and the databases behind them (sorted by URL).
 pub struct Sources {
-    pub users: Vec<Bounded<dyn CustomerUserSource>>,
-    pub customers: Vec<Bounded<dyn CustomerSource>>,
+    pub users: Vec<Bounded<UserSourceBundle>>,
+    pub customers: Vec<Bounded<CustomerSourceBundle>>,
     pub groups: Option<Groups>,
     pub databases: Vec<(String, Arc<Db>)>,
 }
@@ -37,28 +37,29 @@ pub struct Sources {
 /// The open databases by URL.
 type Databases = HashMap<String, Arc<Db>>;
 
-/// Opens every database and builds every source, in configuration order.
-pub fn build(settings: &Settings) -> Result<Sources, String> {
+/// Opens every database and builds every source, in configuration order; caches and every
+/// other time-dependent rule read `clock`.
+pub fn build(settings: &Settings, clock: &Arc<dyn Clock>) -> Result<Sources, String> {
     let dbs = open_databases(settings)?;
     let mut sql_users: Vec<(&str, Arc<SqlUserSource>)> = Vec::new();
     let mut users = Vec::new();
     for s in &settings.user_sources {
-        let source: Arc<dyn CustomerUserSource> = match &s.backend {
+        let source = match &s.backend {
             Backend::Sql(_) => {
                 let sql = sql_user_source(s, &dbs)?;
                 sql_users.push((&s.url, sql.clone()));
-                sql
+                sql.into_bundle()
             }
             Backend::Ldap(_) => ldap_user_source(s, &dbs)?,
         };
         users.push(Bounded {
-            source: cached(s, source),
+            source: cached(s, source, clock),
             timeout: s.settings.timeout,
         });
     }
     let mut customers = Vec::new();
     for s in &settings.customer_sources {
-        let source: Arc<dyn CustomerSource> = match &s.backend {
+        let source = match &s.backend {
             Backend::Sql(_) => {
                 // Writable customer-user tables on the same database follow a customer rename.
                 let colocated = sql_users
@@ -102,10 +103,10 @@ pub fn sql_user_source(
 pub fn ldap_user_source(
     s: &UserSourceSettings,
     dbs: &Databases,
-) -> Result<Arc<dyn CustomerUserSource>, String> {
+) -> Result<UserSourceBundle, String> {
     let source = LdapUserSource::new(s.clone(), db(dbs, &s.store_url)?)
         .map_err(|e| format!("customer-user source {:?}: {e}", s.settings.name))?;
-    Ok(Arc::new(source))
+    Ok(Arc::new(source).into_bundle())
 }
 
 /// A SQL customer source; `colocated` are the customer-user tables a rename also updates.
@@ -113,19 +114,16 @@ pub fn sql_customer_source(
     s: &CustomerSourceSettings,
     dbs: &Databases,
     colocated: Vec<CustomerIdRef>,
-) -> Result<Arc<dyn CustomerSource>, String> {
-    Ok(Arc::new(SqlCustomerSource::new(
-        s.clone(),
-        db(dbs, &s.url)?,
-        colocated,
-    )?))
+) -> Result<CustomerSourceBundle, String> {
+    let source = SqlCustomerSource::new(s.clone(), db(dbs, &s.url)?, colocated)?;
+    Ok(Arc::new(source).into_bundle())
 }
 
 /// An LDAP customer source.
-pub fn ldap_customer_source(s: &CustomerSourceSettings) -> Result<Arc<dyn CustomerSource>, String> {
+pub fn ldap_customer_source(s: &CustomerSourceSettings) -> Result<CustomerSourceBundle, String> {
     let source = LdapCustomerSource::new(s.clone())
         .map_err(|e| format!("customer source {:?}: {e}", s.settings.name))?;
-    Ok(Arc::new(source))
+    Ok(Arc::new(source).into_bundle())
 }
 
 /// The group store and the OTRS group rules.
@@ -141,19 +139,20 @@ pub fn group_store(g: &GroupSettings, dbs: &Databases) -> Result<Groups, String>
     })
 }
 
-/// With a positive `cache_ttl`, the source behind a per-replica cache.
+/// With a positive `cache_ttl`, the source's reads behind a per-replica cache.
 fn cached(
     s: &UserSourceSettings,
-    source: Arc<dyn CustomerUserSource>,
-) -> Arc<dyn CustomerUserSource> {
+    source: UserSourceBundle,
+    clock: &Arc<dyn Clock>,
+) -> UserSourceBundle {
     match s.settings.cache_ttl {
-        Some(ttl) if !ttl.is_zero() => Arc::new(CachedUserSource::new(
-            source,
+        Some(ttl) => source.with_cache(
             crate::source::matching::case_rule(&s.settings),
             ttl,
             s.settings.cache_size,
-        )),
-        _ => source,
+            clock.clone(),
+        ),
+        None => source,
     }
 }
 

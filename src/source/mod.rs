@@ -1,5 +1,11 @@
-//! Sources: where customer users and customers live. Each kind of backend implements the small
-//! traits below; the multiplexer (`directory`) only ever sees `Arc<dyn …Source>`.
+//! Sources: where customer users and customers live, as capability traits. Every customer-user
+//! source reads ([`UserReader`]) and checks passwords ([`Credentials`]: stored hashes or a
+//! directory bind); writable ones also write ([`UserWriter`]); the tables OTRS keeps beside any
+//! backend (memberships, preferences, login state) are a [`Companion`]. Customer sources read
+//! ([`CustomerReader`]) and, when writable, write ([`CustomerWriter`]). The multiplexer
+//! (`directory`) holds one [`UserSourceBundle`] / [`CustomerSourceBundle`] per configured source,
+//! in which a read-only source simply has no writer. Also here: the group store trait and the
+//! plain types the traits speak ([`SourceError`], [`LoginState`], [`Failure`]).
 //!
 //! Contracts shared by every method:
 //! - keys (logins, customer ids) are matched case-insensitively (Unicode), unless the source is
@@ -14,7 +20,7 @@ pub mod ldap;
 pub mod matching;
 pub mod sql;
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 use async_trait::async_trait;
 
@@ -45,29 +51,43 @@ impl From<SourceError> for Error {
     }
 }
 
-/// What a password is checked against.
-#[derive(Debug, Clone)]
-pub enum Secret {
-    /// The stored hash (`None`: no password set, nothing verifies).
-    Hash(Option<String>),
-    /// A directory entry: the password is checked by binding as it.
-    Dn(String),
+/// Failed-login state of one login.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoginState {
+    /// Failed attempts counted since the last success, unlock or expired lock.
+    pub failed: u32,
+    /// Epoch seconds; `i64::MAX` = until unlocked.
+    pub locked_until: Option<i64>,
 }
 
-/// A place customer users are kept (a SQL table, later an LDAP directory).
+impl LoginState {
+    /// Whether the login is locked at `now` (epoch seconds): a lock ends at its second.
+    pub fn locked_at(&self, now: i64) -> bool {
+        self.locked_until.is_some_and(|u| u > now)
+    }
+}
+
+/// What counting a failed attempt did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Counted; the login may now be locked.
+    Counted(LoginState),
+    /// The login was locked already: nothing counted.
+    Locked { until: i64 },
+}
+
+/// Reading customer users: what every customer-user source can do.
 #[async_trait]
-pub trait CustomerUserSource: Send + Sync {
+pub trait UserReader: Send + Sync {
     /// The configured, unique name.
     fn name(&self) -> &str;
-    /// False when writes must be refused (FAILED_PRECONDITION naming the source).
-    fn writable(&self) -> bool;
     /// The attributes this source stores, with their rules.
     fn schema(&self) -> &UserSchema;
     /// The customer of a written customer user must exist (OTRS CustomerCompanySupport).
     fn customer_company_support(&self) -> bool;
     /// The smallest unit of work that proves the backend answers.
     async fn ping(&self) -> Result<(), SourceError>;
-    /// The customer user with this login, or `None`.
+    /// The customer user with this login (any validity), or `None`.
     async fn get(&self, login: &str) -> Result<Option<CustomerUser>, SourceError>;
     /// At most `search.limit` matches sorted by login; `truncated` when there were more.
     async fn search(&self, search: &UserSearch) -> Result<Page<CustomerUser>, SourceError>;
@@ -78,6 +98,28 @@ pub trait CustomerUserSource: Send + Sync {
         &self,
         addresses: &[String],
     ) -> Result<Vec<(String, CustomerUser)>, SourceError>;
+    /// The customer users with these logins (any validity), one round trip per batch; logins
+    /// not found are left out, in no particular order.
+    async fn get_many(&self, logins: &[String]) -> Result<Vec<CustomerUser>, SourceError>;
+    /// The customer users whose primary customer id is one of `customer_ids` (any validity).
+    async fn by_customer_ids(
+        &self,
+        customer_ids: &[String],
+    ) -> Result<Vec<CustomerUser>, SourceError>;
+    /// Customer ids the record of `login` carries itself beyond its primary one (LDAP: the
+    /// further values of a multi-valued customer-id attribute), in stored order; empty for
+    /// sources whose records hold one customer id (SQL) and for an unknown login. The
+    /// memberships of the companion tables come on top ([`Companion::memberships`]).
+    async fn record_memberships(&self, login: &str) -> Result<Vec<String>, SourceError>;
+    /// Logins whose record carries `customer_id` beyond its primary one (see
+    /// [`UserReader::record_memberships`]), in no particular order; empty for SQL sources.
+    async fn record_members_of(&self, customer_id: &str) -> Result<Vec<String>, SourceError>;
+}
+
+/// Writing customer users: only writable sources have it (a read-only source has no writer,
+/// so the directory refuses writes to it in one place).
+#[async_trait]
+pub trait UserWriter: Send + Sync {
     /// Stores a new customer user (already checked against the schema). Refuses a login this
     /// source already has and, when configured, an email it already has, atomically.
     async fn create(
@@ -88,9 +130,59 @@ pub trait CustomerUserSource: Send + Sync {
     /// Applies `patch` to the customer user `login`; a renamed login carries preferences and
     /// customer memberships along in the same transaction. `NotFound` when absent.
     async fn update(&self, login: &str, patch: &CustomerUserPatch) -> Result<CustomerUser, Error>;
-    /// The additional customer ids of `login` (exact login), sorted.
+    /// Stores a new password hash for `login` (exact login); with `expected_old`, only if the
+    /// stored hash is still that one (no lost update when the password changed meanwhile).
+    /// Returns whether it was stored. `FailedPrecondition` when no password is stored here.
+    async fn store_password_hash(
+        &self,
+        login: &str,
+        expected_old: Option<&str>,
+        new: &str,
+    ) -> Result<bool, Error>;
+    /// Moves every customer user of customer `old` to `new` (exact ids); returns how many
+    /// customer users changed (0 when the source maps no customer id).
+    async fn rename_customer_id(&self, old: &str, new: &str) -> Result<u64, Error>;
+}
+
+/// Password hashes kept with the records (SQL): the caller verifies them.
+#[async_trait]
+pub trait PasswordHashes: Send + Sync {
+    /// The customer user with this login and its stored hash (`None`: no password set, or no
+    /// password column; nothing verifies), or `None` for an unknown login.
+    async fn with_hash(
+        &self,
+        login: &str,
+    ) -> Result<Option<(CustomerUser, Option<String>)>, SourceError>;
+}
+
+/// Passwords checked by the directory itself (LDAP): by binding as the user's entry.
+#[async_trait]
+pub trait DirectoryBind: Send + Sync {
+    /// The customer user with this login and the DN of its entry, or `None`.
+    async fn with_dn(&self, login: &str) -> Result<Option<(CustomerUser, String)>, SourceError>;
+    /// Binds as `dn` with `password` on a connection of its own: `Ok(false)` for wrong
+    /// credentials (an empty password never binds), `Err` when the directory cannot be asked.
+    async fn bind_as(&self, dn: &str, password: &str) -> Result<bool, SourceError>;
+}
+
+/// How a source checks a customer's password.
+#[derive(Clone)]
+pub enum Credentials {
+    /// Against hashes stored with the records.
+    Hashes(Arc<dyn PasswordHashes>),
+    /// By binding to the directory.
+    Bind(Arc<dyn DirectoryBind>),
+}
+
+/// The tables OTRS keeps beside any customer-user backend: additional customer memberships
+/// (`customer_user_customer`), preferences (`customer_preferences`) and Clientele's failed-login
+/// state. Logins and customer ids are matched exactly: callers pass the canonical ones.
+#[async_trait]
+pub trait Companion: Send + Sync {
+    /// The additional customer ids of `login`, sorted.
     async fn memberships(&self, login: &str) -> Result<Vec<String>, SourceError>;
-    /// Adds or removes one additional customer id of `login`.
+    /// Adds (`member`) or removes one additional customer id of `login`; idempotent.
+    /// `InvalidArgument` for a login longer than memberships can store.
     async fn set_membership(
         &self,
         login: &str,
@@ -99,67 +191,160 @@ pub trait CustomerUserSource: Send + Sync {
     ) -> Result<(), Error>;
     /// Logins with an additional membership in `customer_id`, sorted.
     async fn members_of(&self, customer_id: &str) -> Result<Vec<String>, SourceError>;
-    /// The stored preferences of `login` (exact login), from the SQL tables beside the source.
-    async fn preferences(&self, login: &str) -> Result<BTreeMap<String, String>, SourceError> {
-        self.side().preferences(login).await
-    }
-    /// Replaces one preference of `login`.
-    async fn set_preference(&self, login: &str, key: &str, value: &str) -> Result<(), Error> {
-        self.side().set_preference(login, key, value).await
-    }
-    /// The customer users with these logins (any validity), one round trip per batch.
-    async fn get_many(&self, logins: &[String]) -> Result<Vec<CustomerUser>, SourceError>;
-    /// The customer users whose primary customer id is one of `customer_ids` (any validity).
-    async fn by_customer_ids(
-        &self,
-        customer_ids: &[String],
-    ) -> Result<Vec<CustomerUser>, SourceError>;
-    /// Logins with an additional membership in any of `customer_ids`.
+    /// Logins with an additional membership in any of `customer_ids`, unsorted, possibly
+    /// repeated.
     async fn members_of_any(&self, customer_ids: &[String]) -> Result<Vec<String>, SourceError>;
-    /// The customer user and what its password is checked against, or `None`.
-    async fn credentials(&self, login: &str)
-        -> Result<Option<(CustomerUser, Secret)>, SourceError>;
-    /// Binds as `dn` with `password` on a connection of its own: `Ok(false)` for wrong
-    /// credentials. Sources without binds answer `Ok(false)`.
-    async fn bind_as(&self, dn: &str, password: &str) -> Result<bool, SourceError>;
-    /// Stores a new password hash for `login` (exact login); with `expected_old`, only if the
-    /// stored hash is still that one (no lost update when the password changed meanwhile).
-    /// Returns whether it was stored.
-    async fn store_password_hash(
+    /// The stored preferences of `login`; empty when it has none.
+    async fn preferences(&self, login: &str) -> Result<BTreeMap<String, String>, SourceError>;
+    /// Replaces one preference of `login`.
+    async fn set_preference(&self, login: &str, key: &str, value: &str) -> Result<(), Error>;
+    /// The failed-login state of `login` (the default state when nothing is recorded).
+    async fn login_state(&self, login: &str) -> Result<LoginState, SourceError>;
+    /// Counts one failed attempt at `now` (epoch seconds), exactly, under any concurrency and
+    /// on any number of replicas; only while the login is not locked. At `max` (> 0) failures
+    /// the login is locked until `now + lock_for` seconds (`None`: until unlocked). An expired
+    /// lock starts a new count.
+    async fn record_failure(
         &self,
         login: &str,
-        expected_old: Option<&str>,
-        new: &str,
-    ) -> Result<bool, Error>;
-    /// The SQL tables beside the source: preferences, memberships, login state.
-    fn side(&self) -> &sql::side::SideTables;
-    /// Moves every customer user and membership of customer `old` to `new`; returns how many
-    /// customer users changed. A read-only source changes nothing and returns 0.
-    async fn rename_customer_id(&self, old: &str, new: &str) -> Result<u64, Error>;
-    /// Forgets every cached answer (after a change made behind this source's back, e.g. a
-    /// customer rename in a co-located table). Sources without a cache do nothing.
-    fn invalidate_cache(&self) {}
+        max: u32,
+        lock_for: Option<i64>,
+        now: i64,
+    ) -> Result<Failure, SourceError>;
+    /// A successful login at `now`: the count is reset, the lock cleared, the time recorded.
+    /// With `was_clean` (no failures, no lock before) only the time is written.
+    async fn record_success(
+        &self,
+        login: &str,
+        now: i64,
+        was_clean: bool,
+    ) -> Result<(), SourceError>;
+    /// Clears the lock and the count of `login`.
+    async fn unlock(&self, login: &str) -> Result<(), SourceError>;
 }
 
-/// A place customers (companies) are kept.
+/// One customer-user source as the directory holds it: its capabilities, each present only
+/// when the source has it, and the per-replica cache in front of its reads, if any.
+#[derive(Clone)]
+pub struct UserSourceBundle {
+    /// Reads (through the cache when one is configured).
+    pub reader: Arc<dyn UserReader>,
+    /// `None`: the source is read-only.
+    pub writer: Option<Arc<dyn UserWriter>>,
+    pub credentials: Credentials,
+    pub companion: Arc<dyn Companion>,
+    cache: Option<Arc<cached::CachedUserReader>>,
+}
+
+impl UserSourceBundle {
+    /// A source without a cache.
+    pub fn new(
+        reader: Arc<dyn UserReader>,
+        writer: Option<Arc<dyn UserWriter>>,
+        credentials: Credentials,
+        companion: Arc<dyn Companion>,
+    ) -> Self {
+        Self {
+            reader,
+            writer,
+            credentials,
+            companion,
+            cache: None,
+        }
+    }
+
+    /// Puts a per-replica cache of `size` entries, each valid for `ttl` on `clock`, in front
+    /// of the reads (a zero `ttl` caches nothing and leaves the source as it is).
+    /// Logins are cache keys under the source's `case` rule.
+    pub fn with_cache(
+        mut self,
+        case: crate::domain::CaseRule,
+        ttl: std::time::Duration,
+        size: u64,
+        clock: Arc<dyn crate::clock::Clock>,
+    ) -> Self {
+        if ttl.is_zero() {
+            return self;
+        }
+        let cache = Arc::new(cached::CachedUserReader::new(
+            self.reader.clone(),
+            case,
+            ttl,
+            size,
+            clock,
+        ));
+        self.reader = cache.clone();
+        self.cache = Some(cache);
+        self
+    }
+
+    /// The configured name.
+    pub fn name(&self) -> &str {
+        self.reader.name()
+    }
+
+    /// Forgets what the cache knows about these logins (after this replica wrote them).
+    pub async fn forget(&self, logins: &[&str]) {
+        if let Some(c) = &self.cache {
+            c.forget(logins).await;
+        }
+    }
+
+    /// Forgets every cached answer (after a change that may touch any record, e.g. a
+    /// customer-id rename).
+    pub fn forget_all(&self) {
+        if let Some(c) = &self.cache {
+            c.forget_all();
+        }
+    }
+}
+
+/// Reading customers (companies): what every customer source can do.
 #[async_trait]
-pub trait CustomerSource: Send + Sync {
+pub trait CustomerReader: Send + Sync {
+    /// The configured, unique name.
     fn name(&self) -> &str;
-    fn writable(&self) -> bool;
+    /// The attributes this source stores, with their rules.
     fn schema(&self) -> &CustomerSchema;
-    /// Customer-user sources whose customer users this source moves itself, in the same
-    /// transaction, when a customer id is renamed (those on the same database).
-    fn renames_users_of(&self) -> Vec<String>;
+    /// The smallest unit of work that proves the backend answers.
     async fn ping(&self) -> Result<(), SourceError>;
-    /// The customer with this id, or `None`.
+    /// The customer with this id (any validity), or `None`.
     async fn get(&self, customer_id: &str) -> Result<Option<Customer>, SourceError>;
     /// At most `search.limit` matches sorted by customer id; `truncated` when there were more.
     async fn search(&self, search: &CustomerSearch) -> Result<Page<Customer>, SourceError>;
+}
+
+/// Writing customers: only writable sources have it.
+#[async_trait]
+pub trait CustomerWriter: Send + Sync {
+    /// Customer-user sources whose customer users this source moves itself, in the same
+    /// transaction, when a customer id is renamed (those on the same database).
+    fn renames_users_of(&self) -> Vec<String>;
     /// Stores a new customer; refuses an id or name this source already has.
     async fn create(&self, customer: &Customer) -> Result<Customer, Error>;
-    /// Applies `patch`; a renamed id also moves the references kept in the same database
-    /// (customer users of co-located sources, memberships) in the same transaction.
+    /// Applies `patch` to the customer `customer_id`; a renamed id also moves the references
+    /// kept in the same database (customer users of co-located sources, memberships) in the
+    /// same transaction. `NotFound` when absent.
     async fn update(&self, customer_id: &str, patch: &CustomerPatch) -> Result<Customer, Error>;
+}
+
+/// One customer source as the directory holds it.
+#[derive(Clone)]
+pub struct CustomerSourceBundle {
+    pub reader: Arc<dyn CustomerReader>,
+    /// `None`: the source is read-only.
+    pub writer: Option<Arc<dyn CustomerWriter>>,
+}
+
+impl CustomerSourceBundle {
+    pub fn new(reader: Arc<dyn CustomerReader>, writer: Option<Arc<dyn CustomerWriter>>) -> Self {
+        Self { reader, writer }
+    }
+
+    /// The configured name.
+    pub fn name(&self) -> &str {
+        self.reader.name()
+    }
 }
 
 /// A group with its storage id.
@@ -174,6 +359,7 @@ pub struct StoredGroup {
 /// canonical ones); group names case-insensitively.
 #[async_trait]
 pub trait GroupStore: Send + Sync {
+    /// The smallest unit of work that proves the group tables answer.
     async fn ping(&self) -> Result<(), SourceError>;
     /// The group with this name, or `None`.
     async fn get(&self, name: &str) -> Result<Option<StoredGroup>, SourceError>;

@@ -1,4 +1,4 @@
-//! Customers (companies) from an LDAP directory, read-only.
+//! Customers (companies) from an LDAP directory: read-only, so its bundle has no writer.
 
 use async_trait::async_trait;
 
@@ -7,11 +7,10 @@ use crate::config::CustomerSourceSettings;
 use crate::domain::{
     fold,
     search::{CustomerSearch, Page},
-    Customer, CustomerField, CustomerPatch, CustomerRules, CustomerSchema,
+    Customer, CustomerField, CustomerRules, CustomerSchema,
 };
-use crate::error::Error;
 use crate::source::matching::customer_rules;
-use crate::source::{CustomerSource, SourceError};
+use crate::source::{CustomerReader, CustomerSourceBundle, SourceError};
 
 pub struct LdapCustomerSource {
     cfg: CustomerSourceSettings,
@@ -85,34 +84,23 @@ impl LdapCustomerSource {
         }
         Ok((out, cut))
     }
+}
 
-    fn read_only(&self) -> Error {
-        Error::FailedPrecondition {
-            reason: "SOURCE_READ_ONLY",
-            message: format!(
-                "customer source {:?} is an LDAP directory: read-only",
-                self.cfg.settings.name
-            ),
-        }
+impl LdapCustomerSource {
+    /// The capabilities the directory holds: reads only (an LDAP customer source is read-only).
+    pub fn into_bundle(self: std::sync::Arc<Self>) -> CustomerSourceBundle {
+        CustomerSourceBundle::new(self, None)
     }
 }
 
 #[async_trait]
-impl CustomerSource for LdapCustomerSource {
+impl CustomerReader for LdapCustomerSource {
     fn name(&self) -> &str {
         &self.cfg.settings.name
     }
 
-    fn writable(&self) -> bool {
-        false
-    }
-
     fn schema(&self) -> &CustomerSchema {
         &self.cfg.map.schema
-    }
-
-    fn renames_users_of(&self) -> Vec<String> {
-        Vec::new()
     }
 
     async fn ping(&self) -> Result<(), SourceError> {
@@ -160,13 +148,5 @@ impl CustomerSource for LdapCustomerSource {
         let truncated = cut || items.len() > limit;
         items.truncate(limit);
         Ok(Page { items, truncated })
-    }
-
-    async fn create(&self, _: &Customer) -> Result<Customer, Error> {
-        Err(self.read_only())
-    }
-
-    async fn update(&self, _: &str, _: &CustomerPatch) -> Result<Customer, Error> {
-        Err(self.read_only())
     }
 }

@@ -1,5 +1,6 @@
-//! Customer users from an LDAP directory. Read-only for user data; preferences and memberships
-//! live in SQL (`store_url`), as in OTRS.
+//! Customer users from an LDAP directory: reads and password checks by bind. Read-only for user
+//! data (its bundle has no writer); preferences, memberships and login state live in the SQL
+//! companion tables of `store_url`, as in OTRS.
 
 use std::sync::Arc;
 
@@ -13,19 +14,18 @@ use crate::config::UserSourceSettings;
 use crate::domain::{
     fold,
     search::{Page, UserCriterion, UserSearch},
-    CustomerUser, CustomerUserPatch, UserField, UserRules, UserSchema, Validity,
+    CustomerUser, UserField, UserRules, UserSchema, Validity,
 };
-use crate::error::Error;
 use crate::source::matching::user_rules;
 use crate::source::sql::{side::SideTables, Db};
-use crate::source::{CustomerUserSource, Secret, SourceError};
+use crate::source::{Credentials, DirectoryBind, SourceError, UserReader, UserSourceBundle};
 
 pub struct LdapUserSource {
     cfg: UserSourceSettings,
     /// What a search keeps, postmaster values, key equality, full name.
     rules: UserRules,
     dir: Directory,
-    side: SideTables,
+    side: Arc<SideTables>,
     attrs: Vec<String>,
 }
 
@@ -36,7 +36,7 @@ impl LdapUserSource {
         Ok(Self {
             attrs: requested(&cfg.map),
             rules: user_rules(&cfg),
-            side: SideTables::new(store, &cfg.settings.name),
+            side: Arc::new(SideTables::new(store, &cfg.settings.name)),
             dir,
             cfg,
         })
@@ -116,16 +116,6 @@ impl LdapUserSource {
         Ok(())
     }
 
-    fn read_only(&self) -> Error {
-        Error::FailedPrecondition {
-            reason: "SOURCE_READ_ONLY",
-            message: format!(
-                "customer-user source {:?} is an LDAP directory: read-only for user data (preferences and memberships still work)",
-                self.cfg.settings.name
-            ),
-        }
-    }
-
     async fn by_attr_values(
         &self,
         attr: &str,
@@ -150,14 +140,23 @@ fn sorted_page(mut users: Vec<CustomerUser>, limit: usize, cut: bool) -> Page<Cu
     }
 }
 
+impl LdapUserSource {
+    /// The capabilities the directory holds: reads, passwords checked by binding, and the SQL
+    /// companion tables in `store_url`; no writer (read-only for user data).
+    pub fn into_bundle(self: Arc<Self>) -> UserSourceBundle {
+        UserSourceBundle::new(
+            self.clone(),
+            None,
+            Credentials::Bind(self.clone()),
+            self.side.clone(),
+        )
+    }
+}
+
 #[async_trait]
-impl CustomerUserSource for LdapUserSource {
+impl UserReader for LdapUserSource {
     fn name(&self) -> &str {
         &self.cfg.settings.name
-    }
-
-    fn writable(&self) -> bool {
-        false
     }
 
     fn schema(&self) -> &UserSchema {
@@ -249,92 +248,6 @@ impl CustomerUserSource for LdapUserSource {
         Ok(out)
     }
 
-    async fn create(&self, _: &CustomerUser, _: Option<&str>) -> Result<CustomerUser, Error> {
-        Err(self.read_only())
-    }
-
-    async fn update(&self, _: &str, _: &CustomerUserPatch) -> Result<CustomerUser, Error> {
-        Err(self.read_only())
-    }
-
-    async fn memberships(&self, login: &str) -> Result<Vec<String>, SourceError> {
-        // Further values of a multi-valued customer-id attribute count as memberships.
-        let (users, _) = self
-            .users(&eq(self.attr(UserField::Login), login), false, None)
-            .await?;
-        let mut ids: Vec<String> = users
-            .into_iter()
-            .filter(|(u, _)| self.rules.same_key(&u.login, login))
-            .flat_map(|(_, cids)| cids.into_iter().skip(1))
-            .collect();
-        for id in self.side.memberships(login).await? {
-            if !ids.contains(&id) {
-                ids.push(id);
-            }
-        }
-        Ok(ids)
-    }
-
-    async fn set_membership(
-        &self,
-        login: &str,
-        customer_id: &str,
-        member: bool,
-    ) -> Result<(), Error> {
-        self.side.set_membership(login, customer_id, member).await
-    }
-
-    async fn members_of(&self, customer_id: &str) -> Result<Vec<String>, SourceError> {
-        let mut logins = self.side.members_of(customer_id).await?;
-        let cid_attr = self.attr(UserField::CustomerId).to_owned();
-        for (u, cids) in self
-            .by_attr_values(&cid_attr, &[customer_id.to_owned()])
-            .await?
-        {
-            if cids
-                .iter()
-                .skip(1)
-                .any(|c| self.rules.same_key(c, customer_id))
-            {
-                logins.push(u.login);
-            }
-        }
-        logins.sort();
-        logins.dedup();
-        Ok(logins)
-    }
-
-    async fn credentials(
-        &self,
-        login: &str,
-    ) -> Result<Option<(CustomerUser, Secret)>, SourceError> {
-        let filter = self
-            .dir
-            .filter(&eq(self.attr(UserField::Login), login), false);
-        let (entries, _) = self.dir.search(&filter, &self.attrs, None).await?;
-        for e in &entries {
-            let mut found = vec![self.to_user(e)];
-            if self.rules.same_key(&found[0].0.login, login) {
-                self.mark_invalid(&mut found).await?;
-                let (user, _) = found.remove(0);
-                return Ok(Some((user, Secret::Dn(e.dn.clone()))));
-            }
-        }
-        Ok(None)
-    }
-
-    async fn bind_as(&self, dn: &str, password: &str) -> Result<bool, SourceError> {
-        self.dir.bind_as(dn, password).await
-    }
-
-    async fn store_password_hash(&self, _: &str, _: Option<&str>, _: &str) -> Result<bool, Error> {
-        Err(self.read_only())
-    }
-
-    fn side(&self) -> &SideTables {
-        &self.side
-    }
-
     async fn get_many(&self, logins: &[String]) -> Result<Vec<CustomerUser>, SourceError> {
         let login = self.attr(UserField::Login).to_owned();
         Ok(self
@@ -359,11 +272,56 @@ impl CustomerUserSource for LdapUserSource {
             .collect())
     }
 
-    async fn members_of_any(&self, customer_ids: &[String]) -> Result<Vec<String>, SourceError> {
-        self.side.members_of_any(customer_ids).await
+    async fn record_memberships(&self, login: &str) -> Result<Vec<String>, SourceError> {
+        // Further values of a multi-valued customer-id attribute count as memberships.
+        let (users, _) = self
+            .users(&eq(self.attr(UserField::Login), login), false, None)
+            .await?;
+        Ok(users
+            .into_iter()
+            .filter(|(u, _)| self.rules.same_key(&u.login, login))
+            .flat_map(|(_, cids)| cids.into_iter().skip(1))
+            .collect())
     }
 
-    async fn rename_customer_id(&self, _: &str, _: &str) -> Result<u64, Error> {
-        Ok(0)
+    async fn record_members_of(&self, customer_id: &str) -> Result<Vec<String>, SourceError> {
+        let mut logins = Vec::new();
+        let cid_attr = self.attr(UserField::CustomerId).to_owned();
+        for (u, cids) in self
+            .by_attr_values(&cid_attr, &[customer_id.to_owned()])
+            .await?
+        {
+            if cids
+                .iter()
+                .skip(1)
+                .any(|c| self.rules.same_key(c, customer_id))
+            {
+                logins.push(u.login);
+            }
+        }
+        Ok(logins)
+    }
+}
+
+#[async_trait]
+impl DirectoryBind for LdapUserSource {
+    async fn with_dn(&self, login: &str) -> Result<Option<(CustomerUser, String)>, SourceError> {
+        let filter = self
+            .dir
+            .filter(&eq(self.attr(UserField::Login), login), false);
+        let (entries, _) = self.dir.search(&filter, &self.attrs, None).await?;
+        for e in &entries {
+            let mut found = vec![self.to_user(e)];
+            if self.rules.same_key(&found[0].0.login, login) {
+                self.mark_invalid(&mut found).await?;
+                let (user, _) = found.remove(0);
+                return Ok(Some((user, e.dn.clone())));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn bind_as(&self, dn: &str, password: &str) -> Result<bool, SourceError> {
+        self.dir.bind_as(dn, password).await
     }
 }

@@ -17,7 +17,7 @@ use crate::domain::{
 };
 use crate::error::Error;
 use crate::source::matching::customer_rules;
-use crate::source::{CustomerSource, SourceError};
+use crate::source::{CustomerReader, CustomerSourceBundle, CustomerWriter, SourceError};
 
 /// A customer source on one SQL table.
 pub struct SqlCustomerSource {
@@ -123,16 +123,6 @@ impl SqlCustomerSource {
         self.colocated.iter().map(|c| c.source.clone()).collect()
     }
 
-    fn read_only_error(&self) -> Error {
-        Error::FailedPrecondition {
-            reason: "SOURCE_READ_ONLY",
-            message: format!(
-                "customer source {:?} is read-only; write to a writable source",
-                self.name()
-            ),
-        }
-    }
-
     async fn name_taken(
         &self,
         conn: &mut sqlx::AnyConnection,
@@ -162,22 +152,31 @@ impl SqlCustomerSource {
     }
 }
 
+impl SqlCustomerSource {
+    /// False when the source is configured `read_only` (its bundle then has no writer).
+    pub fn writable(&self) -> bool {
+        !self.cfg.settings.read_only
+    }
+
+    /// The capabilities the directory holds: reads, and writes unless `read_only`.
+    pub fn into_bundle(self: Arc<Self>) -> CustomerSourceBundle {
+        let writer: Option<Arc<dyn CustomerWriter>> = if self.writable() {
+            Some(self.clone())
+        } else {
+            None
+        };
+        CustomerSourceBundle::new(self, writer)
+    }
+}
+
 #[async_trait]
-impl CustomerSource for SqlCustomerSource {
+impl CustomerReader for SqlCustomerSource {
     fn name(&self) -> &str {
         &self.cfg.settings.name
     }
 
-    fn writable(&self) -> bool {
-        !self.cfg.settings.read_only
-    }
-
     fn schema(&self) -> &CustomerSchema {
         &self.cfg.map.schema
-    }
-
-    fn renames_users_of(&self) -> Vec<String> {
-        self.colocated_sources()
     }
 
     async fn ping(&self) -> Result<(), SourceError> {
@@ -226,11 +225,15 @@ impl CustomerSource for SqlCustomerSource {
             })
             .await
     }
+}
+
+#[async_trait]
+impl CustomerWriter for SqlCustomerSource {
+    fn renames_users_of(&self) -> Vec<String> {
+        self.colocated_sources()
+    }
 
     async fn create(&self, customer: &Customer) -> Result<Customer, Error> {
-        if !self.writable() {
-            return Err(self.read_only_error());
-        }
         self.db.ready().await?;
         let id = customer.customer_id.as_str();
         let _guard = self.write.lock().await;
@@ -289,9 +292,6 @@ impl CustomerSource for SqlCustomerSource {
     }
 
     async fn update(&self, customer_id: &str, patch: &CustomerPatch) -> Result<Customer, Error> {
-        if !self.writable() {
-            return Err(self.read_only_error());
-        }
         self.db.ready().await?;
         let _guard = self.write.lock().await;
         let mut names: Vec<&str> = vec![&self.table.name];

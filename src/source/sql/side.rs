@@ -1,42 +1,22 @@
-//! What OTRS keeps beside any customer-user backend, in SQL: preferences
-//! (`customer_preferences`) and additional customer memberships (`customer_user_customer`).
-//! SQL sources keep them in their own database; LDAP sources in a configured SQL database.
+//! The SQL [`Companion`]: what OTRS keeps beside any customer-user backend, preferences
+//! (`customer_preferences`) and additional customer memberships (`customer_user_customer`), and
+//! Clientele's failed-login state (`clientele_login_state`). SQL sources keep them in their own
+//! database; LDAP sources in a configured SQL database.
 
 use std::{collections::BTreeMap, sync::Arc};
+
+use async_trait::async_trait;
 
 use super::{audit_columns, int_at, source_error, text_at, write_error, Db, Sql, Val};
 use crate::domain::limits;
 use crate::error::{Error, FieldViolation};
-use crate::source::SourceError;
+use crate::source::{Companion, Failure, LoginState, SourceError};
 
 /// Values per IN list.
 const BATCH: usize = 500;
 
-/// Failed-login state of one login.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LoginState {
-    pub failed: u32,
-    /// Epoch seconds; `i64::MAX` = until unlocked.
-    pub locked_until: Option<i64>,
-}
-
-impl LoginState {
-    pub fn locked_at(&self, now: i64) -> bool {
-        self.locked_until.is_some_and(|u| u > now)
-    }
-}
-
-/// What counting a failed attempt did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
-    /// Counted; the login may now be locked.
-    Counted(LoginState),
-    /// The login was locked already: nothing counted.
-    Locked { until: i64 },
-}
-
-/// Preferences and memberships of one source's customer users (logins matched exactly: callers
-/// pass canonical logins).
+/// Preferences, memberships and login state of one source's customer users (logins matched
+/// exactly: callers pass canonical logins).
 pub struct SideTables {
     db: Arc<Db>,
     source: String,
@@ -56,135 +36,6 @@ impl SideTables {
 
     fn write_err(&self, e: sqlx::Error, key: &str) -> Error {
         write_error(e, "customer user", "login", key, self.name())
-    }
-
-    pub async fn memberships(&self, login: &str) -> Result<Vec<String>, SourceError> {
-        self.db.ready().await?;
-        let mut sql = Sql::new(self.db.dialect());
-        sql.push("SELECT DISTINCT customer_id FROM customer_user_customer WHERE user_id = ")
-            .text(login)
-            .push(" ORDER BY customer_id");
-        let rows = sql
-            .query()
-            .fetch_all(self.db.pool())
-            .await
-            .map_err(source_error)?;
-        rows.iter().map(|r| text_at(r, 0)).collect()
-    }
-    pub async fn set_membership(
-        &self,
-        login: &str,
-        customer_id: &str,
-        member: bool,
-    ) -> Result<(), Error> {
-        if login.chars().count() > limits::MEMBERSHIP_LOGIN {
-            return Err(Error::InvalidArgument(vec![FieldViolation::new(
-                "login",
-                format!(
-                    "customer memberships are stored for logins of at most {} characters",
-                    limits::MEMBERSHIP_LOGIN
-                ),
-            )]));
-        }
-        self.db.ready().await?;
-        let d = self.db.dialect();
-        let mut tx = self
-            .db
-            .pool()
-            .begin()
-            .await
-            .map_err(|e| self.write_err(e, login))?;
-        let del = Sql::delete(
-            d,
-            "customer_user_customer",
-            [
-                ("user_id", Val::Text(login.to_owned())),
-                ("customer_id", Val::Text(customer_id.to_owned())),
-            ],
-        );
-        del.query()
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.write_err(e, login))?;
-        if member {
-            let mut values = vec![
-                ("user_id", Val::Text(login.to_owned())),
-                ("customer_id", Val::Text(customer_id.to_owned())),
-            ];
-            values.extend(audit_columns());
-            let ins = Sql::insert(d, "customer_user_customer", values);
-            ins.query()
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| self.write_err(e, login))?;
-        }
-        tx.commit().await.map_err(|e| self.write_err(e, login))
-    }
-    pub async fn members_of(&self, customer_id: &str) -> Result<Vec<String>, SourceError> {
-        self.db.ready().await?;
-        let mut sql = Sql::new(self.db.dialect());
-        sql.push("SELECT DISTINCT user_id FROM customer_user_customer WHERE customer_id = ")
-            .text(customer_id)
-            .push(" ORDER BY user_id");
-        let rows = sql
-            .query()
-            .fetch_all(self.db.pool())
-            .await
-            .map_err(source_error)?;
-        rows.iter().map(|r| text_at(r, 0)).collect()
-    }
-    pub async fn members_of_any(
-        &self,
-        customer_ids: &[String],
-    ) -> Result<Vec<String>, SourceError> {
-        self.db.ready().await?;
-        let mut out = Vec::new();
-        for chunk in customer_ids.chunks(BATCH) {
-            let mut sql = Sql::new(self.db.dialect());
-            sql.push("SELECT DISTINCT user_id FROM customer_user_customer WHERE customer_id IN (");
-            sql.text_list(chunk.iter().cloned()).push(")");
-            let rows = sql
-                .query()
-                .fetch_all(self.db.pool())
-                .await
-                .map_err(source_error)?;
-            for r in &rows {
-                out.push(text_at(r, 0)?);
-            }
-        }
-        Ok(out)
-    }
-    pub async fn preferences(&self, login: &str) -> Result<BTreeMap<String, String>, SourceError> {
-        self.db.ready().await?;
-        let mut sql = Sql::new(self.db.dialect());
-        sql.push(
-            "SELECT preferences_key, preferences_value FROM customer_preferences WHERE user_id = ",
-        )
-        .text(login);
-        let rows = sql
-            .query()
-            .fetch_all(self.db.pool())
-            .await
-            .map_err(source_error)?;
-        rows.iter()
-            .map(|r| Ok((text_at(r, 0)?, text_at(r, 1)?)))
-            .collect()
-    }
-    pub async fn set_preference(&self, login: &str, key: &str, value: &str) -> Result<(), Error> {
-        self.db.ready().await?;
-        let mut tx = self
-            .db
-            .pool()
-            .begin()
-            .await
-            .map_err(|e| self.write_err(e, login))?;
-        for q in self.preference_statements(self.db.dialect(), login, key, value) {
-            q.query()
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| self.write_err(e, login))?;
-        }
-        tx.commit().await.map_err(|e| self.write_err(e, login))
     }
 
     /// Replaces one preference: delete the key, insert the value (OTRS keeps no unique key).
@@ -232,55 +83,6 @@ impl SideTables {
         .await
         .map(|_| ())
         .map_err(source_error)
-    }
-
-    /// The failed-login state of `login` (exact login).
-    pub async fn login_state(&self, login: &str) -> Result<LoginState, SourceError> {
-        self.db.ready().await?;
-        let mut sql = Sql::new(self.db.dialect());
-        sql.push("SELECT failed, locked_until FROM clientele_login_state WHERE ")
-            .push_key(&self.source, login);
-        let row = sql
-            .query()
-            .fetch_optional(self.db.pool())
-            .await
-            .map_err(source_error)?;
-        Ok(match row {
-            None => LoginState::default(),
-            Some(r) => LoginState {
-                failed: u32::try_from(int_at(&r, 0)?.unwrap_or(0)).unwrap_or(0),
-                locked_until: int_at(&r, 1)?,
-            },
-        })
-    }
-
-    /// Counts one failed attempt, exactly, under any concurrency and on any number of replicas:
-    /// the row is locked by the counting UPDATE, which only counts while the login is not
-    /// locked. At `max` (> 0) failures the login is locked until `now + lock_for` (`None`:
-    /// until unlocked). An expired lock starts a new count. OTRS's `UserLoginFailed`
-    /// preference follows the count.
-    pub async fn record_failure(
-        &self,
-        login: &str,
-        max: u32,
-        lock_for: Option<i64>,
-        now: i64,
-    ) -> Result<Failure, SourceError> {
-        self.db.ready().await?;
-        self.ensure_state_row(login).await?;
-        let mut last = None;
-        for _ in 0..5 {
-            match self.try_record_failure(login, max, lock_for, now).await {
-                Ok(f) => return Ok(f),
-                // Deadlocks and busy databases: the transaction is repeated.
-                Err(e) if retryable(&e) => last = Some(e),
-                Err(e) => return Err(source_error(e)),
-            }
-        }
-        Err(last.map_or_else(
-            || SourceError::Failed("counting a failed login".into()),
-            source_error,
-        ))
     }
 
     async fn try_record_failure(
@@ -339,10 +141,215 @@ impl SideTables {
         Ok(Failure::Counted(state))
     }
 
+    async fn reset(&self, login: &str, login_time: Option<i64>) -> Result<(), SourceError> {
+        self.db.ready().await?;
+        self.ensure_state_row(login).await?;
+        let d = self.db.dialect();
+        let mut tx = self.db.pool().begin().await.map_err(source_error)?;
+        let mut up = Sql::new(d);
+        up.push("UPDATE clientele_login_state SET failed = 0, locked_until = NULL");
+        if let Some(t) = login_time {
+            up.push(", last_login = ").int(t);
+        }
+        up.push(" WHERE ").push_key(&self.source, login);
+        up.query().execute(&mut *tx).await.map_err(source_error)?;
+        let mut prefs = vec![self.preference_statements(d, login, "UserLoginFailed", "0")];
+        if let Some(t) = login_time {
+            prefs.push(self.preference_statements(d, login, "UserLastLogin", &t.to_string()));
+        }
+        for q in prefs.into_iter().flatten() {
+            q.query().execute(&mut *tx).await.map_err(source_error)?;
+        }
+        tx.commit().await.map_err(source_error)
+    }
+}
+
+#[async_trait]
+impl Companion for SideTables {
+    async fn memberships(&self, login: &str) -> Result<Vec<String>, SourceError> {
+        self.db.ready().await?;
+        let mut sql = Sql::new(self.db.dialect());
+        sql.push("SELECT DISTINCT customer_id FROM customer_user_customer WHERE user_id = ")
+            .text(login)
+            .push(" ORDER BY customer_id");
+        let rows = sql
+            .query()
+            .fetch_all(self.db.pool())
+            .await
+            .map_err(source_error)?;
+        rows.iter().map(|r| text_at(r, 0)).collect()
+    }
+
+    async fn set_membership(
+        &self,
+        login: &str,
+        customer_id: &str,
+        member: bool,
+    ) -> Result<(), Error> {
+        if login.chars().count() > limits::MEMBERSHIP_LOGIN {
+            return Err(Error::InvalidArgument(vec![FieldViolation::new(
+                "login",
+                format!(
+                    "customer memberships are stored for logins of at most {} characters",
+                    limits::MEMBERSHIP_LOGIN
+                ),
+            )]));
+        }
+        self.db.ready().await?;
+        let d = self.db.dialect();
+        let mut tx = self
+            .db
+            .pool()
+            .begin()
+            .await
+            .map_err(|e| self.write_err(e, login))?;
+        let del = Sql::delete(
+            d,
+            "customer_user_customer",
+            [
+                ("user_id", Val::Text(login.to_owned())),
+                ("customer_id", Val::Text(customer_id.to_owned())),
+            ],
+        );
+        del.query()
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.write_err(e, login))?;
+        if member {
+            let mut values = vec![
+                ("user_id", Val::Text(login.to_owned())),
+                ("customer_id", Val::Text(customer_id.to_owned())),
+            ];
+            values.extend(audit_columns());
+            let ins = Sql::insert(d, "customer_user_customer", values);
+            ins.query()
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.write_err(e, login))?;
+        }
+        tx.commit().await.map_err(|e| self.write_err(e, login))
+    }
+
+    async fn members_of(&self, customer_id: &str) -> Result<Vec<String>, SourceError> {
+        self.db.ready().await?;
+        let mut sql = Sql::new(self.db.dialect());
+        sql.push("SELECT DISTINCT user_id FROM customer_user_customer WHERE customer_id = ")
+            .text(customer_id)
+            .push(" ORDER BY user_id");
+        let rows = sql
+            .query()
+            .fetch_all(self.db.pool())
+            .await
+            .map_err(source_error)?;
+        rows.iter().map(|r| text_at(r, 0)).collect()
+    }
+
+    async fn members_of_any(&self, customer_ids: &[String]) -> Result<Vec<String>, SourceError> {
+        self.db.ready().await?;
+        let mut out = Vec::new();
+        for chunk in customer_ids.chunks(BATCH) {
+            let mut sql = Sql::new(self.db.dialect());
+            sql.push("SELECT DISTINCT user_id FROM customer_user_customer WHERE customer_id IN (");
+            sql.text_list(chunk.iter().cloned()).push(")");
+            let rows = sql
+                .query()
+                .fetch_all(self.db.pool())
+                .await
+                .map_err(source_error)?;
+            for r in &rows {
+                out.push(text_at(r, 0)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn preferences(&self, login: &str) -> Result<BTreeMap<String, String>, SourceError> {
+        self.db.ready().await?;
+        let mut sql = Sql::new(self.db.dialect());
+        sql.push(
+            "SELECT preferences_key, preferences_value FROM customer_preferences WHERE user_id = ",
+        )
+        .text(login);
+        let rows = sql
+            .query()
+            .fetch_all(self.db.pool())
+            .await
+            .map_err(source_error)?;
+        rows.iter()
+            .map(|r| Ok((text_at(r, 0)?, text_at(r, 1)?)))
+            .collect()
+    }
+
+    async fn set_preference(&self, login: &str, key: &str, value: &str) -> Result<(), Error> {
+        self.db.ready().await?;
+        let mut tx = self
+            .db
+            .pool()
+            .begin()
+            .await
+            .map_err(|e| self.write_err(e, login))?;
+        for q in self.preference_statements(self.db.dialect(), login, key, value) {
+            q.query()
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.write_err(e, login))?;
+        }
+        tx.commit().await.map_err(|e| self.write_err(e, login))
+    }
+
+    /// The failed-login state of `login` (exact login).
+    async fn login_state(&self, login: &str) -> Result<LoginState, SourceError> {
+        self.db.ready().await?;
+        let mut sql = Sql::new(self.db.dialect());
+        sql.push("SELECT failed, locked_until FROM clientele_login_state WHERE ")
+            .push_key(&self.source, login);
+        let row = sql
+            .query()
+            .fetch_optional(self.db.pool())
+            .await
+            .map_err(source_error)?;
+        Ok(match row {
+            None => LoginState::default(),
+            Some(r) => LoginState {
+                failed: u32::try_from(int_at(&r, 0)?.unwrap_or(0)).unwrap_or(0),
+                locked_until: int_at(&r, 1)?,
+            },
+        })
+    }
+
+    /// Counts one failed attempt, exactly, under any concurrency and on any number of replicas:
+    /// the row is locked by the counting UPDATE, which only counts while the login is not
+    /// locked. At `max` (> 0) failures the login is locked until `now + lock_for` (`None`:
+    /// until unlocked). An expired lock starts a new count. OTRS's `UserLoginFailed`
+    /// preference follows the count.
+    async fn record_failure(
+        &self,
+        login: &str,
+        max: u32,
+        lock_for: Option<i64>,
+        now: i64,
+    ) -> Result<Failure, SourceError> {
+        self.db.ready().await?;
+        self.ensure_state_row(login).await?;
+        let mut last = None;
+        for _ in 0..5 {
+            match self.try_record_failure(login, max, lock_for, now).await {
+                Ok(f) => return Ok(f),
+                // Deadlocks and busy databases: the transaction is repeated.
+                Err(e) if retryable(&e) => last = Some(e),
+                Err(e) => return Err(source_error(e)),
+            }
+        }
+        Err(last.map_or_else(
+            || SourceError::Failed("counting a failed login".into()),
+            source_error,
+        ))
+    }
+
     /// A successful login: the count is reset, the lock cleared, the time recorded (OTRS
     /// preferences `UserLoginFailed` = 0 and `UserLastLogin` = epoch seconds). With `was_clean`
     /// (no failures, no lock before) only the time is written.
-    pub async fn record_success(
+    async fn record_success(
         &self,
         login: &str,
         now: i64,
@@ -391,30 +398,8 @@ impl SideTables {
     }
 
     /// Clears a lock and the count ("Login Forbidden ... can be re-enabled here").
-    pub async fn unlock(&self, login: &str) -> Result<(), SourceError> {
+    async fn unlock(&self, login: &str) -> Result<(), SourceError> {
         self.reset(login, None).await
-    }
-
-    async fn reset(&self, login: &str, login_time: Option<i64>) -> Result<(), SourceError> {
-        self.db.ready().await?;
-        self.ensure_state_row(login).await?;
-        let d = self.db.dialect();
-        let mut tx = self.db.pool().begin().await.map_err(source_error)?;
-        let mut up = Sql::new(d);
-        up.push("UPDATE clientele_login_state SET failed = 0, locked_until = NULL");
-        if let Some(t) = login_time {
-            up.push(", last_login = ").int(t);
-        }
-        up.push(" WHERE ").push_key(&self.source, login);
-        up.query().execute(&mut *tx).await.map_err(source_error)?;
-        let mut prefs = vec![self.preference_statements(d, login, "UserLoginFailed", "0")];
-        if let Some(t) = login_time {
-            prefs.push(self.preference_statements(d, login, "UserLastLogin", &t.to_string()));
-        }
-        for q in prefs.into_iter().flatten() {
-            q.query().execute(&mut *tx).await.map_err(source_error)?;
-        }
-        tx.commit().await.map_err(source_error)
     }
 }
 

@@ -22,7 +22,9 @@ use crate::domain::{
 };
 use crate::error::Error;
 use crate::source::matching::user_rules;
-use crate::source::{CustomerUserSource, Secret, SourceError};
+use crate::source::{
+    Credentials, PasswordHashes, SourceError, UserReader, UserSourceBundle, UserWriter,
+};
 
 /// How long a source trusts its last look at its SQLite search index.
 const SEARCH_INDEX_RECHECK: std::time::Duration = std::time::Duration::from_secs(10);
@@ -39,7 +41,7 @@ pub struct SqlUserSource {
     table: Table<UserField>,
     /// What a search keeps, postmaster values, key equality, full name.
     rules: UserRules,
-    side: SideTables,
+    side: Arc<SideTables>,
     /// Serialises this replica's writes to the table (the database lock covers other replicas).
     write: Mutex<()>,
     /// SQLite / MariaDB: the trigram index searches narrow with, and when it was last seen to exist
@@ -75,7 +77,7 @@ impl SqlUserSource {
         Ok(Self {
             table,
             rules: user_rules(&cfg),
-            side: SideTables::new(db.clone(), &cfg.settings.name),
+            side: Arc::new(SideTables::new(db.clone(), &cfg.settings.name)),
             db,
             cfg,
             sql,
@@ -303,16 +305,6 @@ impl SqlUserSource {
     fn write_err(&self, e: sqlx::Error, key: &str) -> Error {
         write_error(e, "customer user", "login", key, self.name())
     }
-
-    fn read_only_error(&self) -> Error {
-        Error::FailedPrecondition {
-            reason: "SOURCE_READ_ONLY",
-            message: format!(
-                "customer-user source {:?} is read-only; write to a writable source",
-                self.name()
-            ),
-        }
-    }
 }
 
 /// The index DDL a customer-user source configured as `cfg` wants on `dialect`: `LOWER()`
@@ -517,14 +509,33 @@ impl SqlUserSource {
     }
 }
 
-#[async_trait]
-impl CustomerUserSource for SqlUserSource {
-    fn name(&self) -> &str {
-        &self.cfg.settings.name
+impl SqlUserSource {
+    /// False when the source is configured `read_only` (its bundle then has no writer).
+    pub fn writable(&self) -> bool {
+        !self.cfg.settings.read_only
     }
 
-    fn writable(&self) -> bool {
-        !self.cfg.settings.read_only
+    /// The capabilities the directory holds: reads, stored password hashes, the companion
+    /// tables in the same database, and writes unless the source is `read_only`.
+    pub fn into_bundle(self: Arc<Self>) -> UserSourceBundle {
+        let writer: Option<Arc<dyn UserWriter>> = if self.writable() {
+            Some(self.clone())
+        } else {
+            None
+        };
+        UserSourceBundle::new(
+            self.clone(),
+            writer,
+            Credentials::Hashes(self.clone()),
+            self.side.clone(),
+        )
+    }
+}
+
+#[async_trait]
+impl UserReader for SqlUserSource {
+    fn name(&self) -> &str {
+        &self.cfg.settings.name
     }
 
     fn schema(&self) -> &UserSchema {
@@ -599,14 +610,39 @@ impl CustomerUserSource for SqlUserSource {
         Ok(out)
     }
 
+    async fn get_many(&self, logins: &[String]) -> Result<Vec<CustomerUser>, SourceError> {
+        let col = self.table.key_col.clone();
+        self.fetch_equal_any(&col, logins, |u| &u.login).await
+    }
+
+    async fn by_customer_ids(
+        &self,
+        customer_ids: &[String],
+    ) -> Result<Vec<CustomerUser>, SourceError> {
+        let Some(col) = self.column(UserField::CustomerId).map(str::to_owned) else {
+            return Ok(Vec::new());
+        };
+        self.fetch_equal_any(&col, customer_ids, |u| &u.customer_id)
+            .await
+    }
+
+    async fn record_memberships(&self, _: &str) -> Result<Vec<String>, SourceError> {
+        // A row holds one customer id; further ones are companion-table memberships.
+        Ok(Vec::new())
+    }
+
+    async fn record_members_of(&self, _: &str) -> Result<Vec<String>, SourceError> {
+        Ok(Vec::new())
+    }
+}
+
+#[async_trait]
+impl UserWriter for SqlUserSource {
     async fn create(
         &self,
         user: &CustomerUser,
         password_hash: Option<&str>,
     ) -> Result<CustomerUser, Error> {
-        if !self.writable() {
-            return Err(self.read_only_error());
-        }
         self.db.ready().await?;
         let _guard = self.write.lock().await;
         let mut tx = self
@@ -682,9 +718,6 @@ impl CustomerUserSource for SqlUserSource {
     }
 
     async fn update(&self, login: &str, patch: &CustomerUserPatch) -> Result<CustomerUser, Error> {
-        if !self.writable() {
-            return Err(self.read_only_error());
-        }
         self.db.ready().await?;
         let _guard = self.write.lock().await;
         let mut tx = self
@@ -761,72 +794,12 @@ impl CustomerUserSource for SqlUserSource {
         Ok(stored)
     }
 
-    async fn memberships(&self, login: &str) -> Result<Vec<String>, SourceError> {
-        self.side.memberships(login).await
-    }
-
-    async fn set_membership(
-        &self,
-        login: &str,
-        customer_id: &str,
-        member: bool,
-    ) -> Result<(), Error> {
-        self.side.set_membership(login, customer_id, member).await
-    }
-
-    async fn members_of(&self, customer_id: &str) -> Result<Vec<String>, SourceError> {
-        self.side.members_of(customer_id).await
-    }
-
-    async fn members_of_any(&self, customer_ids: &[String]) -> Result<Vec<String>, SourceError> {
-        self.side.members_of_any(customer_ids).await
-    }
-
-    async fn credentials(
-        &self,
-        login: &str,
-    ) -> Result<Option<(CustomerUser, Secret)>, SourceError> {
-        self.db.ready().await?;
-        let Some(pw_col) = self.column(UserField::Password) else {
-            return Ok(self.get(login).await?.map(|u| (u, Secret::Hash(None))));
-        };
-        // The record and its hash in one round trip.
-        let mut sql = self.table.select_with(&self.db.dialect().text(pw_col));
-        sql.matches(&self.table.key_col, &Pattern::literal(login));
-        let rows = sql
-            .query()
-            .fetch_all(self.db.pool())
-            .await
-            .map_err(source_error)?;
-        for row in &rows {
-            let user = self.finish(self.table.row_to_record(row)?);
-            if self.rules.same_key(&user.login, login) {
-                let hash = Some(text_at(row, self.table.extra_index())?).filter(|h| !h.is_empty());
-                return Ok(Some((user, Secret::Hash(hash))));
-            }
-        }
-        Ok(None)
-    }
-
-    async fn bind_as(&self, _: &str, _: &str) -> Result<bool, SourceError> {
-        Ok(false)
-    }
-
     async fn store_password_hash(
         &self,
         login: &str,
         expected_old: Option<&str>,
         new: &str,
     ) -> Result<bool, Error> {
-        if !self.writable() {
-            return Err(Error::FailedPrecondition {
-                reason: "SOURCE_READ_ONLY",
-                message: format!(
-                    "customer-user source {:?} is read-only; passwords cannot be set there",
-                    self.name()
-                ),
-            });
-        }
         let Some(pw_col) = self.column(UserField::Password) else {
             return Err(Error::FailedPrecondition {
                 reason: "NO_PASSWORD_COLUMN",
@@ -862,28 +835,8 @@ impl CustomerUserSource for SqlUserSource {
         Ok(done.rows_affected() == 1)
     }
 
-    fn side(&self) -> &SideTables {
-        &self.side
-    }
-
-    async fn get_many(&self, logins: &[String]) -> Result<Vec<CustomerUser>, SourceError> {
-        let col = self.table.key_col.clone();
-        self.fetch_equal_any(&col, logins, |u| &u.login).await
-    }
-
-    async fn by_customer_ids(
-        &self,
-        customer_ids: &[String],
-    ) -> Result<Vec<CustomerUser>, SourceError> {
-        let Some(col) = self.column(UserField::CustomerId).map(str::to_owned) else {
-            return Ok(Vec::new());
-        };
-        self.fetch_equal_any(&col, customer_ids, |u| &u.customer_id)
-            .await
-    }
-
     async fn rename_customer_id(&self, old: &str, new: &str) -> Result<u64, Error> {
-        let Some(target) = self.customer_id_ref().filter(|_| self.writable()) else {
+        let Some(target) = self.customer_id_ref() else {
             return Ok(0);
         };
         self.db.ready().await?;
@@ -898,5 +851,34 @@ impl CustomerUserSource for SqlUserSource {
             .map_err(|e| self.write_err(e, old))?;
         tx.commit().await.map_err(|e| self.write_err(e, old))?;
         Ok(n)
+    }
+}
+
+#[async_trait]
+impl PasswordHashes for SqlUserSource {
+    async fn with_hash(
+        &self,
+        login: &str,
+    ) -> Result<Option<(CustomerUser, Option<String>)>, SourceError> {
+        self.db.ready().await?;
+        let Some(pw_col) = self.column(UserField::Password) else {
+            return Ok(self.get(login).await?.map(|u| (u, None)));
+        };
+        // The record and its hash in one round trip.
+        let mut sql = self.table.select_with(&self.db.dialect().text(pw_col));
+        sql.matches(&self.table.key_col, &Pattern::literal(login));
+        let rows = sql
+            .query()
+            .fetch_all(self.db.pool())
+            .await
+            .map_err(source_error)?;
+        for row in &rows {
+            let user = self.finish(self.table.row_to_record(row)?);
+            if self.rules.same_key(&user.login, login) {
+                let hash = Some(text_at(row, self.table.extra_index())?).filter(|h| !h.is_empty());
+                return Ok(Some((user, hash)));
+            }
+        }
+        Ok(None)
     }
 }
