@@ -1,3 +1,6 @@
+//! The `clientele` binary: parses the command line and hands it to [`clientele::cli::run`].
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 use clap::Parser;

@@ -1,6 +1,7 @@
 //! The source's matching rules (`domain::matching`) through the real server: an LDAP source
 //! configured `case_sensitive = true` applies it to memberships of further customer-id values
 //! (which once compared folded values) and to logins answered from the cache.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
 
 mod common;
 
