@@ -1,4 +1,6 @@
-//! Command line: `serve`, `migrate`, `check-config`.
+//! The command line: the server commands (`serve`, `migrate`, `check-config`, `add-indexes`,
+//! `seed`) run here on the configuration; the admin client commands (`user …`, `resolve`, `auth
+//! check`) are parsed here and run by [`crate::client`] against a running server.
 
 use std::{path::PathBuf, process::ExitCode};
 
