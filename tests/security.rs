@@ -176,7 +176,10 @@ async fn random_paths_leave_the_metrics_bounded() {
         .buffer_unordered(32)
         .collect()
         .await;
-    assert!(codes.iter().all(|c| *c != Code::Ok), "no random path answers OK");
+    assert!(
+        codes.iter().all(|c| *c != Code::Ok),
+        "no random path answers OK"
+    );
     let after = series_lines(s.metrics_addr).await;
     assert!(
         after <= before + 40,
