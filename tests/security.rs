@@ -171,7 +171,13 @@ async fn random_paths_leave_the_metrics_bounded() {
         call(i, i % 2 == 0).await;
     }
     let before = series_lines(s.metrics_addr).await;
-    let codes: Vec<Code> = futures::stream::iter(0..10_000u64)
+    let rss_before = rss_kib();
+    // CLIENTELE_SECURITY_CALLS raises the number of calls for a manual measurement.
+    let calls: u64 = std::env::var("CLIENTELE_SECURITY_CALLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let codes: Vec<Code> = futures::stream::iter(0..calls)
         .map(|i| call(i + 1_000, i % 2 == 0))
         .buffer_unordered(32)
         .collect()
@@ -181,11 +187,29 @@ async fn random_paths_leave_the_metrics_bounded() {
         "no random path answers OK"
     );
     let after = series_lines(s.metrics_addr).await;
+    eprintln!(
+        "{calls} calls to random paths: /metrics {before} -> {after} series lines, \
+         process RSS {rss_before} -> {} KiB",
+        rss_kib()
+    );
     assert!(
         after <= before + 40,
-        "10,000 random paths grew /metrics from {before} to {after} series lines"
+        "{calls} random paths grew /metrics from {before} to {after} series lines"
     );
     s.stop().await;
+}
+
+/// This process's resident set size in KiB (Linux), 0 where unknown.
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 /// A deterministic scramble (splitmix64), so every call has a path of its own.
