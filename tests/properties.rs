@@ -67,6 +67,40 @@ fn check_shape(e: &Expr) {
     }
 }
 
+/// The query text of `e` in [`Grammar::Full`]: every text quoted as a phrase, `*` outside,
+/// groups in parentheses. `None` when a text holds a `"` (a phrase cannot quote it).
+fn render_full(e: &Expr) -> Option<String> {
+    Some(match e {
+        Expr::Term { pattern, negated } => {
+            let mut out = String::from(if *negated { "!" } else { "" });
+            for piece in pattern.pieces() {
+                match piece {
+                    Piece::Text(t) if t.contains('"') => return None,
+                    Piece::Text(t) => {
+                        out.push('"');
+                        out.push_str(t);
+                        out.push('"');
+                    }
+                    Piece::Any => out.push('*'),
+                }
+            }
+            out
+        }
+        Expr::And(items) | Expr::Or(items) => {
+            let op = if matches!(e, Expr::And(_)) {
+                " && "
+            } else {
+                " || "
+            };
+            let parts: Option<Vec<String>> = items
+                .iter()
+                .map(|i| render_full(i).map(|t| format!("({t})")))
+                .collect();
+            parts?.join(op)
+        }
+    })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -86,6 +120,16 @@ proptest! {
         for grammar in [Grammar::CustomerUser, Grammar::Full] {
             if let Ok(e) = parse(&q, grammar) {
                 check_shape(&e);
+            }
+        }
+    }
+
+    #[test]
+    fn parsed_queries_render_and_parse_back(q in query_text()) {
+        if let Ok(e) = parse(&q, Grammar::Full) {
+            if let Some(text) = render_full(&e) {
+                let again = parse(&text, Grammar::Full);
+                prop_assert_eq!(again.as_ref(), Ok(&e), "{:?} rendered as {:?}", q, text);
             }
         }
     }
