@@ -15,6 +15,12 @@
 //! The index is recreated (and rebuilt from the table) when its definition differs from what
 //! the configuration asks for, e.g. after the search fields changed; a source only uses an
 //! index whose definition is current ([`SqliteSearch::is_current`]).
+//!
+//! # The MariaDB trigram table
+//!
+//! MariaDB has no trigram index: a customer-user table gets a `{table}_trgm` table of its
+//! own, filled here, and a search narrows its rows to those holding every distinct trigram of
+//! the query's phrases. Those trigrams are collected in time linear in the query's length.
 
 use sqlx::{AnyPool, Row};
 
