@@ -1,7 +1,17 @@
 //! Compiles `proto/` with `protox` (pure Rust, no system `protoc`) and generates the tonic
 //! server and client code into `OUT_DIR`, plus a descriptor set for server reflection.
+//! Messages holding secrets are generated without `Debug` (see `REDACTED`).
 
 use std::{env, error::Error, path::PathBuf};
+
+/// Messages with a password (or other secret) field: no derived `Debug`, so no log line or
+/// panic message can print the secret; `src/api/redact.rs` implements `Debug` for each.
+const REDACTED: [&str; 4] = [
+    ".clientele.v1.AuthenticateRequest",
+    ".clientele.v1.SetPasswordRequest",
+    ".clientele.v1.CreateCustomerUserRequest",
+    ".clientele.v1.CreateCustomerUserResponse",
+];
 
 fn main() -> Result<(), Box<dyn Error>> {
     let protos = [
@@ -21,6 +31,8 @@ fn main() -> Result<(), Box<dyn Error>> {
         prost::Message::encode_to_vec(&fds),
     )?;
     tonic_prost_build::configure()
+        // Messages holding secrets get a hand-written, redacting `Debug` (src/api/redact.rs).
+        .skip_debug(REDACTED)
         .build_server(true)
         .build_client(true)
         .compile_fds(fds)?;

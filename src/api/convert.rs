@@ -16,7 +16,9 @@ use crate::proto as pb;
 /// reaches the caller in time; `default` from now when the call has none.
 pub fn deadline<T>(req: &Request<T>, default: Duration) -> Instant {
     let budget = grpc_timeout(req.metadata()).unwrap_or(default);
-    Instant::now() + budget.saturating_sub((budget / 10).min(Duration::from_millis(100)))
+    Instant::now()
+        .checked_add(budget.saturating_sub((budget / 10).min(Duration::from_millis(100))))
+        .unwrap_or_else(|| Instant::now() + default)
 }
 
 /// Parses the `grpc-timeout` header (`<digits><H|M|S|m|u|n>`).

@@ -6,6 +6,7 @@ pub mod convert;
 pub mod customer;
 pub mod customer_user;
 pub mod group;
+mod redact;
 pub mod status;
 
 pub use auth::{AuthApi, RateLimits};

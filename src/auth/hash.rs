@@ -31,12 +31,24 @@
 //!   logins unfit as DES salt, spec 4.5) and hash-looking strings of an unsupported scheme
 //!   (`$5$`, `$6$`, `$2x$`, a 13-char DES string with an invalid salt, ...) never verify.
 //!
+//! Hostile input costs nothing and tells nothing:
+//! - a password longer than [`PASSWORD_BYTES`] is refused before any hashing ([`too_long`]),
+//!   so no format (MD5-crypt's cost grows with the password's length) can cost more than a
+//!   password of that length;
+//! - a verification that fails costs one argon2id computation whatever the stored format:
+//!   against a legacy hash (DES, MD5, SHA, bcrypt, plain, unknown shapes) it runs
+//!   [`dummy_verify`]'s computation as well, so a wrong password on a legacy user costs what an
+//!   unknown login costs (callers run [`dummy_verify`] for those).
+//!
 //! Hashing here is CPU-bound (argon2id ~tens of ms, bcrypt up to seconds): callers on the async
 //! runtime run [`verify`], [`hash`] and [`dummy_verify`] on a blocking thread.
 
 use std::hint::black_box;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::sync::Mutex;
+
+pub use crate::domain::limits::PASSWORD_BYTES;
 
 use argon2::{
     password_hash::{rand_core::OsRng, Output, PasswordHash, SaltString},
@@ -110,6 +122,16 @@ pub enum HashError {
     /// Hashing itself failed.
     #[error("hashing password: {0}")]
     Hash(String),
+    /// The password is longer than [`PASSWORD_BYTES`]; nothing was hashed.
+    #[error("password longer than {PASSWORD_BYTES} bytes")]
+    TooLong,
+}
+
+/// True when `password` is longer than [`PASSWORD_BYTES`]: [`verify`], [`hash`] and
+/// [`dummy_verify`] refuse it without hashing.
+#[must_use]
+pub fn too_long(password: &str) -> bool {
+    password.len() > PASSWORD_BYTES
 }
 
 /// bcrypt's base64 (`./A-Za-z0-9`, no padding), as written.
@@ -217,14 +239,34 @@ fn kind_of_13(stored: &str) -> HashKind {
 /// Hash-shaped values are verified as their hash whatever `allow_plain` says (unlike
 /// upstream's `plain` mode, which compares every stored value as text). An empty password, an
 /// empty stored value and [`HashKind::Unknown`] never verify.
+///
+/// Cost: an empty password or one longer than [`PASSWORD_BYTES`] returns false at once (callers
+/// refuse the latter as an invalid argument before). Any other failure costs exactly one
+/// argon2id computation: the stored argon2 hash's own, or, for every other stored format, the
+/// one of [`dummy_verify`] with the parameters it was last given (the defaults before).
 #[must_use]
 pub fn verify(password: &str, stored: &str, allow_plain: bool) -> bool {
-    if password.is_empty() || stored.is_empty() {
+    if password.is_empty() || too_long(password) {
         return false;
     }
-    let pw = password.as_bytes();
-    match kind_of(stored) {
-        HashKind::Argon2 => verify_argon2(pw, stored),
+    let (ok, ran_argon2) = verify_once(password.as_bytes(), stored, allow_plain);
+    if !ok && !ran_argon2 {
+        let params = DUMMY_PARAMS.lock().map_or_else(|p| *p.into_inner(), |p| *p);
+        dummy_verify_with(password, &params);
+    }
+    ok
+}
+
+/// The verification proper: whether `pw` matches `stored`, and whether an argon2
+/// computation ran to find out.
+fn verify_once(pw: &[u8], stored: &str, allow_plain: bool) -> (bool, bool) {
+    if stored.is_empty() {
+        return (false, false);
+    }
+    let ok = match kind_of(stored) {
+        HashKind::Argon2 => {
+            return verify_argon2(pw, stored).map_or((false, false), |ok| (ok, true));
+        }
         HashKind::BcryptPhc => verify_bcrypt_phc(pw, stored),
         HashKind::OtrsBcrypt => verify_otrs_bcrypt(pw, stored),
         HashKind::Md5Crypt | HashKind::Apr1 => verify_md5_crypt(pw, stored),
@@ -234,7 +276,8 @@ pub fn verify(password: &str, stored: &str, allow_plain: bool) -> bool {
         HashKind::Sha1Hex => ct_eq(hex_lower(&Sha1::digest(pw)).as_bytes(), stored.as_bytes()),
         HashKind::Plain => allow_plain && ct_eq(pw, stored.as_bytes()),
         HashKind::Unknown => false,
-    }
+    };
+    (ok, false)
 }
 
 /// True when a successful login with this stored hash should re-hash it: anything that is not
@@ -262,13 +305,19 @@ pub fn needs_rehash(stored: &str, params: &Argon2Params) -> bool {
 
 /// A new argon2id PHC string.
 ///
-/// Any password is hashed, even an empty one (which [`verify`] never accepts).
+/// Any password up to [`PASSWORD_BYTES`] is hashed, even an empty one (which [`verify`] never
+/// accepts). `params` also become those of the dummy computation of a failed [`verify`].
 ///
 /// # Errors
-/// [`HashError::Params`] when `params` are out of argon2's ranges (e.g. `memory_kib` below
-/// 8 × `parallelism`, or `parallelism` 0); [`HashError::Hash`] if hashing itself fails.
+/// [`HashError::TooLong`] beyond [`PASSWORD_BYTES`] (nothing hashed); [`HashError::Params`]
+/// when `params` are out of argon2's ranges (e.g. `memory_kib` below 8 × `parallelism`, or
+/// `parallelism` 0); [`HashError::Hash`] if hashing itself fails.
 pub fn hash(password: &str, params: &Argon2Params) -> Result<String, HashError> {
+    if too_long(password) {
+        return Err(HashError::TooLong);
+    }
     let argon = argon2id(params)?;
+    set_dummy_params(params);
     let salt = SaltString::generate(&mut OsRng);
     let mut salt_bytes = [0u8; 64];
     let salt_raw = salt
@@ -302,11 +351,43 @@ thread_local! {
     /// Argon2's working memory, kept per thread and reused: hashing allocates nothing after the
     /// first call, and the process holds one block array per hashing thread, not one per call.
     static BLOCKS: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+    /// How many argon2 computations this thread ran (hash, verification or dummy).
+    static ARGON2_RUNS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// The parameters of the dummy argon2id computation of a failed legacy [`verify`]: the last
+/// ones given to [`dummy_verify`] or [`hash`] (the service's configured ones), the defaults
+/// before.
+static DUMMY_PARAMS: Mutex<Argon2Params> = Mutex::new(Argon2Params {
+    memory_kib: Params::DEFAULT_M_COST,
+    iterations: Params::DEFAULT_T_COST,
+    parallelism: Params::DEFAULT_P_COST,
+});
+
+/// Makes `params` those of the dummy computation of a failed legacy [`verify`], if valid. The
+/// service sets them with every [`dummy_verify`] and [`hash`]; call it at start-up to have them
+/// from the first call on.
+pub fn set_dummy_params(params: &Argon2Params) {
+    if check_params(params).is_err() {
+        return;
+    }
+    match DUMMY_PARAMS.lock() {
+        Ok(mut p) => *p = *params,
+        Err(poisoned) => *poisoned.into_inner() = *params,
+    }
+}
+
+/// How many argon2 computations (hash, verification, dummy) the calling thread has run: lets
+/// tests check the cost of a verification without timing it.
+#[must_use]
+pub fn argon2_runs_on_this_thread() -> u64 {
+    ARGON2_RUNS.with(Cell::get)
 }
 
 /// `argon.hash_password_into` with this thread's reusable working memory.
 fn with_memory(argon: &Argon2<'_>, pwd: &[u8], salt: &[u8], out: &mut [u8]) -> argon2::Result<()> {
     let needed = argon.params().block_count();
+    ARGON2_RUNS.with(|n| n.set(n.get().saturating_add(1)));
     BLOCKS.with(|blocks| {
         let mut blocks = blocks.borrow_mut();
         if blocks.len() < needed {
@@ -319,13 +400,19 @@ fn with_memory(argon: &Argon2<'_>, pwd: &[u8], salt: &[u8], out: &mut [u8]) -> a
 /// Verifies against a fixed dummy argon2id hash with `params`, so an unknown login costs the
 /// same time as a wrong password.
 ///
-/// Like [`verify`], returns at once for an empty password. Invalid `params` fall back to the
-/// defaults. (A stored legacy hash verifies much faster than argon2id; the timing only matches
-/// for users already re-hashed.)
+/// Like [`verify`], returns at once for an empty password or one longer than
+/// [`PASSWORD_BYTES`]. Invalid `params` fall back to the defaults. Valid `params` also become
+/// those of the dummy computation of a failed legacy [`verify`], so both cost the same.
 pub fn dummy_verify(password: &str, params: &Argon2Params) {
-    if password.is_empty() {
+    if password.is_empty() || too_long(password) {
         return;
     }
+    set_dummy_params(params);
+    dummy_verify_with(password, params);
+}
+
+/// One argon2id computation with `params` against the fixed dummy hash.
+fn dummy_verify_with(password: &str, params: &Argon2Params) {
     let argon = argon2id(params).unwrap_or_default();
     let mut out = [0u8; 32];
     let hashed = with_memory(&argon, password.as_bytes(), DUMMY_SALT, &mut out);
@@ -344,31 +431,30 @@ fn argon2id(params: &Argon2Params) -> Result<Argon2<'static>, HashError> {
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
-/// argon2 (any variant) with the parameters, salt and version written in the PHC string.
-fn verify_argon2(pw: &[u8], stored: &str) -> bool {
-    let Ok(parsed) = PasswordHash::new(stored) else {
-        return false;
-    };
+/// argon2 (any variant) with the parameters, salt and version written in the PHC string;
+/// `None` when the string is malformed and nothing was computed.
+fn verify_argon2(pw: &[u8], stored: &str) -> Option<bool> {
+    let parsed = PasswordHash::new(stored).ok()?;
     let (Ok(algorithm), Some(expected), Some(salt)) = (
         Algorithm::try_from(parsed.algorithm),
         parsed.hash,
         parsed.salt,
     ) else {
-        return false;
+        return None;
     };
     let version = parsed
         .version
         .map_or(Ok(Version::default()), Version::try_from);
     let (Ok(version), Ok(params)) = (version, Params::try_from(&parsed)) else {
-        return false;
+        return None;
     };
     let mut salt_bytes = [0u8; 64];
     let Ok(salt_raw) = salt.decode_b64(&mut salt_bytes) else {
-        return false;
+        return None;
     };
     let argon = Argon2::new(algorithm, version, params);
     let mut out = vec![0u8; expected.len()];
-    with_memory(&argon, pw, salt_raw, &mut out).is_ok() && ct_eq(&out, expected.as_bytes())
+    Some(with_memory(&argon, pw, salt_raw, &mut out).is_ok() && ct_eq(&out, expected.as_bytes()))
 }
 
 /// The 23 bytes bcrypt keeps, of `pw` followed by NUL, cut to bcrypt's 72-byte key limit (as
@@ -1106,5 +1192,59 @@ mod tests {
     fn dummy_verify_runs_for_any_password() {
         dummy_verify("someäöü", &CHEAP);
         dummy_verify("", &CHEAP);
+    }
+
+    /// The argon2 computations `f` runs on this thread.
+    fn argon2_runs_of(f: impl FnOnce()) -> u64 {
+        let before = argon2_runs_on_this_thread();
+        f();
+        argon2_runs_on_this_thread() - before
+    }
+
+    #[test]
+    fn every_failed_verification_costs_one_argon2_computation() {
+        set_dummy_params(&CHEAP);
+        let argon = hash("Secret123!", &CHEAP).unwrap();
+        let mut stored: Vec<&str> = SPEC_VECTORS.iter().map(|(_, s, _)| *s).collect();
+        stored.extend([
+            argon.as_str(),
+            "$2b$04$abcdefghijklmnopqrstuu5rCKVbLWwGqkxB5t7fSVMSbQWRrQx1u",
+            "plain-text-password",
+            "*0",
+            "$6$salt$unsupported",
+            "$argon2id$malformed$x",
+        ]);
+        for s in stored {
+            for allow_plain in [false, true] {
+                let runs = argon2_runs_of(|| assert!(!verify("wrong-password", s, allow_plain)));
+                assert_eq!(
+                    runs, 1,
+                    "a failure against {s:?} (allow_plain {allow_plain})"
+                );
+            }
+        }
+        // The unknown login's path costs the same; a success against a legacy hash none.
+        assert_eq!(argon2_runs_of(|| dummy_verify("wrong-password", &CHEAP)), 1);
+        for (pw, s, _) in SPEC_VECTORS {
+            assert_eq!(argon2_runs_of(|| assert!(verify(pw, s, false))), 0, "{s}");
+        }
+        assert_eq!(
+            argon2_runs_of(|| assert!(verify("Secret123!", &argon, false))),
+            1
+        );
+    }
+
+    #[test]
+    fn passwords_beyond_the_limit_are_refused_without_hashing() {
+        let huge = "p".repeat(PASSWORD_BYTES + 1);
+        let md5 = "$1$jdoe$pNtqiK13gpNlIqgSpbjl61";
+        let runs = argon2_runs_of(|| {
+            assert!(!verify(&huge, md5, false));
+            dummy_verify(&huge, &CHEAP);
+            assert!(matches!(hash(&huge, &CHEAP), Err(HashError::TooLong)));
+        });
+        assert_eq!(runs, 0);
+        let at = "p".repeat(PASSWORD_BYTES);
+        assert!(verify(&at, &hash(&at, &CHEAP).unwrap(), false));
     }
 }

@@ -82,4 +82,6 @@ pub mod limits {
     pub const PREFERENCE_KEY: usize = 150;
     pub const PREFERENCE_VALUE: usize = 250;
     pub const COMPANY_NAME: usize = 200;
+    /// Longest password accepted (in bytes), so no hash format can cost more than microseconds.
+    pub const PASSWORD_BYTES: usize = 1024;
 }
