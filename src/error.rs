@@ -73,6 +73,10 @@ pub enum Error {
         what: &'static str,
         retry_after: std::time::Duration,
     },
+    /// The server is saturated with work of one kind (e.g. the password-hashing queue is
+    /// full); nothing was done, and the same call may succeed shortly.
+    #[error("{0}")]
+    Overloaded(String),
     /// A bug or an unexpected backend answer; logged with its cause, returned generically.
     #[error("internal error: {0}")]
     Internal(String),

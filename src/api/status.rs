@@ -97,6 +97,11 @@ pub fn to_status(err: Error) -> Status {
             info(&mut details, "RATE_LIMITED", HashMap::new());
             (Code::ResourceExhausted, err.to_string())
         }
+        Error::Overloaded(message) => {
+            details.set_retry_info(Some(Duration::from_secs(1)));
+            info(&mut details, "OVERLOADED", HashMap::new());
+            (Code::ResourceExhausted, message.clone())
+        }
         Error::Internal(cause) => {
             tracing::error!(%cause, "internal error");
             info(&mut details, "INTERNAL", HashMap::new());
@@ -161,6 +166,12 @@ mod tests {
         assert_eq!(info.reason, "SCOPE_MISSING");
         assert_eq!(info.domain, ERROR_DOMAIN);
         assert_eq!(info.metadata["caller"], "mail");
+        let s = to_status(Error::Overloaded("queue full".into()));
+        assert_eq!(s.code(), Code::ResourceExhausted);
+        assert_eq!(
+            s.get_error_details().error_info().unwrap().reason,
+            "OVERLOADED"
+        );
         let s = to_status(Error::RateLimited {
             what: "this login",
             retry_after: Duration::from_millis(10),

@@ -28,14 +28,14 @@ fn password_too_long() -> Error {
 /// The error of a job refused because [`HASH_QUEUE`] jobs already wait. The error type has no
 /// variant mapped to `RESOURCE_EXHAUSTED`; this is `UNAVAILABLE` (retry later).
 fn queue_full() -> Error {
-    Error::Unavailable("too many password hashings queued; retry later".into())
+    Error::Overloaded("too many password hashings queued; retry in a second".into())
 }
 
 /// Hashes `password` as argon2id with `params` on a hashing thread.
 ///
 /// # Errors
 /// `InvalidArgument` (field `password`) beyond [`hash::PASSWORD_BYTES`], without hashing;
-/// `Unavailable` when the hashing queue is full; `Internal` when hashing fails.
+/// `Overloaded` (RESOURCE_EXHAUSTED) when the hashing queue is full; `Internal` when hashing fails.
 pub async fn hash_password(password: String, params: Argon2Params) -> Result<String, Error> {
     if hash::too_long(&password) {
         return Err(password_too_long());
@@ -52,7 +52,7 @@ pub async fn hash_password(password: String, params: Argon2Params) -> Result<Str
 ///
 /// # Errors
 /// `InvalidArgument` (field `password`) beyond [`hash::PASSWORD_BYTES`], without hashing;
-/// `Unavailable` when the hashing queue is full.
+/// `Overloaded` when the hashing queue is full.
 pub async fn verify_password(
     password: String,
     stored: String,
@@ -140,7 +140,7 @@ impl Pool {
     /// Runs `f` on a hashing thread and waits for its answer.
     ///
     /// # Errors
-    /// `Unavailable` at once when the queue is full; `Internal` when the pool is broken or
+    /// `Overloaded` at once when the queue is full; `Internal` when the pool is broken or
     /// `f` panicked.
     async fn run<T: Send + 'static>(
         &self,
@@ -252,7 +252,7 @@ mod limits_tests {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         // ...the third is refused.
         let e = pool.run(|| 7).await.unwrap_err();
-        assert!(matches!(e, Error::Unavailable(_)), "{e}");
+        assert!(matches!(e, Error::Overloaded(_)), "{e}");
         drop(release);
         for w in waiting {
             assert_eq!(w.await.unwrap().unwrap(), 7);
