@@ -59,6 +59,31 @@ enum Check {
     Bind(Arc<dyn DirectoryBind>, String),
 }
 
+/// The one password computation an attempt pays for.
+enum Spent<'a> {
+    /// Verifying against this stored hash.
+    Verify(&'a str),
+    /// A dummy argon2id verification: nothing can verify, or a bind was refused.
+    Dummy,
+}
+
+#[cfg(test)]
+thread_local! {
+    /// How many password computations this thread started (the unit tests count them).
+    static SPENT: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// The violation of a password longer than [`limits::PASSWORD_BYTES`] (named `password`),
+/// decided before anything is hashed or verified.
+fn password_length(password: &str) -> Option<FieldViolation> {
+    (password.len() > limits::PASSWORD_BYTES).then(|| {
+        FieldViolation::new(
+            "password",
+            format!("must be at most {} bytes", limits::PASSWORD_BYTES),
+        )
+    })
+}
+
 /// The customer user with `login` in `source` and how its password is checked, or `None`.
 async fn credentials_of(
     source: &UserSourceBundle,
@@ -89,8 +114,10 @@ impl Directory {
     }
 
     /// Checks a login and password against the auth backends in order: the first backend whose
-    /// source has the login decides. A backend that cannot be reached makes the call
-    /// `Unavailable` and counts nothing.
+    /// source has the login decides (see [`Directory::decide`] for the outcomes). A login longer
+    /// than its column or a password longer than [`limits::PASSWORD_BYTES`] is
+    /// `InvalidArgument` naming the field, before anything is looked up or hashed. A backend
+    /// that cannot be reached makes the call `Unavailable` and counts nothing.
     pub async fn authenticate(
         &self,
         login: &str,
@@ -100,6 +127,7 @@ impl Directory {
     ) -> Result<Authentication> {
         let mut v = Vec::new();
         check_key("login", login, limits::LOGIN, &mut v);
+        v.extend(password_length(password));
         if !v.is_empty() {
             return Err(Error::InvalidArgument(v));
         }
@@ -131,6 +159,15 @@ impl Directory {
         result
     }
 
+    /// The decision, in this order: the first backend with the login; a login locked at this
+    /// moment is LOCKED (nothing verified, nothing counted); then exactly one password check
+    /// (a verification, a bind followed by a dummy verification when refused, or a dummy
+    /// verification when nothing can verify), so every INVALID_CREDENTIALS costs one argon2id
+    /// verification whatever the stored format. A wrong password is counted atomically with
+    /// the lock decision, for valid and invalid users alike. The right password answers
+    /// DISABLED for an invalid user and SUCCESS otherwise, each only if the login is not
+    /// locked after the verification (a success resets the count in one conditional
+    /// statement). INVALID_CREDENTIALS names no source: it reads the same for an unknown login.
     async fn decide(&self, login: &str, password: &str) -> Result<Authentication> {
         let denied = |outcome, source: &str, locked_until| Authentication {
             outcome,
@@ -139,6 +176,7 @@ impl Directory {
             source: source.to_owned(),
             locked_until,
         };
+        let invalid = || denied(AuthOutcome::InvalidCredentials, "", None);
         let mut found = None;
         for source in self.auth_backends() {
             match credentials_of(source, login).await {
@@ -151,8 +189,8 @@ impl Directory {
             }
         }
         let Some((source, user, check)) = found else {
-            dummy_verify(password.to_owned(), self.auth.argon2).await?;
-            return Ok(denied(AuthOutcome::InvalidCredentials, "", None));
+            self.spend(Spent::Dummy, password).await?;
+            return Ok(invalid());
         };
         let side = &source.companion;
         let at = self.clock.epoch_seconds();
@@ -169,27 +207,23 @@ impl Directory {
         }
         let (ok, stored) = match &check {
             Check::Hash(Some(stored)) if !password.is_empty() => (
-                verify_password(password.to_owned(), stored.clone(), self.auth.allow_plain).await?,
+                self.spend(Spent::Verify(stored), password).await?,
                 Some(stored.clone()),
             ),
-            Check::Hash(_) => {
-                dummy_verify(password.to_owned(), self.auth.argon2).await?;
-                (false, None)
-            }
-            Check::Bind(directory, dn) => (
-                directory
+            Check::Hash(_) => (self.spend(Spent::Dummy, password).await?, None),
+            Check::Bind(directory, dn) => {
+                let bound = directory
                     .bind_as(dn, password)
                     .await
-                    .map_err(|e| unavailable(source.name(), e))?,
-                None,
-            ),
-        };
-        let valid = user.validity == Validity::Valid;
-        if !ok {
-            // Attempts on invalid users do not count (and do not reveal that the login exists).
-            if !valid {
-                return Ok(denied(AuthOutcome::InvalidCredentials, source.name(), None));
+                    .map_err(|e| unavailable(source.name(), e))?;
+                if !bound {
+                    // A refused bind costs what a wrong stored password costs.
+                    self.spend(Spent::Dummy, password).await?;
+                }
+                (bound, None)
             }
+        };
+        if !ok {
             let lock_for = self
                 .auth
                 .lockout
@@ -204,23 +238,36 @@ impl Directory {
                         metrics::counter!("clientele_lockouts_total", "source" => source.name().to_owned()).increment(1);
                         tracing::warn!(target: "clientele::audit", login = %user.login, source = source.name(), "login locked after too many failed attempts");
                     }
-                    denied(AuthOutcome::InvalidCredentials, source.name(), None)
+                    invalid()
                 }
                 Failure::Locked { until } => {
                     denied(AuthOutcome::Locked, source.name(), Some(until))
                 }
             });
         }
-        if !valid {
-            return Ok(denied(AuthOutcome::Disabled, source.name(), None));
+        if user.validity != Validity::Valid {
+            // Nothing is written for a disabled login; a lock committed meanwhile still wins.
+            let now = side
+                .login_state(&user.login)
+                .await
+                .map_err(|e| unavailable(source.name(), e))?;
+            return Ok(if now.locked_at(at) {
+                denied(AuthOutcome::Locked, source.name(), now.locked_until)
+            } else {
+                denied(AuthOutcome::Disabled, source.name(), None)
+            });
         }
-        side.record_success(
-            &user.login,
-            at,
-            state.failed == 0 && state.locked_until.is_none(),
-        )
-        .await
-        .map_err(|e| unavailable(source.name(), e))?;
+        let locked = side
+            .record_success(
+                &user.login,
+                at,
+                state.failed == 0 && state.locked_until.is_none(),
+            )
+            .await
+            .map_err(|e| unavailable(source.name(), e))?;
+        if let Some(until) = locked {
+            return Ok(denied(AuthOutcome::Locked, source.name(), Some(until)));
+        }
         if let Some(old) = stored.filter(|h| hash::needs_rehash(h, &self.auth.argon2)) {
             match &source.writer {
                 Some(writer) => {
@@ -244,6 +291,26 @@ impl Directory {
             customer_ids,
             locked_until: None,
         })
+    }
+
+    /// Runs the one password computation of an attempt on the hashing threads: whether the
+    /// password verified (a dummy never does).
+    async fn spend(&self, what: Spent<'_>, password: &str) -> Result<bool> {
+        #[cfg(test)]
+        SPENT.with(|n| n.set(n.get() + 1));
+        match what {
+            Spent::Verify(stored) => {
+                verify_password(
+                    password.to_owned(),
+                    stored.to_owned(),
+                    self.auth.allow_plain,
+                )
+                .await
+            }
+            Spent::Dummy => dummy_verify(password.to_owned(), self.auth.argon2)
+                .await
+                .map(|()| false),
+        }
     }
 
     /// Replaces a legacy or outdated hash after a successful login, only if the stored hash is
@@ -272,7 +339,11 @@ impl Directory {
     }
 
     /// Sets a password after checking it against the policy (every violation listed).
+    /// A password longer than [`limits::PASSWORD_BYTES`] is refused before any hashing.
     pub async fn set_password(&self, login: &str, password: &str, deadline: Instant) -> Result<()> {
+        if let Some(v) = password_length(password) {
+            return Err(Error::InvalidArgument(vec![v]));
+        }
         let violations: Vec<FieldViolation> = self.auth.policy.check(password, "password");
         if !violations.is_empty() {
             return Err(Error::InvalidArgument(violations));
