@@ -128,74 +128,70 @@ impl Env {
     }
 }
 
-/// 40 concurrent attempts, 39 wrong and the right one last, with `max_failed_logins = 5`:
-/// every attempt read a clean state before any verification finished, so before the fix all
-/// were verified and the right one answered SUCCESS after the lock (and reset it).
+/// 40 concurrent attempts, 39 wrong and then the right one, with `max_failed_logins = 5`.
+/// Verifications are made slow (argon2id with 15 passes, a few hundred ms each on the FIFO
+/// hashing threads) and the right attempt is sent 50 ms after the wrong ones: it reads a clean
+/// state (no verification has finished yet) and is verified behind them, long after the fifth
+/// failure locked the login. Before the fix it answered SUCCESS there; now it is LOCKED, and
+/// so is every wrong attempt after the fifth.
 async fn a_burst_never_lets_the_right_password_in_once_locked(backend: Backend) {
-    let Some(mut e) = env(backend, "max_failed_logins = 5\nlockout_duration = \"15m\"").await
+    let Some(mut e) = env(
+        backend,
+        "max_failed_logins = 5\nlockout_duration = \"15m\"\n[auth.argon2]\niterations = 15",
+    )
+    .await
     else {
         return;
     };
     e.create("target", pb::Validity::Valid, Some("Right-Password-9"))
         .await;
-    let attempts: Vec<_> = (0..40)
-        .map(|i| {
-            let mut c = e.auth.clone();
-            let password = if i == 39 { "Right-Password-9" } else { "wrong" };
-            tokio::spawn(async move {
-                let r = c.authenticate(request("target", password)).await;
-                (i == 39, r.map(|r| r.into_inner()))
-            })
+    let attempt = |password: &'static str| {
+        let mut c = e.auth.clone();
+        tokio::spawn(async move {
+            c.authenticate(request("target", password))
+                .await
+                .map(|r| r.into_inner())
         })
-        .collect();
-    let (mut invalid, mut locked, mut right) = (0, 0, None);
-    for a in attempts {
-        let (is_right, r) = a.await.unwrap();
-        let r = r.expect("no errors under concurrency");
-        if is_right {
-            right = Some(outcome(&r));
-        }
+    };
+    let wrong: Vec<_> = (0..39).map(|_| attempt("wrong")).collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let right = attempt("Right-Password-9");
+    let (mut invalid, mut locked) = (0, 0);
+    for a in wrong {
+        let r = a.await.unwrap().expect("no errors under concurrency");
         match outcome(&r) {
             Outcome::InvalidCredentials => invalid += 1,
             Outcome::Locked => {
                 assert!(r.customer_user.is_none() && r.customer_ids.is_empty());
                 locked += 1;
             }
-            Outcome::Success if is_right => {}
             other => panic!("{other:?} for a wrong password"),
         }
     }
-    let right = right.unwrap();
-    // The right password either succeeded before the fifth failure (which resets the count:
-    // at most four failures were counted before it) or answers LOCKED.
-    let most = if right == Outcome::Success { 5 + 4 } else { 5 };
-    assert!(
-        invalid <= most,
-        "{invalid} INVALID_CREDENTIALS (right password: {right:?})"
-    );
-    assert!(
-        matches!(right, Outcome::Success | Outcome::Locked),
-        "{right:?}"
-    );
     assert_eq!(
-        invalid + locked + usize::from(right == Outcome::Success),
-        40
+        (invalid, locked),
+        (5, 34),
+        "at most max_failed_logins INVALID_CREDENTIALS, LOCKED after"
     );
-    // Whatever the order, the burst ends locked with exactly five counted: a success after the
-    // lock would have cleared it.
+    let right = right.await.unwrap().expect("no error");
+    assert_eq!(
+        (outcome(&right), right.customer_user.is_none()),
+        (Outcome::Locked, true),
+        "no SUCCESS once locked: {right:?}"
+    );
+    assert!(right.locked_until.is_some());
+    // The lock stands: the right password reset nothing.
     let (failed, until) = e.state("target").await;
-    assert_eq!(
-        failed, 5,
-        "exactly max_failed_logins counted since the last reset"
-    );
+    assert_eq!(failed, 5);
     assert!(until.is_some(), "locked");
     assert_eq!(
         e.preference("target", "UserLoginFailed").await.as_deref(),
         Some("5")
     );
-    let r = e.login("target", "Right-Password-9").await;
-    assert_eq!(outcome(&r), Outcome::Locked);
-    assert!(r.customer_user.is_none());
+    assert_eq!(
+        outcome(&e.login("target", "Right-Password-9").await),
+        Outcome::Locked
+    );
     e.s.stop().await;
 }
 
