@@ -1,7 +1,11 @@
 //! Customer logins: ordered auth backends over the sources, each checking passwords its way
 //! (stored hashes in every OTRS format, or an LDAP bind), lockout counted in the companion
-//! tables and expiring on the directory's clock, re-hashing to argon2id, and an audit event per
-//! decision. Also setting passwords and unlocking logins.
+//! tables (count and lock decided atomically there, the lock checked again when a success is
+//! recorded) and expiring on the directory's clock, re-hashing to argon2id, and an audit event
+//! per decision. Callers learn nothing they should not: `INVALID_CREDENTIALS` is one answer
+//! (no source) costing one argon2id verification on every path, invalid users are counted like
+//! any other, and over-long logins and passwords are refused before any work. Also setting
+//! passwords and unlocking logins.
 
 use std::sync::Arc;
 
@@ -19,11 +23,13 @@ use crate::source::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthOutcome {
     Success,
-    /// Unknown login or wrong password: the same answer, in the same time.
+    /// Unknown login, wrong or empty password, no password set, refused bind, for valid and
+    /// invalid users alike: the same answer (no source), one argon2id verification each.
     InvalidCredentials,
-    /// Too many failed attempts.
+    /// Too many failed attempts, whatever the password.
     Locked,
-    /// The customer user is not valid.
+    /// The right password of a customer user that is not valid (wrong ones are
+    /// `InvalidCredentials` and counted).
     Disabled,
 }
 
@@ -45,7 +51,8 @@ pub struct Authentication {
     /// Only on success.
     pub customer_user: Option<CustomerUser>,
     pub customer_ids: Vec<String>,
-    /// The source that decided ("" for an unknown login).
+    /// The source that decided; empty for `InvalidCredentials`, so that an unknown login and
+    /// a wrong password read the same.
     pub source: String,
     /// Epoch seconds, when locked (`i64::MAX`: until unlocked).
     pub locked_until: Option<i64>,

@@ -1,7 +1,9 @@
 //! The SQL [`Companion`]: what OTRS keeps beside any customer-user backend, preferences
 //! (`customer_preferences`) and additional customer memberships (`customer_user_customer`), and
 //! Clientele's failed-login state (`clientele_login_state`). SQL sources keep them in their own
-//! database; LDAP sources in a configured SQL database.
+//! database; LDAP sources in a configured SQL database. The login-state statements decide in
+//! the database, atomically and across replicas: a failure is counted and the lock decided in
+//! one step (per dialect), and a success resets the count only while the login is not locked.
 
 use std::{collections::BTreeMap, sync::Arc};
 
