@@ -181,7 +181,7 @@ async fn every_outcome(backend: Backend) {
     assert!(prefs
         .get("UserLastLogin")
         .is_some_and(|t| t.parse::<i64>().is_ok_and(|t| t > 1_700_000_000)));
-    // Invalid users: DISABLED with the right password; a wrong one is not counted.
+    // Invalid users: DISABLED with the right password; a wrong one is counted like any other.
     e.s.users
         .update_customer_user(pb::UpdateCustomerUserRequest {
             login: "alice".into(),
@@ -203,7 +203,7 @@ async fn every_outcome(backend: Backend) {
         outcome(&e.login("alice", "wrong").await),
         Outcome::InvalidCredentials
     );
-    assert_eq!(e.failed_count("alice").await, 0);
+    assert_eq!(e.failed_count("alice").await, 1);
     e.s.stop().await;
 }
 

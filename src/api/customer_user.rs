@@ -7,7 +7,7 @@ use tonic::{Request, Response, Status};
 use super::convert::{check, deadline, patch_from_pb, status_to_pb, user_from_pb, user_to_pb};
 use crate::directory::Directory;
 use crate::domain::{
-    email,
+    email, limits,
     query::{parse, Grammar, Pattern},
     search::UserCriterion,
     Validity,
@@ -75,6 +75,17 @@ impl CustomerUserService for CustomerUserApi {
             return Err(Error::invalid("customer_user", "is required").into());
         };
         let user = user_from_pb(user, Some(Validity::Valid), &mut v);
+        // Decided before the password policy or any hashing looks at the password.
+        if req
+            .password
+            .as_ref()
+            .is_some_and(|p| p.len() > limits::PASSWORD_BYTES)
+        {
+            v.push(FieldViolation::new(
+                "password",
+                format!("must be at most {} bytes", limits::PASSWORD_BYTES),
+            ));
+        }
         check(v)?;
         let source = (!req.source.is_empty()).then_some(req.source.as_str());
         let (user, generated) = self

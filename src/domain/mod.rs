@@ -71,6 +71,7 @@ pub fn fold(s: &str) -> String {
 /// database never truncates or rejects a value half-way.
 pub mod limits {
     pub const LOGIN: usize = 200;
+    pub const PASSWORD_BYTES: usize = 1024;
     pub const EMAIL: usize = 150;
     pub const CUSTOMER_ID: usize = 150;
     pub const TITLE: usize = 50;

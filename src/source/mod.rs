@@ -211,14 +211,16 @@ pub trait Companion: Send + Sync {
         lock_for: Option<i64>,
         now: i64,
     ) -> Result<Failure, SourceError>;
-    /// A successful login at `now`: the count is reset, the lock cleared, the time recorded.
-    /// With `was_clean` (no failures, no lock before) only the time is written.
+    /// A successful login at `now`: the count is reset, the lock cleared, the time recorded,
+    /// only if the login is not locked at `now` (decided in the same atomic step as the write,
+    /// so a concurrent lock wins): `Some(until)` when it is locked and nothing was written.
+    /// With `was_clean` (no failures, no lock before) the failure count's preference is left.
     async fn record_success(
         &self,
         login: &str,
         now: i64,
         was_clean: bool,
-    ) -> Result<(), SourceError>;
+    ) -> Result<Option<i64>, SourceError>;
     /// Clears the lock and the count of `login`.
     async fn unlock(&self, login: &str) -> Result<(), SourceError>;
 }

@@ -1,13 +1,15 @@
 //! The SQL [`Companion`]: what OTRS keeps beside any customer-user backend, preferences
 //! (`customer_preferences`) and additional customer memberships (`customer_user_customer`), and
 //! Clientele's failed-login state (`clientele_login_state`). SQL sources keep them in their own
-//! database; LDAP sources in a configured SQL database.
+//! database; LDAP sources in a configured SQL database. The login-state statements decide in
+//! the database, atomically and across replicas: a failure is counted and the lock decided in
+//! one step (per dialect), and a success resets the count only while the login is not locked.
 
 use std::{collections::BTreeMap, sync::Arc};
 
 use async_trait::async_trait;
 
-use super::{audit_columns, int_at, source_error, text_at, write_error, Db, Sql, Val};
+use super::{audit_columns, int_at, source_error, text_at, write_error, Db, Dialect, Sql, Val};
 use crate::domain::limits;
 use crate::error::{Error, FieldViolation};
 use crate::source::{Companion, Failure, LoginState, SourceError};
@@ -85,6 +87,11 @@ impl SideTables {
         .map_err(source_error)
     }
 
+    /// Counts one failed attempt and decides the lock in one atomic step: PostgreSQL and
+    /// SQLite run one conditional `UPDATE ... RETURNING` (only a login not locked at `now` is
+    /// counted, and the same statement sets the lock when the count reaches `max`); MariaDB
+    /// (whose `UPDATE` has no `RETURNING` and assigns left to right) reads the row `FOR UPDATE`
+    /// and writes the decision in the same transaction. The row exists (the caller ensured it).
     async fn try_record_failure(
         &self,
         login: &str,
@@ -93,52 +100,171 @@ impl SideTables {
         now: i64,
     ) -> Result<Failure, sqlx::Error> {
         let d = self.db.dialect();
+        let until = lock_for.map_or(i64::MAX, |s| now.saturating_add(s));
         let mut tx = self.db.pool().begin().await?;
-        let mut up = Sql::new(d);
-        up.push("UPDATE clientele_login_state SET failed = CASE WHEN locked_until IS NOT NULL AND locked_until <= ")
-            .int(now)
-            .push(" THEN 1 ELSE failed + 1 END, locked_until = CASE WHEN locked_until IS NOT NULL AND locked_until <= ")
-            .int(now)
-            .push(" THEN NULL ELSE locked_until END, last_failed = ")
-            .int(now)
-            .push(" WHERE ")
-            .push_key(&self.source, login)
-            .push(" AND (locked_until IS NULL OR locked_until <= ")
-            .int(now)
-            .push(")");
-        let counted = up.query().execute(&mut *tx).await?.rows_affected() == 1;
-        let mut sel = Sql::new(d);
-        sel.push("SELECT failed, locked_until FROM clientele_login_state WHERE ")
-            .push_key(&self.source, login);
-        let row = sel.query().fetch_one(&mut *tx).await?;
-        let failed = int_at(&row, 0).ok().flatten().unwrap_or(0);
-        let locked_until = int_at(&row, 1).ok().flatten();
-        if !counted {
+        let counted: Option<LoginState> = match d {
+            Dialect::MySql => {
+                let mut sel = Sql::new(d);
+                sel.push("SELECT failed, locked_until FROM clientele_login_state WHERE ")
+                    .push_key(&self.source, login)
+                    .push(" FOR UPDATE");
+                let row = sel.query().fetch_one(&mut *tx).await?;
+                let before = LoginState {
+                    failed: u32::try_from(int_at(&row, 0).ok().flatten().unwrap_or(0))
+                        .unwrap_or(u32::MAX),
+                    locked_until: int_at(&row, 1).ok().flatten(),
+                };
+                match next_failure(before, max, until, now) {
+                    None => None,
+                    Some(state) => {
+                        let mut up = Sql::new(d);
+                        up.push("UPDATE clientele_login_state SET failed = ")
+                            .int(i64::from(state.failed))
+                            .push(", locked_until = ");
+                        match state.locked_until {
+                            Some(u) => up.int(u),
+                            None => up.push("NULL"),
+                        };
+                        up.push(", last_failed = ")
+                            .int(now)
+                            .push(" WHERE ")
+                            .push_key(&self.source, login);
+                        up.query().execute(&mut *tx).await?;
+                        Some(state)
+                    }
+                }
+            }
+            Dialect::Postgres | Dialect::Sqlite => {
+                // Both read the old row on the right of every assignment.
+                let new_count = "CASE WHEN locked_until IS NULL THEN failed + 1 ELSE 1 END";
+                let mut up = Sql::new(d);
+                up.push("UPDATE clientele_login_state SET failed = ")
+                    .push(new_count)
+                    .push(", locked_until = ");
+                if max > 0 {
+                    up.push("CASE WHEN ")
+                        .push(new_count)
+                        .push(" >= ")
+                        .int(i64::from(max))
+                        .push(" THEN ")
+                        .int(until)
+                        .push(" ELSE NULL END");
+                } else {
+                    up.push("NULL");
+                }
+                up.push(", last_failed = ")
+                    .int(now)
+                    .push(" WHERE ")
+                    .push_key(&self.source, login)
+                    .push(" AND (locked_until IS NULL OR locked_until <= ")
+                    .int(now)
+                    .push(") RETURNING failed, locked_until");
+                up.query()
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .map(|row| LoginState {
+                        failed: u32::try_from(int_at(&row, 0).ok().flatten().unwrap_or(0))
+                            .unwrap_or(u32::MAX),
+                        locked_until: int_at(&row, 1).ok().flatten(),
+                    })
+            }
+        };
+        let Some(state) = counted else {
+            let until = self.locked_until_in(&mut tx, login).await?;
             tx.commit().await?;
             return Ok(Failure::Locked {
-                until: locked_until.unwrap_or(i64::MAX),
+                until: until.unwrap_or(i64::MAX),
             });
-        }
-        let mut state = LoginState {
-            failed: u32::try_from(failed).unwrap_or(u32::MAX),
-            locked_until: None,
         };
-        if max > 0 && state.failed >= max {
-            let until = lock_for.map_or(i64::MAX, |s| now.saturating_add(s));
-            let mut lock = Sql::new(d);
-            lock.push("UPDATE clientele_login_state SET locked_until = ")
-                .int(until)
-                .push(" WHERE ")
-                .push_key(&self.source, login);
-            lock.query().execute(&mut *tx).await?;
-            state.locked_until = Some(until);
-        }
         for q in self.preference_statements(d, login, "UserLoginFailed", &state.failed.to_string())
         {
             q.query().execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(Failure::Counted(state))
+    }
+
+    /// The stored `locked_until` of `login` (`None`: no lock or no row).
+    async fn locked_until_in(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        login: &str,
+    ) -> Result<Option<i64>, sqlx::Error> {
+        let mut sel = Sql::new(self.db.dialect());
+        sel.push("SELECT locked_until FROM clientele_login_state WHERE ")
+            .push_key(&self.source, login);
+        Ok(sel
+            .query()
+            .fetch_optional(&mut *conn)
+            .await?
+            .and_then(|row| int_at(&row, 0).ok().flatten()))
+    }
+
+    /// Clears the count and the lock and records the login time, only while `login` is not
+    /// locked at `now` (one conditional statement: a lock committed by a concurrent failure
+    /// wins). Whether a row was changed.
+    async fn claim_success(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        login: &str,
+        now: i64,
+    ) -> Result<bool, sqlx::Error> {
+        let mut up = Sql::new(self.db.dialect());
+        up.push("UPDATE clientele_login_state SET failed = 0, locked_until = NULL, last_login = ")
+            .int(now)
+            .push(" WHERE ")
+            .push_key(&self.source, login)
+            .push(" AND (locked_until IS NULL OR locked_until <= ")
+            .int(now)
+            .push(")");
+        Ok(up.query().execute(&mut *conn).await?.rows_affected() > 0)
+    }
+
+    /// A successful login in one transaction: the conditional reset ([`Self::claim_success`]),
+    /// creating the row when there is none yet, and OTRS's preferences (`UserLoginFailed` = 0
+    /// unless `was_clean`, `UserLastLogin`). `Some(until)`: locked, nothing written.
+    async fn try_record_success(
+        &self,
+        login: &str,
+        now: i64,
+        was_clean: bool,
+    ) -> Result<Option<i64>, sqlx::Error> {
+        let d = self.db.dialect();
+        let mut tx = self.db.pool().begin().await?;
+        if !self.claim_success(&mut tx, login, now).await? {
+            let created = Sql::insert_ignore(
+                d,
+                "clientele_login_state",
+                vec![
+                    ("source", Val::Text(self.source.clone())),
+                    ("login", Val::Text(login.to_owned())),
+                    ("failed", Val::Int(0)),
+                    ("last_login", Val::Int(now)),
+                ],
+            )
+            .query()
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                > 0;
+            // Not created: the row exists, so the first claim found it locked, or a concurrent
+            // failure created it meanwhile; the claim decides again.
+            if !created && !self.claim_success(&mut tx, login, now).await? {
+                let until = self.locked_until_in(&mut tx, login).await?;
+                tx.rollback().await?;
+                return Ok(Some(until.unwrap_or(i64::MAX)));
+            }
+        }
+        let mut prefs =
+            vec![self.preference_statements(d, login, "UserLastLogin", &now.to_string())];
+        if !was_clean {
+            prefs.push(self.preference_statements(d, login, "UserLoginFailed", "0"));
+        }
+        for q in prefs.into_iter().flatten() {
+            q.query().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(None)
     }
 
     async fn reset(&self, login: &str, login_time: Option<i64>) -> Result<(), SourceError> {
@@ -318,8 +444,8 @@ impl Companion for SideTables {
     }
 
     /// Counts one failed attempt, exactly, under any concurrency and on any number of replicas:
-    /// the row is locked by the counting UPDATE, which only counts while the login is not
-    /// locked. At `max` (> 0) failures the login is locked until `now + lock_for` (`None`:
+    /// the count and the lock decision are one atomic step in the database
+    /// ([`SideTables::try_record_failure`]), which only counts while the login is not locked. At `max` (> 0) failures the login is locked until `now + lock_for` (`None`:
     /// until unlocked). An expired lock starts a new count. OTRS's `UserLoginFailed`
     /// preference follows the count.
     async fn record_failure(
@@ -347,54 +473,29 @@ impl Companion for SideTables {
     }
 
     /// A successful login: the count is reset, the lock cleared, the time recorded (OTRS
-    /// preferences `UserLoginFailed` = 0 and `UserLastLogin` = epoch seconds). With `was_clean`
-    /// (no failures, no lock before) only the time is written.
+    /// preferences `UserLoginFailed` = 0 unless `was_clean`, and `UserLastLogin` = epoch
+    /// seconds), only if the login is not locked at `now`: the reset is one conditional
+    /// statement, so a lock committed by a concurrent failure (on any replica) wins and this
+    /// answers `Some(until)` having written nothing.
     async fn record_success(
         &self,
         login: &str,
         now: i64,
         was_clean: bool,
-    ) -> Result<(), SourceError> {
-        if !was_clean {
-            return self.reset(login, Some(now)).await;
-        }
-        // The hot path of every successful login: three statements, no transaction (the
-        // preference is replaced whole; a concurrent login writes the same kind of value).
+    ) -> Result<Option<i64>, SourceError> {
         self.db.ready().await?;
-        let d = self.db.dialect();
-        let pool = self.db.pool();
-        let mut up = Sql::new(d);
-        up.push("UPDATE clientele_login_state SET last_login = ")
-            .int(now)
-            .push(" WHERE ")
-            .push_key(&self.source, login);
-        if up
-            .query()
-            .execute(pool)
-            .await
-            .map_err(source_error)?
-            .rows_affected()
-            == 0
-        {
-            Sql::insert_ignore(
-                d,
-                "clientele_login_state",
-                vec![
-                    ("source", Val::Text(self.source.clone())),
-                    ("login", Val::Text(login.to_owned())),
-                    ("failed", Val::Int(0)),
-                    ("last_login", Val::Int(now)),
-                ],
-            )
-            .query()
-            .execute(pool)
-            .await
-            .map_err(source_error)?;
+        let mut last = None;
+        for _ in 0..5 {
+            match self.try_record_success(login, now, was_clean).await {
+                Ok(locked) => return Ok(locked),
+                Err(e) if retryable(&e) => last = Some(e),
+                Err(e) => return Err(source_error(e)),
+            }
         }
-        for q in self.preference_statements(d, login, "UserLastLogin", &now.to_string()) {
-            q.query().execute(pool).await.map_err(source_error)?;
-        }
-        Ok(())
+        Err(last.map_or_else(
+            || SourceError::Failed("recording a successful login".into()),
+            source_error,
+        ))
     }
 
     /// Clears a lock and the count ("Login Forbidden ... can be re-enabled here").
@@ -413,4 +514,69 @@ fn retryable(e: &sqlx::Error) -> bool {
         code.as_str(),
         "5" | "6" | "517" | "1205" | "1213" | "40001" | "40P01"
     )
+}
+
+/// The state after one more failed attempt on `before` at `now`, `None` when `before` is
+/// locked at `now` (nothing is counted): an expired lock starts a new count, and reaching `max`
+/// (> 0) locks until `until`.
+fn next_failure(before: LoginState, max: u32, until: i64, now: i64) -> Option<LoginState> {
+    if before.locked_at(now) {
+        return None;
+    }
+    let failed = if before.locked_until.is_some() {
+        1
+    } else {
+        before.failed.saturating_add(1)
+    };
+    Some(LoginState {
+        failed,
+        locked_until: (max > 0 && failed >= max).then_some(until),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(failed: u32, locked_until: Option<i64>) -> LoginState {
+        LoginState {
+            failed,
+            locked_until,
+        }
+    }
+
+    #[test]
+    fn a_failure_counts_and_locks_at_max() {
+        assert_eq!(
+            next_failure(state(0, None), 5, 900, 100),
+            Some(state(1, None))
+        );
+        assert_eq!(
+            next_failure(state(3, None), 5, 900, 100),
+            Some(state(4, None))
+        );
+        assert_eq!(
+            next_failure(state(4, None), 5, 900, 100),
+            Some(state(5, Some(900)))
+        );
+        assert_eq!(
+            next_failure(state(40, None), 0, 900, 100),
+            Some(state(41, None))
+        );
+    }
+
+    #[test]
+    fn a_locked_login_counts_nothing_and_an_expired_lock_starts_over() {
+        assert_eq!(next_failure(state(5, Some(900)), 5, 2000, 100), None);
+        assert_eq!(next_failure(state(5, Some(i64::MAX)), 5, 2000, 100), None);
+        // A lock ends at its second.
+        assert_eq!(
+            next_failure(state(5, Some(100)), 5, 2000, 100),
+            Some(state(1, None))
+        );
+        assert_eq!(
+            next_failure(state(5, Some(50)), 1, 2000, 100),
+            Some(state(1, Some(2000)))
+        );
+    }
 }
