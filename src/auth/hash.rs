@@ -240,16 +240,21 @@ fn kind_of_13(stored: &str) -> HashKind {
 /// upstream's `plain` mode, which compares every stored value as text). An empty password, an
 /// empty stored value and [`HashKind::Unknown`] never verify.
 ///
-/// Cost: an empty password or one longer than [`PASSWORD_BYTES`] returns false at once (callers
-/// refuse the latter as an invalid argument before). Any other failure costs exactly one
+/// Cost: a password longer than [`PASSWORD_BYTES`] returns false at once (callers refuse it as
+/// an invalid argument before). Any other failure, an empty password included, costs exactly one
 /// argon2id computation: the stored argon2 hash's own, or, for every other stored format, the
 /// one of [`dummy_verify`] with the parameters it was last given (the defaults before).
 #[must_use]
 pub fn verify(password: &str, stored: &str, allow_plain: bool) -> bool {
-    if password.is_empty() || too_long(password) {
+    if too_long(password) {
         return false;
     }
-    let (ok, ran_argon2) = verify_once(password.as_bytes(), stored, allow_plain);
+    // An empty password never verifies, but costs what a wrong one costs.
+    let (ok, ran_argon2) = if password.is_empty() {
+        (false, false)
+    } else {
+        verify_once(password.as_bytes(), stored, allow_plain)
+    };
     if !ok && !ran_argon2 {
         let params = DUMMY_PARAMS.lock().map_or_else(|p| *p.into_inner(), |p| *p);
         dummy_verify_with(password, &params);
@@ -404,7 +409,7 @@ fn with_memory(argon: &Argon2<'_>, pwd: &[u8], salt: &[u8], out: &mut [u8]) -> a
 /// [`PASSWORD_BYTES`]. Invalid `params` fall back to the defaults. Valid `params` also become
 /// those of the dummy computation of a failed legacy [`verify`], so both cost the same.
 pub fn dummy_verify(password: &str, params: &Argon2Params) {
-    if password.is_empty() || too_long(password) {
+    if too_long(password) {
         return;
     }
     set_dummy_params(params);

@@ -71,7 +71,6 @@ pub fn fold(s: &str) -> String {
 /// database never truncates or rejects a value half-way.
 pub mod limits {
     pub const LOGIN: usize = 200;
-    pub const PASSWORD_BYTES: usize = 1024;
     pub const EMAIL: usize = 150;
     pub const CUSTOMER_ID: usize = 150;
     pub const TITLE: usize = 50;
@@ -83,6 +82,7 @@ pub mod limits {
     pub const PREFERENCE_KEY: usize = 150;
     pub const PREFERENCE_VALUE: usize = 250;
     pub const COMPANY_NAME: usize = 200;
-    /// Longest password accepted (in bytes), so no hash format can cost more than microseconds.
+    /// Longest password accepted (in bytes, not a column: a bound on hashing cost), so no hash
+    /// format can cost more than microseconds.
     pub const PASSWORD_BYTES: usize = 1024;
 }
