@@ -176,8 +176,8 @@ impl App {
             .map_err(|e| format!("reflection: {e}"))?;
         let deadline = server_cfg.default_deadline;
         // `[server]` request limits: every service decodes at most `max_request_bytes` (tonic
-        // refuses larger messages with RESOURCE_EXHAUSTED); search queries are bounded where
-        // they are parsed.
+        // refuses larger messages, with OUT_OF_RANGE); search queries are bounded where they
+        // are parsed.
         let max_request = server_cfg.max_request_bytes;
         let query_limits = crate::domain::query::QueryLimits {
             max_chars: server_cfg.max_query_chars,

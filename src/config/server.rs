@@ -34,7 +34,7 @@ pub struct ServerConfig {
     /// `human` or `json`.
     pub log_format: String,
     /// The largest request message any service decodes (default 1 MiB); larger requests are
-    /// refused by tonic (RESOURCE_EXHAUSTED) before a handler runs.
+    /// refused by tonic's codec before a handler runs (tonic 0.14 answers OUT_OF_RANGE).
     pub max_request_bytes: usize,
     /// The longest search query, in characters (default 1,000); longer queries are
     /// INVALID_ARGUMENT naming `query`, before any source sees them.
