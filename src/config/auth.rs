@@ -97,8 +97,9 @@ pub struct RateLimitConfig {
     pub per_login_per_minute: u32,
     pub per_client_per_minute: u32,
     /// The most logins (and, separately, client addresses) each limiter remembers (default
-    /// 100,000, about 10 MB per limiter at most). Keys idle for a minute are forgotten anyway;
-    /// when the table is full of recent keys, new keys share one bucket until room is made.
+    /// 100,000: 96 bytes a key plus table slack, at most about 20 MB per limiter). Keys idle for
+    /// a minute are forgotten anyway; when the table is full of recent keys, new keys share one
+    /// bucket until room is made.
     pub max_keys: usize,
 }
 
