@@ -37,6 +37,9 @@ pub fn build(settings: Settings) -> Result<App, String> {
 
 /// [`build`] with every time-dependent rule (lock expiry, cache TTLs) on `clock`.
 pub fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> Result<App, String> {
+    // A failing legacy-hash verification costs one argon2id computation with these parameters
+    // from the first login on (see `auth::hash::verify`).
+    crate::auth::hash::set_dummy_params(&settings.auth.argon2);
     let sources = factory::build(&settings, &clock)?;
     let user_limit = smallest_limit(settings.user_sources.iter().map(|s| s.settings.list_limit));
     let customer_limit = smallest_limit(
@@ -175,6 +178,14 @@ impl App {
             .build_v1()
             .map_err(|e| format!("reflection: {e}"))?;
         let deadline = server_cfg.default_deadline;
+        // `[server]` request limits: every service decodes at most `max_request_bytes` (tonic
+        // refuses larger messages, with OUT_OF_RANGE); search queries are bounded where they
+        // are parsed.
+        let max_request = server_cfg.max_request_bytes;
+        let query_limits = crate::domain::query::QueryLimits {
+            max_chars: server_cfg.max_query_chars,
+            max_terms: server_cfg.max_query_terms,
+        };
         let grace = server_cfg.shutdown_grace;
         let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
         let reporter_for_stop = reporter.clone();
@@ -205,25 +216,34 @@ impl App {
             ))
             // Request id, span, access control, metrics (see `edge`).
             .layer(EdgeLayer::new(self.settings.access.clone()))
-            .add_service(health)
-            .add_service(reflection)
-            .add_service(CustomerUserServiceServer::new(CustomerUserApi::new(
-                self.directory.clone(),
-                deadline,
-            )))
-            .add_service(CustomerServiceServer::new(CustomerApi::new(
-                self.directory.clone(),
-                deadline,
-            )))
-            .add_service(GroupServiceServer::new(GroupApi::new(
-                self.directory.clone(),
-                deadline,
-            )))
-            .add_service(AuthServiceServer::new(AuthApi::new(
-                self.directory.clone(),
-                deadline,
-                RateLimits::new(self.settings.auth.rate_limit),
-            )))
+            .add_service(health.max_decoding_message_size(max_request))
+            .add_service(reflection.max_decoding_message_size(max_request))
+            .add_service(
+                CustomerUserServiceServer::new(
+                    CustomerUserApi::new(self.directory.clone(), deadline)
+                        .with_query_limits(query_limits),
+                )
+                .max_decoding_message_size(max_request),
+            )
+            .add_service(
+                CustomerServiceServer::new(
+                    CustomerApi::new(self.directory.clone(), deadline)
+                        .with_query_limits(query_limits),
+                )
+                .max_decoding_message_size(max_request),
+            )
+            .add_service(
+                GroupServiceServer::new(GroupApi::new(self.directory.clone(), deadline))
+                    .max_decoding_message_size(max_request),
+            )
+            .add_service(
+                AuthServiceServer::new(AuthApi::new(
+                    self.directory.clone(),
+                    deadline,
+                    RateLimits::new(self.settings.auth.rate_limit),
+                ))
+                .max_decoding_message_size(max_request),
+            )
             // TCP_NODELAY: small gRPC frames must not wait for delayed ACKs (40 ms stalls).
             .serve_with_incoming_shutdown(
                 TcpIncoming::from(listener).with_nodelay(Some(true)),

@@ -9,7 +9,7 @@ use super::convert::{
 };
 use crate::directory::Directory;
 use crate::domain::{
-    query::{parse, Grammar},
+    query::{parse_within, Grammar, QueryLimits},
     search::CustomerSearch,
     Validity,
 };
@@ -19,14 +19,24 @@ use crate::proto::{self as pb, customer_service_server::CustomerService};
 pub struct CustomerApi {
     dir: Arc<Directory>,
     default_deadline: Duration,
+    query_limits: QueryLimits,
 }
 
 impl CustomerApi {
+    /// The service, with the default [`QueryLimits`].
     pub fn new(dir: Arc<Directory>, default_deadline: Duration) -> Self {
         Self {
             dir,
             default_deadline,
+            query_limits: QueryLimits::default(),
         }
+    }
+
+    /// Bounds every search query (`[server] max_query_chars`, `max_query_terms`).
+    #[must_use]
+    pub fn with_query_limits(mut self, limits: QueryLimits) -> Self {
+        self.query_limits = limits;
+        self
     }
 }
 
@@ -91,8 +101,8 @@ impl CustomerService for CustomerApi {
     ) -> Result<Response<pb::SearchCustomersResponse>, Status> {
         let until = deadline(&request, self.default_deadline);
         let req = request.into_inner();
-        let query =
-            parse(&req.query, Grammar::Full).map_err(|e| Error::invalid("query", e.to_string()))?;
+        let query = parse_within(&req.query, Grammar::Full, self.query_limits)
+            .map_err(|e| Error::invalid("query", e.to_string()))?;
         let merged = self
             .dir
             .search_customers(

@@ -8,7 +8,7 @@ use super::convert::{check, deadline, patch_from_pb, status_to_pb, user_from_pb,
 use crate::directory::Directory;
 use crate::domain::{
     email, limits,
-    query::{parse, Grammar, Pattern},
+    query::{parse_within, Grammar, Pattern, QueryLimits},
     search::UserCriterion,
     Validity,
 };
@@ -21,22 +21,39 @@ pub const MAX_SENDERS: usize = 1000;
 pub struct CustomerUserApi {
     dir: Arc<Directory>,
     default_deadline: Duration,
+    query_limits: QueryLimits,
 }
 
 impl CustomerUserApi {
+    /// The service, with the default [`QueryLimits`].
     pub fn new(dir: Arc<Directory>, default_deadline: Duration) -> Self {
         Self {
             dir,
             default_deadline,
+            query_limits: QueryLimits::default(),
         }
+    }
+
+    /// Bounds every search query, and the length of `login` / `customer_id` patterns
+    /// (`[server] max_query_chars`, `max_query_terms`).
+    #[must_use]
+    pub fn with_query_limits(mut self, limits: QueryLimits) -> Self {
+        self.query_limits = limits;
+        self
     }
 }
 
+/// The search criterion, checked: a query within `limits`, and `login` / `customer_id`
+/// patterns no longer than the query may be (INVALID_ARGUMENT naming the field).
 fn criterion(
     c: Option<pb::search_customer_users_request::Criterion>,
+    limits: QueryLimits,
 ) -> Result<UserCriterion, Error> {
     use pb::search_customer_users_request::Criterion as C;
     let wildcard = |field: &str, v: &str| {
+        limits
+            .check_length(v)
+            .map_err(|e| Error::invalid(field, e.to_string()))?;
         if v.trim().is_empty() {
             Err(Error::invalid(
                 field,
@@ -51,7 +68,7 @@ fn criterion(
             "criterion",
             "set exactly one of query, email, customer_id, login",
         )),
-        Some(C::Query(q)) => parse(&q, Grammar::CustomerUser)
+        Some(C::Query(q)) => parse_within(&q, Grammar::CustomerUser, limits)
             .map(UserCriterion::Query)
             .map_err(|e| Error::invalid("query", e.to_string())),
         Some(C::Email(e)) => email::parse_sender(&e)
@@ -138,7 +155,7 @@ impl CustomerUserService for CustomerUserApi {
     ) -> Result<Response<pb::SearchCustomerUsersResponse>, Status> {
         let until = deadline(&request, self.default_deadline);
         let req = request.into_inner();
-        let criterion = criterion(req.criterion)?;
+        let criterion = criterion(req.criterion, self.query_limits)?;
         let merged = self
             .dir
             .search_users(

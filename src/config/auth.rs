@@ -1,5 +1,6 @@
 //! `[auth]`: customer logins — lockout, the ordered auth backends, the password policy, argon2id
-//! parameters of new hashes, plain-text compatibility and rate limits — and its checks.
+//! parameters of new hashes, plain-text compatibility and rate limits (with the bound of their
+//! state, `max_keys`) — and its checks.
 
 use std::time::Duration;
 
@@ -95,6 +96,11 @@ impl Default for Argon2Config {
 pub struct RateLimitConfig {
     pub per_login_per_minute: u32,
     pub per_client_per_minute: u32,
+    /// The most logins (and, separately, client addresses) each limiter remembers (default
+    /// 100,000: 96 bytes a key plus table slack, at most about 20 MB per limiter). Keys idle for
+    /// a minute are forgotten anyway; when the table is full of recent keys, new keys share one
+    /// bucket until room is made.
+    pub max_keys: usize,
 }
 
 impl Default for RateLimitConfig {
@@ -102,6 +108,7 @@ impl Default for RateLimitConfig {
         Self {
             per_login_per_minute: 20,
             per_client_per_minute: 120,
+            max_keys: 100_000,
         }
     }
 }
@@ -172,6 +179,9 @@ pub(super) fn resolve_auth(
         iterations: a.argon2.iterations,
         parallelism: a.argon2.parallelism,
     };
+    if a.rate_limit.max_keys == 0 {
+        problems.push("auth.rate_limit.max_keys: must be at least 1".into());
+    }
     if let Err(e) = crate::auth::hash::check_params(&argon2) {
         problems.push(format!("auth.argon2: {e}"));
     }

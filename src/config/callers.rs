@@ -1,12 +1,13 @@
 //! `[[callers]]`: who may call, identified by a token hash or a client certificate name, and
-//! with which scopes; resolved into [`crate::access::Access`].
+//! with which scopes, and whether it may assert the client address of a login
+//! (`trusted_client_ip`); resolved into [`crate::access::Access`].
 
 use serde::Deserialize;
 
 use super::check_unique_names;
 
-/// `[[callers]]`
-#[derive(Debug, Clone, Deserialize)]
+/// `[[callers]]`; its `Debug` never shows the token hash.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CallerConfig {
     pub name: String,
@@ -17,6 +18,32 @@ pub struct CallerConfig {
     #[serde(default)]
     pub client_cert_name: Option<String>,
     pub scopes: Vec<String>,
+    /// This caller may assert `AuthenticateRequest.client_ip` (a portal relaying its users'
+    /// logins); for every other caller the client is the peer address.
+    #[serde(default)]
+    pub trusted_client_ip: bool,
+}
+
+impl std::fmt::Debug for CallerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self {
+            name,
+            token_sha256,
+            client_cert_name,
+            scopes,
+            trusted_client_ip,
+        } = self;
+        f.debug_struct("CallerConfig")
+            .field("name", name)
+            .field(
+                "token_sha256",
+                &token_sha256.as_ref().map(|_| super::REDACTED),
+            )
+            .field("client_cert_name", client_cert_name)
+            .field("scopes", scopes)
+            .field("trusted_client_ip", trusted_client_ip)
+            .finish()
+    }
 }
 
 /// Checks and resolves `[[callers]]`; every problem names its key (`callers[1].scopes[0]`).
@@ -53,6 +80,7 @@ pub(super) fn resolve_callers(
             token_sha256,
             client_cert_name: c.client_cert_name.clone(),
             scopes,
+            trusted_client_ip: c.trusted_client_ip,
         });
     }
     check_unique_names(out.iter().map(|c| c.name.as_str()), "callers", problems);

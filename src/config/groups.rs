@@ -6,7 +6,7 @@ use serde::Deserialize;
 use super::{map::check_identifier, secret, UserSourceSettings};
 
 /// `[groups]`: where groups and grants are stored, and the OTRS group rules.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(default)]
 pub struct GroupsConfig {
     /// The database of the groups table and grants; default: the first customer-user source's.
@@ -44,7 +44,7 @@ impl Default for GroupsConfig {
 }
 
 /// `[groups]`, checked and resolved.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct GroupSettings {
     pub url: String,
     pub migrate: bool,
@@ -54,6 +54,10 @@ pub struct GroupSettings {
     pub customer_always_groups: Vec<String>,
     pub permissions: Vec<String>,
 }
+
+// `Debug` without the passwords a URL may hold.
+secret::debug_redacting_urls!(GroupsConfig { url_env, url_file, migrate, table, customer_group_support, always_groups, customer_always_groups, permissions } urls { url });
+secret::debug_redacting_urls!(GroupSettings { migrate, table, customer_group_support, always_groups, customer_always_groups, permissions } urls { url });
 
 /// Checks and resolves `[groups]`; `None` when no database can hold them (a problem is listed
 /// when an explicit URL cannot be resolved).

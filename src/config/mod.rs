@@ -30,6 +30,7 @@ pub use callers::CallerConfig;
 pub use env::ENV_PREFIX;
 pub use groups::{GroupSettings, GroupsConfig};
 pub use map::{MapEntry, ResolvedMap};
+pub use secret::REDACTED;
 pub use server::{ServerConfig, TlsConfig};
 pub use source::{
     Backend, BackendConfig, CustomerSourceConfig, CustomerSourceSettings, LdapBackend, LdapKeys,
@@ -456,6 +457,116 @@ mod tests {
         assert_eq!(s.customer_sources[0].kind(), SourceKind::Ldap);
         let g = s.groups.unwrap();
         assert_eq!((g.url.as_str(), g.migrate), ("sqlite://a.db", false));
+    }
+
+    #[test]
+    fn debug_never_shows_a_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let pw_file = dir.path().join("bind.pw");
+        std::fs::write(&pw_file, "Bind-Secret-7\n").unwrap();
+        let token_hash = "ab".repeat(32);
+        let toml = format!(
+            r#"
+            [[customer_user_sources]]
+            name = "db"
+            kind = "sql"
+            url = "postgres://otrs:Db-Secret-1@db.example:5432/otrs?sslmode=require&password=Q-Secret-2"
+            [[customer_user_sources]]
+            name = "dir"
+            kind = "ldap"
+            url = "ldap://ldap.example"
+            base_dn = "dc=example"
+            bind_dn = "cn=reader,dc=example"
+            bind_password_file = "{}"
+            store_url = "mysql://store:Store-Secret-3@store.example/otrs"
+            [groups]
+            url = "postgres://groups:Groups-Secret-4@db.example/otrs"
+            [[callers]]
+            name = "portal"
+            token_sha256 = "{token_hash}"
+            scopes = ["admin"]
+        "#,
+            pw_file.display()
+        );
+        let config = Config::from_toml(&toml, none()).unwrap();
+        let raw = format!("{config:?}");
+        let settings = config.validate().unwrap();
+        // The bind password is readable (validation read it) but never printed.
+        assert_eq!(
+            settings.user_sources[1]
+                .ldap()
+                .unwrap()
+                .bind_password()
+                .unwrap(),
+            "Bind-Secret-7"
+        );
+        let resolved = format!("{settings:?} {:#?}", settings);
+        for text in [raw, resolved] {
+            for secret in [
+                "Db-Secret-1",
+                "Q-Secret-2",
+                "Bind-Secret-7",
+                "Store-Secret-3",
+                "Groups-Secret-4",
+                &token_hash,
+                "171, 171, 171",
+            ] {
+                assert!(!text.contains(secret), "{secret} in {text}");
+            }
+            // What is not secret stays, so the output still says which database is meant.
+            assert!(
+                text.contains("otrs:[redacted]@db.example:5432/otrs"),
+                "{text}"
+            );
+            assert!(text.contains("sslmode=require"), "{text}");
+        }
+    }
+
+    #[test]
+    fn urls_are_redacted_but_stay_recognisable() {
+        use secret::redact_url;
+        assert_eq!(
+            redact_url("postgres://u:p@h/db"),
+            "postgres://u:[redacted]@h/db"
+        );
+        assert_eq!(
+            redact_url("mysql://root@127.0.0.1:3306/test"),
+            "mysql://root@127.0.0.1:3306/test"
+        );
+        assert_eq!(
+            redact_url("sqlite://clientele.db?mode=rwc"),
+            "sqlite://clientele.db?mode=rwc"
+        );
+        assert_eq!(
+            redact_url("postgres://h/db?user=u&Password=p#x"),
+            "postgres://h/db?user=u&Password=[redacted]#x"
+        );
+        assert_eq!(redact_url("mysql://u:p:q@w@h"), "mysql://u:[redacted]@h");
+    }
+
+    #[test]
+    fn request_limits_have_defaults_and_must_be_positive() {
+        let s = Config::from_toml("", none()).unwrap().validate().unwrap();
+        assert_eq!(
+            (
+                s.server.max_request_bytes,
+                s.server.max_query_chars,
+                s.server.max_query_terms,
+                s.auth.rate_limit.max_keys
+            ),
+            (4 * 1024 * 1024, 1000, 32, 100_000)
+        );
+        let p = problems(
+            "[server]\nmax_request_bytes = 0\nmax_query_chars = 0\nmax_query_terms = 0\n[auth.rate_limit]\nmax_keys = 0\n",
+        );
+        for key in [
+            "server.max_request_bytes",
+            "server.max_query_chars",
+            "server.max_query_terms",
+            "auth.rate_limit.max_keys",
+        ] {
+            assert!(p.iter().any(|x| x.starts_with(key)), "{key}: {p:?}");
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! `[server]` and `[server.tls]`: listening addresses, TLS, deadlines, load shedding and log
-//! format, with their checks.
+//! `[server]` and `[server.tls]`: listening addresses, TLS, deadlines, load shedding, log
+//! format and the request limits (`max_request_bytes`, `max_query_chars`, `max_query_terms`),
+//! with their checks.
 
 use std::time::Duration;
 
@@ -32,6 +33,16 @@ pub struct ServerConfig {
     pub health_probe_interval: Duration,
     /// `human` or `json`.
     pub log_format: String,
+    /// The largest request message any service decodes (default 4 MiB, so a field-level limit
+    /// such as the 1,024-byte password or `max_query_chars` still answers a 1 MiB value with
+    /// INVALID_ARGUMENT naming the field); larger requests are refused by tonic's codec before a
+    /// handler runs (tonic 0.14 answers OUT_OF_RANGE).
+    pub max_request_bytes: usize,
+    /// The longest search query, in characters (default 1,000); longer queries are
+    /// INVALID_ARGUMENT naming `query`, before any source sees them.
+    pub max_query_chars: usize,
+    /// The most search terms in one query (default 32); more are INVALID_ARGUMENT naming `query`.
+    pub max_query_terms: usize,
 }
 
 /// `[server.tls]`
@@ -58,11 +69,15 @@ impl Default for ServerConfig {
             concurrency_limit: 256,
             health_probe_interval: Duration::from_secs(10),
             log_format: "human".into(),
+            max_request_bytes: 4 * 1024 * 1024,
+            max_query_chars: 1000,
+            max_query_terms: 32,
         }
     }
 }
 
-/// Checks `[server]`: addresses, log format, concurrency limit and that the TLS files exist.
+/// Checks `[server]`: addresses, log format, concurrency limit, request limits (at least 1) and
+/// that the TLS files exist.
 pub(super) fn check_server(s: &ServerConfig, problems: &mut Vec<String>) {
     if s.listen.parse::<std::net::SocketAddr>().is_err() {
         problems.push(format!(
@@ -78,6 +93,15 @@ pub(super) fn check_server(s: &ServerConfig, problems: &mut Vec<String>) {
     }
     if s.concurrency_limit == 0 {
         problems.push("server.concurrency_limit: must be at least 1".into());
+    }
+    for (key, value) in [
+        ("max_request_bytes", s.max_request_bytes),
+        ("max_query_chars", s.max_query_chars),
+        ("max_query_terms", s.max_query_terms),
+    ] {
+        if value == 0 {
+            problems.push(format!("server.{key}: must be at least 1"));
+        }
     }
     if let Some(t) = &s.tls {
         for (k, f) in [

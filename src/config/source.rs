@@ -34,7 +34,7 @@ impl SourceKind {
 
 /// The keys every source has, whatever its kind; they need no resolution, so the resolved
 /// settings carry them as written.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 pub struct SourceSettings {
     pub name: String,
     /// SQL: the database URL (`sqlite://…`, `postgres://…`, `mysql://…`; or `url_env` /
@@ -133,7 +133,7 @@ impl SqlKeys {
 }
 
 /// The keys of `kind = "ldap"` sources only.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 pub struct LdapKeys {
     /// Further server URLs, tried in order after `url` (failover).
     #[serde(default)]
@@ -263,7 +263,7 @@ pub enum LdapScope {
 }
 
 /// An LDAP source's directory settings, checked.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LdapBackend {
     /// Every server URL, in failover order (`url`, then `urls`).
     pub urls: Vec<String>,
@@ -319,7 +319,7 @@ impl Backend {
 }
 
 /// A customer-user source, checked and resolved.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct UserSourceSettings {
     /// The keys every source has.
     pub settings: SourceSettings,
@@ -338,7 +338,7 @@ pub struct UserSourceSettings {
 }
 
 /// A customer source, checked and resolved.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CustomerSourceSettings {
     /// The keys every source has.
     pub settings: SourceSettings,
@@ -348,6 +348,13 @@ pub struct CustomerSourceSettings {
     pub map: ResolvedMap<CustomerField>,
     pub search_fields: Vec<Attr<CustomerField>>,
 }
+
+// `Debug` without the passwords a URL may hold.
+secret::debug_redacting_urls!(SourceSettings { name, read_only, pool_size, connect_timeout, timeout, list_limit, case_sensitive, search_fields, search_prefix, search_suffix, cache_ttl, cache_size, map } urls { url });
+secret::debug_redacting_urls!(LdapKeys { base_dn, scope, bind_dn, bind_password_env, bind_password_file, always_filter, invalid_filter, starttls, ca_file } urls { urls, store_url });
+secret::debug_redacting_urls!(LdapBackend { base_dn, scope, bind_dn, bind_password_env, bind_password_file, always_filter, invalid_filter, starttls, ca_file } urls { urls });
+secret::debug_redacting_urls!(UserSourceSettings { settings, backend, map, search_fields, postmaster_fields, name_fields, name_join, email_unique, customer_company_support } urls { url, store_url });
+secret::debug_redacting_urls!(CustomerSourceSettings { settings, backend, map, search_fields } urls { url });
 
 impl UserSourceSettings {
     pub fn kind(&self) -> SourceKind {

@@ -1,4 +1,6 @@
-//! The OTRS search grammar (spec §3.2 and §3.8), parsed once into an [`Expr`] tree.
+//! The OTRS search grammar (spec §3.2 and §3.8), parsed once into an [`Expr`] tree; a caller's
+//! query is parsed by [`parse_within`], which bounds its length and its number of terms
+//! ([`QueryLimits`]) before any source sees it.
 //!
 //! SQL and LDAP sources render the tree themselves: they wrap every term in their configured
 //! prefix/suffix, pick `=` or `LIKE` (see [`Pattern::has_wildcard`]), escape for their dialect and
@@ -43,6 +45,40 @@ use std::mem;
 /// Renderers and the evaluator recurse over [`Expr`], so the depth is bounded to keep a hostile
 /// query from exhausting the stack.
 pub const MAX_NESTING: usize = 32;
+
+/// Bounds of a caller's query, checked by [`parse_within`] before any tree is built or any
+/// source sees the query (`[server] max_query_chars` and `max_query_terms`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueryLimits {
+    /// The most characters (Unicode scalar values) of the query as sent.
+    pub max_chars: usize,
+    /// The most terms (leaves of the [`Expr`], negated ones included).
+    pub max_terms: usize,
+}
+
+impl Default for QueryLimits {
+    /// The `[server]` defaults: 1,000 characters, 32 terms.
+    fn default() -> Self {
+        Self {
+            max_chars: 1000,
+            max_terms: 32,
+        }
+    }
+}
+
+impl QueryLimits {
+    /// [`QueryError::TooLong`] when `input` has more than `max_chars` characters; costs at
+    /// most `max_chars` steps whatever the input's size.
+    pub fn check_length(&self, input: &str) -> Result<(), QueryError> {
+        // A string has at least as many bytes as characters: most inputs need no count.
+        if input.len() > self.max_chars && input.chars().nth(self.max_chars).is_some() {
+            return Err(QueryError::TooLong {
+                max: self.max_chars,
+            });
+        }
+        Ok(())
+    }
+}
 
 /// Which dialect of the grammar: customer-user search escapes ( ) & | first (they are literal);
 /// customer (company) search keeps grouping parentheses and the && / || operators.
@@ -103,6 +139,10 @@ pub enum QueryError {
     Empty,
     /// Parentheses are nested deeper than [`MAX_NESTING`].
     TooDeeplyNested,
+    /// The query has more characters than [`QueryLimits::max_chars`] (`max`).
+    TooLong { max: usize },
+    /// The query has more terms than [`QueryLimits::max_terms`] (`max`).
+    TooManyTerms { max: usize },
 }
 
 /// Parses a search query once; sources render the result with their own prefix, suffix and
@@ -121,6 +161,29 @@ pub fn parse(input: &str, grammar: Grammar) -> Result<Expr, QueryError> {
     let tokens = tokenize(input, grammar);
     check_parentheses(&tokens)?;
     build_tree(&tokens)?.ok_or(QueryError::Empty)
+}
+
+/// [`parse`] within `limits`: a query longer than `limits.max_chars` is [`QueryError::TooLong`]
+/// before it is tokenised (so its cost is bounded by the limit, not by its size), and one with
+/// more than `limits.max_terms` terms is [`QueryError::TooManyTerms`]. Every query a caller
+/// sends goes through here.
+///
+/// # Errors
+///
+/// Those of [`parse`], and the two above.
+pub fn parse_within(
+    input: &str,
+    grammar: Grammar,
+    limits: QueryLimits,
+) -> Result<Expr, QueryError> {
+    limits.check_length(input)?;
+    let expr = parse(input, grammar)?;
+    if expr.term_count() > limits.max_terms {
+        return Err(QueryError::TooManyTerms {
+            max: limits.max_terms,
+        });
+    }
+    Ok(expr)
 }
 
 // === impl Pattern ===
@@ -299,6 +362,14 @@ impl Expr {
         }
     }
 
+    /// The number of terms (leaves), negated ones included.
+    pub fn term_count(&self) -> usize {
+        match self {
+            Self::Term { .. } => 1,
+            Self::And(children) | Self::Or(children) => children.iter().map(Self::term_count).sum(),
+        }
+    }
+
     /// AND of `children`, flattening nested `And`s; `None` if there are none, the child itself if
     /// there is one.
     fn all_of(children: Vec<Self>) -> Option<Self> {
@@ -358,6 +429,18 @@ impl fmt::Display for QueryError {
                     f,
                     "the search query nests parentheses too deeply; \
                      use at most {MAX_NESTING} levels of parentheses"
+                );
+            }
+            Self::TooLong { max } => {
+                return write!(
+                    f,
+                    "the search query is too long; use at most {max} characters"
+                );
+            }
+            Self::TooManyTerms { max } => {
+                return write!(
+                    f,
+                    "the search query has too many terms; use at most {max} search terms"
                 );
             }
         };
@@ -1035,5 +1118,42 @@ mod tests {
         }
         assert!(Pattern::literal("a*c").matches("A*C", false));
         assert!(!Pattern::literal("a*c").matches("abc", false));
+    }
+
+    #[test]
+    fn limits_bound_length_and_terms() {
+        let limits = QueryLimits {
+            max_chars: 10,
+            max_terms: 3,
+        };
+        for g in [Grammar::CustomerUser, Grammar::Full] {
+            assert!(parse_within("a+b+c", g, limits).is_ok());
+            assert_eq!(
+                parse_within("a+b+c+d", g, limits),
+                Err(QueryError::TooManyTerms { max: 3 })
+            );
+            assert_eq!(
+                parse_within("abcdefghijk", g, limits),
+                Err(QueryError::TooLong { max: 10 })
+            );
+            // Characters, not bytes.
+            assert!(parse_within("üüüüüüüüüü", g, limits).is_ok());
+            let huge = "x ".repeat(500_000);
+            let started = std::time::Instant::now();
+            assert_eq!(
+                parse_within(&huge, g, QueryLimits::default()),
+                Err(QueryError::TooLong { max: 1000 })
+            );
+            assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        }
+        assert!(QueryError::TooLong { max: 10 }.to_string().contains("10"));
+        assert!(QueryError::TooManyTerms { max: 3 }
+            .to_string()
+            .contains('3'));
+        assert_eq!(
+            parse_within("a OR (b + !c) OR d", Grammar::Full, QueryLimits::default())
+                .map(|e| e.term_count()),
+            Ok(4)
+        );
     }
 }
