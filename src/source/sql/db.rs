@@ -292,8 +292,13 @@ impl Db {
         self.ready().await
     }
 
-    /// Begins a write transaction that first takes this database's write lock for `name` (a
-    /// row lock shared by every replica), so check-then-write sequences are serialised.
+    /// Begins a write transaction that first takes this database's write lock for each of
+    /// `names` (a row of `clientele_write_lock` shared by every replica, locked by an UPDATE),
+    /// so check-then-write sequences are serialised across replicas. A missing lock row (a
+    /// table Clientele does not own, `migrate = false`, where none was seeded) is inserted
+    /// first, idempotently and race-free (`INSERT … ON CONFLICT DO NOTHING` / `INSERT IGNORE` /
+    /// `INSERT OR IGNORE`), then locked; a lock that still touches no row is an error, never
+    /// an unserialised write.
     pub async fn begin_locked(
         &self,
         names: &[&str],
@@ -303,12 +308,38 @@ impl Db {
         sorted.sort_unstable();
         sorted.dedup();
         for name in sorted {
-            let mut sql = Sql::new(self.dialect);
-            sql.push("UPDATE clientele_write_lock SET counter = counter + 1 WHERE name = ")
-                .text(name);
-            sql.query().execute(&mut *tx).await?;
+            if self.take_lock(&mut tx, name).await? {
+                continue;
+            }
+            Sql::insert_ignore(
+                self.dialect,
+                "clientele_write_lock",
+                vec![("name", Val::Text(name.to_owned())), ("counter", Val::Int(0))],
+            )
+            .query()
+            .execute(&mut *tx)
+            .await?;
+            if !self.take_lock(&mut tx, name).await? {
+                return Err(sqlx::Error::Protocol(format!(
+                    "write lock {name:?} in {}: no row in clientele_write_lock after inserting it; \
+                     refusing to write unserialised",
+                    self.label
+                )));
+            }
         }
         Ok(tx)
+    }
+
+    /// Locks the write-lock row `name` on `tx`; false when there is no such row.
+    async fn take_lock(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Any>,
+        name: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let mut sql = Sql::new(self.dialect);
+        sql.push("UPDATE clientele_write_lock SET counter = counter + 1 WHERE name = ")
+            .text(name);
+        Ok(sql.query().execute(&mut **tx).await?.rows_affected() > 0)
     }
 }
 
