@@ -314,7 +314,10 @@ impl Db {
             Sql::insert_ignore(
                 self.dialect,
                 "clientele_write_lock",
-                vec![("name", Val::Text(name.to_owned())), ("counter", Val::Int(0))],
+                vec![
+                    ("name", Val::Text(name.to_owned())),
+                    ("counter", Val::Int(0)),
+                ],
             )
             .query()
             .execute(&mut *tx)
