@@ -785,6 +785,9 @@ impl UserWriter for SqlUserSource {
                     .await
                     .map_err(|e| self.write_err(e, &final_login))?;
             }
+            super::side::move_login_state(&mut tx, d, self.name(), &current.login, &final_login)
+                .await
+                .map_err(|e| self.write_err(e, &final_login))?;
         }
         let stored = self
             .current(&mut tx, &final_login)
