@@ -295,42 +295,55 @@ impl Db {
     /// Begins a write transaction that first takes this database's write lock for each of
     /// `names` (a row of `clientele_write_lock` shared by every replica, locked by an UPDATE),
     /// so check-then-write sequences are serialised across replicas. A missing lock row (a
-    /// table Clientele does not own, `migrate = false`, where none was seeded) is inserted
-    /// first, idempotently and race-free (`INSERT … ON CONFLICT DO NOTHING` / `INSERT IGNORE` /
-    /// `INSERT OR IGNORE`), then locked; a lock that still touches no row is an error, never
-    /// an unserialised write.
+    /// table Clientele does not own, `migrate = false`, where none was seeded) is inserted on
+    /// its own, outside any transaction, idempotently and race-free (`INSERT … ON CONFLICT DO
+    /// NOTHING` / `INSERT IGNORE` / `INSERT OR IGNORE`), and the transaction begins again; a
+    /// lock that still touches no row is an error, never an unserialised write.
     pub async fn begin_locked(
         &self,
         names: &[&str],
     ) -> Result<sqlx::Transaction<'static, Any>, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
         let mut sorted: Vec<&str> = names.to_vec();
         sorted.sort_unstable();
         sorted.dedup();
-        for name in sorted {
-            if self.take_lock(&mut tx, name).await? {
-                continue;
+        let mut inserted = false;
+        loop {
+            let mut tx = self.pool.begin().await?;
+            let mut missing = None;
+            for name in &sorted {
+                if !self.take_lock(&mut tx, name).await? {
+                    missing = Some(*name);
+                    break;
+                }
             }
-            Sql::insert_ignore(
-                self.dialect,
-                "clientele_write_lock",
-                vec![
-                    ("name", Val::Text(name.to_owned())),
-                    ("counter", Val::Int(0)),
-                ],
-            )
-            .query()
-            .execute(&mut *tx)
-            .await?;
-            if !self.take_lock(&mut tx, name).await? {
+            let Some(name) = missing else {
+                return Ok(tx);
+            };
+            // Released before the insert: on MySQL/MariaDB the empty UPDATE holds a gap lock
+            // that would deadlock concurrent inserts of the same row.
+            tx.rollback().await?;
+            if inserted {
                 return Err(sqlx::Error::Protocol(format!(
-                    "write lock {name:?} in {}: no row in clientele_write_lock after inserting it; \
-                     refusing to write unserialised",
+                    "write lock {name:?} in {}: no row in clientele_write_lock after inserting \
+                     it; refusing to write unserialised",
                     self.label
                 )));
             }
+            for name in &sorted {
+                Sql::insert_ignore(
+                    self.dialect,
+                    "clientele_write_lock",
+                    vec![
+                        ("name", Val::Text((*name).to_owned())),
+                        ("counter", Val::Int(0)),
+                    ],
+                )
+                .query()
+                .execute(&self.pool)
+                .await?;
+            }
+            inserted = true;
         }
-        Ok(tx)
     }
 
     /// Locks the write-lock row `name` on `tx`; false when there is no such row.
