@@ -267,7 +267,7 @@ impl Directory {
     /// behind. A rename that could not reach every place answers `Unavailable` naming the places
     /// that still hold the old login; repeating the same call completes it: when `login` is gone
     /// and the new login exists in a writable source, only the remaining places are moved and
-    /// the record is answered as it is (see [`Directory::finish_user_rename`]).
+    /// the record is answered as it is (`finish_user_rename`).
     pub async fn update_user(
         &self,
         login: &str,

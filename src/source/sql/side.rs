@@ -1,7 +1,8 @@
 //! The SQL [`Companion`]: what OTRS keeps beside any customer-user backend, preferences
 //! (`customer_preferences`) and additional customer memberships (`customer_user_customer`), and
 //! Clientele's failed-login state (`clientele_login_state`). SQL sources keep them in their own
-//! database; LDAP sources in a configured SQL database.
+//! database; LDAP sources in a configured SQL database. Also here: moving the login state of a
+//! renamed login inside the rename's transaction (`move_login_state`).
 
 use std::{collections::BTreeMap, sync::Arc};
 

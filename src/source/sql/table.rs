@@ -1,5 +1,6 @@
 //! What SQL customer-user and customer sources share: the mapped table, reading rows into
-//! records, exact filtering of superset queries, and partial updates.
+//! records, exact filtering of superset queries (paging onward after the last key, every
+//! statement with a LIMIT, when the filter thins a page), and partial updates.
 
 use sqlx::AnyConnection;
 

@@ -717,6 +717,8 @@ impl UserWriter for SqlUserSource {
         Ok(stored)
     }
 
+    /// A renamed login carries its preferences, customer memberships and failed-login state
+    /// (`clientele_login_state`) along, in the record's transaction.
     async fn update(&self, login: &str, patch: &CustomerUserPatch) -> Result<CustomerUser, Error> {
         self.db.ready().await?;
         let _guard = self.write.lock().await;
