@@ -434,6 +434,44 @@ async fn read_only_sources_keep_nothing_behind() {
     s.stop().await;
 }
 
+/// A rename repeated on another replica, which still caches the old record, completes (it
+/// reads past its cache) instead of answering NOT_FOUND.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rename_repeated_on_another_replica_reads_past_its_cache() {
+    let db = fresh_db(Backend::Sqlite).await.unwrap();
+    let config = "customer_sources = []\n".to_owned()
+        + &user_source(
+            "main",
+            &db.url,
+            "customer_user",
+            "customer_company_support = false\ncache_ttl = \"10m\"",
+        );
+    let mut a = TestServer::start(&config).await;
+    create(&mut a, new_user("carol", "carol@example.com"), "")
+        .await
+        .unwrap();
+    let mut b = TestServer::start(&config).await;
+    b.users
+        .get_customer_user(pb::GetCustomerUserRequest {
+            login: "carol".into(),
+        })
+        .await
+        .expect("carol, now cached on replica b");
+    a.users
+        .update_customer_user(rename_user("carol", "caroline"))
+        .await
+        .expect("rename on replica a");
+    let user = b
+        .users
+        .update_customer_user(rename_user("carol", "caroline"))
+        .await
+        .expect("the same rename repeated on replica b")
+        .into_inner();
+    assert_eq!(user.login, "caroline");
+    a.stop().await;
+    b.stop().await;
+}
+
 // ----- the write lock holds on tables Clientele does not own -----
 
 const ZNUNY_PG: &str = "CREATE TABLE customer_user (id serial, login VARCHAR(200) NOT NULL, email VARCHAR(150) NOT NULL, customer_id VARCHAR(150) NOT NULL, pw VARCHAR(128), title VARCHAR(50), first_name VARCHAR(100) NOT NULL, last_name VARCHAR(100) NOT NULL, phone VARCHAR(150), fax VARCHAR(150), mobile VARCHAR(150), street VARCHAR(150), zip VARCHAR(200), city VARCHAR(200), country VARCHAR(200), comments VARCHAR(250), valid_id SMALLINT NOT NULL, create_time timestamp(0) NOT NULL, create_by INTEGER NOT NULL, change_time timestamp(0) NOT NULL, change_by INTEGER NOT NULL, PRIMARY KEY(id), CONSTRAINT customer_user_login UNIQUE (login))";

@@ -27,7 +27,7 @@ use crate::domain::{
     Customer, CustomerField, CustomerPatch, CustomerUser, CustomerUserPatch, Field, UserField,
 };
 use crate::error::{Error, FieldViolation, Result};
-use crate::source::{CustomerSourceBundle, GroupStore, SourceError, UserSourceBundle};
+use crate::source::{cached, CustomerSourceBundle, GroupStore, SourceError, UserSourceBundle};
 
 mod auth;
 mod fanin;
@@ -267,14 +267,17 @@ impl Directory {
     /// behind. A rename that could not reach every place answers `Unavailable` naming the places
     /// that still hold the old login; repeating the same call completes it: when `login` is gone
     /// and the new login exists in a writable source, only the remaining places are moved and
-    /// the record is answered as it is (`finish_user_rename`).
+    /// the record is answered as it is (`finish_user_rename`). Both look-ups read past the
+    /// per-replica cache, so a repetition on another replica finds what the first call did.
     pub async fn update_user(
         &self,
         login: &str,
         patch: CustomerUserPatch,
         deadline: Instant,
     ) -> Result<CustomerUser> {
-        let (source, current) = match self.locate_user(login, deadline).await {
+        // Read past the per-replica cache: another replica may have renamed the record.
+        let located = cached::bypass(true, self.locate_user(login, deadline)).await;
+        let (source, current) = match located {
             Err(Error::NotFound { kind, key }) => {
                 return match patch.new_key().filter(|n| *n != login) {
                     Some(new_login) => self
@@ -330,7 +333,7 @@ impl Directory {
         patch: &CustomerUserPatch,
         deadline: Instant,
     ) -> Result<Option<CustomerUser>> {
-        let (source, current) = match self.locate_user(new, deadline).await {
+        let (source, current) = match cached::bypass(true, self.locate_user(new, deadline)).await {
             Ok(found) => found,
             Err(Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(e),
