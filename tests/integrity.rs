@@ -472,6 +472,74 @@ async fn a_rename_repeated_on_another_replica_reads_past_its_cache() {
     b.stop().await;
 }
 
+/// The same on a directory: an LDAP customer user cannot be renamed, and the memberships its
+/// SQL store keeps follow a renamed customer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ldap_memberships_follow_a_renamed_customer() {
+    use common::slapd::{person, Slapd, ADMIN_DN, ADMIN_PW};
+    let Some(slapd) = Slapd::start(&person(
+        "lana",
+        "Lana",
+        "Lang",
+        "lana@example.com",
+        &["acme"],
+        "",
+    )) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("bind.pw");
+    std::fs::write(&pw, ADMIN_PW).unwrap();
+    let customers_db = fresh_db(Backend::Sqlite).await.unwrap();
+    let config = format!(
+        "[[customer_user_sources]]\nname = \"dir\"\nkind = \"ldap\"\nurl = \"{}\"\nbase_dn = \"ou=people,dc=example,dc=com\"\nscope = \"one\"\nbind_dn = \"{ADMIN_DN}\"\nbind_password_file = \"{}\"\nalways_filter = \"(objectClass=inetOrgPerson)\"\ntimeout = \"3s\"\nconnect_timeout = \"2s\"\ncustomer_company_support = false\nstore_url = \"sqlite://{}\"\n",
+        slapd.url(),
+        pw.display(),
+        dir.path().join("store.db").display()
+    ) + &customer_source("main", &customers_db.url, "customer_company", "");
+    let mut s = TestServer::start(&config).await;
+    s.customers
+        .create_customer(pb::CreateCustomerRequest {
+            customer: Some(pb::Customer {
+                customer_id: "globex".into(),
+                name: "Globex".into(),
+                ..Default::default()
+            }),
+            source: String::new(),
+        })
+        .await
+        .unwrap();
+    s.users
+        .set_customer_membership(pb::SetCustomerMembershipRequest {
+            login: "lana".into(),
+            customer_id: "globex".into(),
+            member: true,
+        })
+        .await
+        .unwrap();
+    let err = s
+        .users
+        .update_customer_user(rename_user("lana", "lena"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    s.customers
+        .update_customer(rename_customer("globex", "globex-intl"))
+        .await
+        .expect("rename the customer");
+    let ids = s
+        .users
+        .list_customer_ids(pb::ListCustomerIdsRequest {
+            login: "lana".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .customer_ids;
+    assert_eq!(ids, ["acme", "globex-intl"], "the membership moved along");
+    s.stop().await;
+}
+
 // ----- the write lock holds on tables Clientele does not own -----
 
 const ZNUNY_PG: &str = "CREATE TABLE customer_user (id serial, login VARCHAR(200) NOT NULL, email VARCHAR(150) NOT NULL, customer_id VARCHAR(150) NOT NULL, pw VARCHAR(128), title VARCHAR(50), first_name VARCHAR(100) NOT NULL, last_name VARCHAR(100) NOT NULL, phone VARCHAR(150), fax VARCHAR(150), mobile VARCHAR(150), street VARCHAR(150), zip VARCHAR(200), city VARCHAR(200), country VARCHAR(200), comments VARCHAR(250), valid_id SMALLINT NOT NULL, create_time timestamp(0) NOT NULL, create_by INTEGER NOT NULL, change_time timestamp(0) NOT NULL, change_by INTEGER NOT NULL, PRIMARY KEY(id), CONSTRAINT customer_user_login UNIQUE (login))";
