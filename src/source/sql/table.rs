@@ -197,7 +197,9 @@ impl<F: Field> Table<F> {
     /// The page statement; with `after`, only rows past the row whose key is `after` in the
     /// statement's own order (folded key, then key): `(f(key) > f(after) OR (f(key) = f(after)
     /// AND key > after))`, the folding done by the database on both sides, so the order and
-    /// the condition agree on every dialect.
+    /// the condition agree on every dialect. (Two keys that fold alike and are equal under the
+    /// key column's collation — a MySQL `_ci` column without a unique key holding `Bob` and
+    /// `bob` — have no order between them, so one of them may be skipped at a chunk boundary.)
     fn page_statement_after(
         &self,
         sql: &Sql,
