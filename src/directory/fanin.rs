@@ -14,7 +14,7 @@ use tracing::Instrument;
 use crate::domain::{fold, search::Page, Record};
 use crate::error::{Error, Result};
 use crate::source::{
-    CustomerSourceBundle, CustomerWriter, SourceError, UserSourceBundle, UserWriter,
+    cached, CustomerSourceBundle, CustomerWriter, SourceError, UserSourceBundle, UserWriter,
 };
 
 /// A source with the bound for each call to it.
@@ -277,6 +277,9 @@ where
 /// `AlreadyExists` naming that source, a source that cannot answer is `Unavailable` (the key
 /// cannot be proven unused). `except` (source name, current key) is the record being renamed:
 /// its own source may hold the same key up to case (a rename that only changes case).
+/// Every source is asked itself, never a per-replica cache (which may hold a "not found" from
+/// before another replica wrote the key): the reads go through [`cached::bypass`] and refresh
+/// what is cached.
 pub async fn ensure_key_free<'a, S, R, F, Fut>(
     sources: &'a [Bounded<S>],
     field: &'static str,
@@ -291,7 +294,8 @@ where
     F: Fn(&'a S) -> Fut,
     Fut: Future<Output = std::result::Result<Option<R>, SourceError>>,
 {
-    for (source, r) in fan_out(sources, deadline, get).await {
+    let fresh = |s: &'a S| cached::bypass(true, get(s));
+    for (source, r) in fan_out(sources, deadline, fresh).await {
         let name = source.name();
         match r {
             Ok(Some(found))

@@ -27,7 +27,7 @@ use crate::domain::{
     Customer, CustomerField, CustomerPatch, CustomerUser, CustomerUserPatch, Field, UserField,
 };
 use crate::error::{Error, FieldViolation, Result};
-use crate::source::{CustomerSourceBundle, GroupStore, SourceError, UserSourceBundle};
+use crate::source::{cached, CustomerSourceBundle, GroupStore, SourceError, UserSourceBundle};
 
 mod auth;
 mod fanin;
@@ -259,14 +259,36 @@ impl Directory {
         Ok((stored?, generated))
     }
 
-    /// Changes the masked attributes of `login`; a new login renames it everywhere.
+    /// Changes the masked attributes of `login`; a new login renames it everywhere. A rename
+    /// moves, in the record's own transaction, the record, its preferences, its memberships and
+    /// its failed-login state (SQL sources keep them in the record's database), then the group
+    /// grants (the group store, possibly another database). A customer user of a read-only
+    /// source (LDAP included) cannot be renamed (`FailedPrecondition`), so nothing of it is left
+    /// behind. A rename that could not reach every place answers `Unavailable` naming the places
+    /// that still hold the old login; repeating the same call completes it: when `login` is gone
+    /// and the new login exists in a writable source, only the remaining places are moved and
+    /// the record is answered as it is (`finish_user_rename`). Both look-ups read past the
+    /// per-replica cache, so a repetition on another replica finds what the first call did.
     pub async fn update_user(
         &self,
         login: &str,
         patch: CustomerUserPatch,
         deadline: Instant,
     ) -> Result<CustomerUser> {
-        let (source, current) = self.locate_user(login, deadline).await?;
+        // Read past the per-replica cache: another replica may have renamed the record.
+        let located = cached::bypass(true, self.locate_user(login, deadline)).await;
+        let (source, current) = match located {
+            Err(Error::NotFound { kind, key }) => {
+                return match patch.new_key().filter(|n| *n != login) {
+                    Some(new_login) => self
+                        .finish_user_rename(login, new_login, &patch, deadline)
+                        .await?
+                        .ok_or(Error::NotFound { kind, key }),
+                    None => Err(Error::NotFound { kind, key }),
+                };
+            }
+            other => other?,
+        };
         let writer = writer_of(source)?;
         let schema = source.reader.schema();
         let mut violations = patch.read_only_violations(schema, source.name());
@@ -292,15 +314,56 @@ impl Directory {
         let new_login = patch.new_key().unwrap_or(&current.login);
         source.forget(&[&current.login, new_login]).await;
         let updated = updated?;
-        if let (Some(g), true) = (&self.groups, updated.login != current.login) {
-            g.store.rename_login(&current.login, &updated.login).await.map_err(|e| {
-                Error::Unavailable(format!(
-                    "customer user renamed to {:?}, but its group grants still name {:?}: {e}; repeat the rename",
-                    updated.login, current.login
-                ))
-            })?;
+        if updated.login != current.login {
+            self.move_grants_of_login(&current.login, &updated.login)
+                .await?;
         }
         Ok(updated)
+    }
+
+    /// The repetition of a rename `old` → `new` whose record already moved: when `new` exists
+    /// in a writable source, the places outside the record's transaction that may still hold
+    /// `old` (the group grants) are moved and the record at `new` is answered unchanged (the
+    /// first call wrote it whole). `None` when no source has `new` (the caller's `NotFound`).
+    /// The request is checked as for a rename, so bad input keeps its status.
+    async fn finish_user_rename(
+        &self,
+        old: &str,
+        new: &str,
+        patch: &CustomerUserPatch,
+        deadline: Instant,
+    ) -> Result<Option<CustomerUser>> {
+        let (source, current) = match cached::bypass(true, self.locate_user(new, deadline)).await {
+            Ok(found) => found,
+            Err(Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        writer_of(source)?;
+        let schema = source.reader.schema();
+        let mut violations = patch.read_only_violations(schema, source.name());
+        violations.extend(check_user(&patch.apply(&current), schema, source.name()));
+        if !violations.is_empty() {
+            return Err(Error::InvalidArgument(violations));
+        }
+        tracing::info!(source = source.name(), %old, new = %current.login, "repeated rename: completing the places that still hold the old login");
+        source.forget(&[old, &current.login]).await;
+        self.move_grants_of_login(old, &current.login).await?;
+        Ok(Some(current))
+    }
+
+    /// Moves the group grants of login `old` to `new` (idempotent: nothing left is nothing
+    /// moved); `Unavailable` naming the place that still holds `old` when the group store
+    /// cannot do it, so the caller repeats the rename.
+    async fn move_grants_of_login(&self, old: &str, new: &str) -> Result<()> {
+        let Some(g) = &self.groups else {
+            return Ok(());
+        };
+        g.store.rename_login(old, new).await.map_err(|e| {
+            tracing::error!(%old, %new, error = %e, "moving group grants to the renamed login failed");
+            Error::Unavailable(format!(
+                "customer user renamed to {new:?}, but these places still hold {old:?}: group grants ({e}); repeat the same rename to complete it"
+            ))
+        })
     }
 
     /// Searches the sources named in `only` (all when empty) and merges.
@@ -543,15 +606,50 @@ impl Directory {
     }
 
     /// Changes the masked attributes; a new customer id (proven unused by every source first)
-    /// moves every customer user and membership along (in the customer's transaction where
-    /// they share its database).
+    /// moves every place that names the old one: the customer record, with the customer users
+    /// and memberships of the same database in its transaction; then the group grants of the
+    /// customer, the customer users of every other writable source, and the additional
+    /// memberships kept in every source's companion tables (LDAP and read-only sources
+    /// included). The records of read-only sources keep naming the old id (Clientele does not
+    /// write them; logged as a warning). A rename that could not reach every place answers
+    /// `Unavailable` naming the places that still hold the old id; repeating the same call
+    /// completes it: when `customer_id` is gone and the new id exists in a writable source,
+    /// only the remaining places are moved and the customer is answered as it is.
     pub async fn update_customer(
         &self,
         customer_id: &str,
         patch: CustomerPatch,
         deadline: Instant,
     ) -> Result<Customer> {
-        let (source, current) = self.locate_customer(customer_id, deadline).await?;
+        let (source, current) = match self.locate_customer(customer_id, deadline).await {
+            Err(Error::NotFound { kind, key }) => {
+                let Some(new_id) = patch.new_key().filter(|n| *n != customer_id) else {
+                    return Err(Error::NotFound { kind, key });
+                };
+                let (source, found) = match self.locate_customer(new_id, deadline).await {
+                    Ok(found) => found,
+                    Err(Error::NotFound { .. }) => return Err(Error::NotFound { kind, key }),
+                    Err(e) => return Err(e),
+                };
+                let writer = writer_of(source)?;
+                let schema = source.reader.schema();
+                let mut violations = patch.read_only_violations(schema, source.name());
+                violations.extend(check_record(&patch.apply(&found), schema, source.name()));
+                if !violations.is_empty() {
+                    return Err(Error::InvalidArgument(violations));
+                }
+                tracing::info!(source = source.name(), old = %customer_id, new = %found.customer_id, "repeated customer rename: completing the places that still hold the old id");
+                self.move_customer_references(
+                    writer.as_ref(),
+                    customer_id,
+                    &found.customer_id,
+                    deadline,
+                )
+                .await?;
+                return Ok(found);
+            }
+            other => other?,
+        };
         let writer = writer_of(source)?;
         let schema = source.reader.schema();
         let mut violations = patch.read_only_violations(schema, source.name());
@@ -573,39 +671,76 @@ impl Directory {
         }
         let updated = writer.update(&current.customer_id, &patch).await?;
         if let Some(new_id) = renamed {
-            let done = writer.renames_users_of();
-            // Co-located users were moved behind their sources' backs: no cached answer survives.
-            for s in self.user_sources() {
-                s.forget_all();
-            }
-            let mut failed = Vec::new();
-            if let Some(g) = &self.groups {
-                if let Err(e) = g.store.rename_customer(&current.customer_id, &new_id).await {
-                    failed.push(format!("group grants: {e}"));
-                }
-            }
-            // Read-only sources have no writer: their customer users keep what they name.
-            for (s, w) in self
-                .user_sources()
-                .filter(|s| !done.iter().any(|d| d == s.name()))
-                .filter_map(|s| Some((s, s.writer.as_ref()?)))
-            {
-                let r = w.rename_customer_id(&current.customer_id, &new_id).await;
-                s.forget_all();
-                if let Err(e) = r {
-                    tracing::error!(source = s.name(), error = %e, old = %current.customer_id, new = %new_id, "moving customer users to the renamed customer id failed");
-                    failed.push(format!("{}: {e}", s.name()));
-                }
-            }
-            if !failed.is_empty() {
-                return Err(Error::Unavailable(format!(
-                    "customer renamed to {new_id:?}, but customer users of these sources still name {:?}: {}; repeat the rename of their customer id once the sources are back",
-                    current.customer_id,
-                    failed.join("; ")
-                )));
-            }
+            self.move_customer_references(writer.as_ref(), &current.customer_id, &new_id, deadline)
+                .await?;
         }
         Ok(updated)
+    }
+
+    /// Moves what names customer `old` outside the customer's own transaction to `new`: group
+    /// grants, customer users of writable sources not moved by `writer` itself, and the
+    /// additional memberships in every source's companion tables. Idempotent (what was moved
+    /// is not found again), so a repeated rename completes it; `Unavailable` naming each place
+    /// that still holds `old` when any could not be reached.
+    async fn move_customer_references(
+        &self,
+        writer: &dyn crate::source::CustomerWriter,
+        old: &str,
+        new: &str,
+        deadline: Instant,
+    ) -> Result<()> {
+        let done = writer.renames_users_of();
+        // Co-located users were moved behind their sources' backs: no cached answer survives.
+        for s in self.user_sources() {
+            s.forget_all();
+        }
+        let mut failed = Vec::new();
+        if let Some(g) = &self.groups {
+            if let Err(e) = g.store.rename_customer(old, new).await {
+                failed.push(format!("group grants ({e})"));
+            }
+        }
+        for s in self.user_sources() {
+            match (&s.writer, done.iter().any(|d| d == s.name())) {
+                (Some(w), false) => {
+                    let r = w.rename_customer_id(old, new).await;
+                    s.forget_all();
+                    if let Err(e) = r {
+                        tracing::error!(source = s.name(), error = %e, %old, %new, "moving customer users to the renamed customer id failed");
+                        failed.push(format!("customer users of source {:?} ({e})", s.name()));
+                        continue;
+                    }
+                }
+                (None, _) => {
+                    // A read-only source's records keep what they name; say so, once per rename.
+                    match bounded(deadline, s.reader.by_customer_ids(&[old.to_owned()])).await {
+                        Ok(users) if !users.is_empty() => tracing::warn!(
+                            source = s.name(),
+                            %old,
+                            %new,
+                            customer_users = users.len(),
+                            "customer renamed, but customer users of a read-only source still name the old customer id"
+                        ),
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!(source = s.name(), error = %e, "cannot count the customer users of a read-only source that name the renamed customer id")
+                        }
+                    }
+                }
+                (Some(_), true) => {}
+            }
+            if let Err(e) = move_memberships(s, old, new).await {
+                tracing::error!(source = s.name(), error = %e, %old, %new, "moving customer memberships to the renamed customer id failed");
+                failed.push(format!("memberships of source {:?} ({e})", s.name()));
+            }
+        }
+        if failed.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Unavailable(format!(
+            "customer renamed to {new:?}, but these places still hold {old:?}: {}; repeat the same rename to complete it",
+            failed.join("; ")
+        )))
     }
 
     pub async fn search_customers(
@@ -701,6 +836,17 @@ pub(crate) async fn customer_ids_of(
         }
     }
     Ok(ids)
+}
+
+/// Moves the additional memberships in customer `old` kept in `source`'s companion tables to
+/// `new`, one login at a time (each added to `new`, then removed from `old`), so a move cut
+/// short leaves every login a member of at least one of them and a repetition finishes it.
+async fn move_memberships(source: &UserSourceBundle, old: &str, new: &str) -> Result<()> {
+    for login in source.companion.members_of(old).await? {
+        source.companion.set_membership(&login, new, true).await?;
+        source.companion.set_membership(&login, old, false).await?;
+    }
+    Ok(())
 }
 
 /// Bounds a single-source call by the deadline.

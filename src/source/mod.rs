@@ -127,8 +127,9 @@ pub trait UserWriter: Send + Sync {
         user: &CustomerUser,
         password_hash: Option<&str>,
     ) -> Result<CustomerUser, Error>;
-    /// Applies `patch` to the customer user `login`; a renamed login carries preferences and
-    /// customer memberships along in the same transaction. `NotFound` when absent.
+    /// Applies `patch` to the customer user `login`; a renamed login carries preferences,
+    /// customer memberships and its failed-login state along in the same transaction (group
+    /// grants, in the group store, are the directory's to move). `NotFound` when absent.
     async fn update(&self, login: &str, patch: &CustomerUserPatch) -> Result<CustomerUser, Error>;
     /// Stores a new password hash for `login` (exact login); with `expected_old`, only if the
     /// stored hash is still that one (no lost update when the password changed meanwhile).

@@ -292,23 +292,70 @@ impl Db {
         self.ready().await
     }
 
-    /// Begins a write transaction that first takes this database's write lock for `name` (a
-    /// row lock shared by every replica), so check-then-write sequences are serialised.
+    /// Begins a write transaction that first takes this database's write lock for each of
+    /// `names` (a row of `clientele_write_lock` shared by every replica, locked by an UPDATE),
+    /// so check-then-write sequences are serialised across replicas. A missing lock row (a
+    /// table Clientele does not own, `migrate = false`, where none was seeded) is inserted on
+    /// its own, outside any transaction, idempotently and race-free (`INSERT … ON CONFLICT DO
+    /// NOTHING` / `INSERT IGNORE` / `INSERT OR IGNORE`), and the transaction begins again; a
+    /// lock that still touches no row is an error, never an unserialised write.
     pub async fn begin_locked(
         &self,
         names: &[&str],
     ) -> Result<sqlx::Transaction<'static, Any>, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
         let mut sorted: Vec<&str> = names.to_vec();
         sorted.sort_unstable();
         sorted.dedup();
-        for name in sorted {
-            let mut sql = Sql::new(self.dialect);
-            sql.push("UPDATE clientele_write_lock SET counter = counter + 1 WHERE name = ")
-                .text(name);
-            sql.query().execute(&mut *tx).await?;
+        let mut inserted = false;
+        loop {
+            let mut tx = self.pool.begin().await?;
+            let mut missing = None;
+            for name in &sorted {
+                if !self.take_lock(&mut tx, name).await? {
+                    missing = Some(*name);
+                    break;
+                }
+            }
+            let Some(name) = missing else {
+                return Ok(tx);
+            };
+            // Released before the insert: on MySQL/MariaDB the empty UPDATE holds a gap lock
+            // that would deadlock concurrent inserts of the same row.
+            tx.rollback().await?;
+            if inserted {
+                return Err(sqlx::Error::Protocol(format!(
+                    "write lock {name:?} in {}: no row in clientele_write_lock after inserting \
+                     it; refusing to write unserialised",
+                    self.label
+                )));
+            }
+            for name in &sorted {
+                Sql::insert_ignore(
+                    self.dialect,
+                    "clientele_write_lock",
+                    vec![
+                        ("name", Val::Text((*name).to_owned())),
+                        ("counter", Val::Int(0)),
+                    ],
+                )
+                .query()
+                .execute(&self.pool)
+                .await?;
+            }
+            inserted = true;
         }
-        Ok(tx)
+    }
+
+    /// Locks the write-lock row `name` on `tx`; false when there is no such row.
+    async fn take_lock(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Any>,
+        name: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let mut sql = Sql::new(self.dialect);
+        sql.push("UPDATE clientele_write_lock SET counter = counter + 1 WHERE name = ")
+            .text(name);
+        Ok(sql.query().execute(&mut **tx).await?.rows_affected() > 0)
     }
 }
 

@@ -4,6 +4,8 @@
 //! database; LDAP sources in a configured SQL database. The login-state statements decide in
 //! the database, atomically and across replicas: a failure is counted and the lock decided in
 //! one step (per dialect), and a success resets the count only while the login is not locked.
+//! Also here: moving the login state of a renamed login inside the rename's transaction
+//! (`move_login_state`).
 
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -502,6 +504,36 @@ impl Companion for SideTables {
     async fn unlock(&self, login: &str) -> Result<(), SourceError> {
         self.reset(login, None).await
     }
+}
+
+/// Moves the failed-login state of `old` to `new` for `source` on `conn`, inside the
+/// transaction that renames the login, so a locked customer user stays locked under its new
+/// login. A state recorded for `new` itself (left from an earlier holder of that login) is
+/// dropped first; on a case-insensitive collation, where `old` and `new` are one row, that row
+/// is kept and renamed.
+pub(super) async fn move_login_state(
+    conn: &mut sqlx::AnyConnection,
+    dialect: super::Dialect,
+    source: &str,
+    old: &str,
+    new: &str,
+) -> Result<(), sqlx::Error> {
+    if old == new {
+        return Ok(());
+    }
+    let mut del = Sql::new(dialect);
+    del.push("DELETE FROM clientele_login_state WHERE ")
+        .push_key(source, new)
+        .push(" AND login <> ")
+        .text(old);
+    del.query().execute(&mut *conn).await?;
+    let mut up = Sql::new(dialect);
+    up.push("UPDATE clientele_login_state SET login = ")
+        .text(new)
+        .push(" WHERE ")
+        .push_key(source, old);
+    up.query().execute(&mut *conn).await?;
+    Ok(())
 }
 
 /// SQLite busy, MySQL deadlock / lock wait, PostgreSQL serialization failure or deadlock.

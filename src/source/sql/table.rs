@@ -1,5 +1,6 @@
 //! What SQL customer-user and customer sources share: the mapped table, reading rows into
-//! records, exact filtering of superset queries, and partial updates.
+//! records, exact filtering of superset queries (paging onward after the last key, every
+//! statement with a LIMIT, when the filter thins a page), and partial updates.
 
 use sqlx::AnyConnection;
 
@@ -9,6 +10,12 @@ use crate::domain::{
     fold, query::Pattern, search::Page, Attr, CaseRule, Field, Patch, Record, Validity,
 };
 use crate::source::SourceError;
+
+/// The most rows one statement of a paged search asks for.
+pub const PAGE_CHUNK_MAX: usize = 5_000;
+
+/// The most statements one paged search runs before it answers what it kept, `truncated`.
+pub const PAGE_STATEMENTS_MAX: usize = 16;
 
 /// One mapped table of a source.
 #[derive(Debug, Clone)]
@@ -134,8 +141,11 @@ impl<F: Field> Table<F> {
 
     /// Runs `sql` (a condition without ORDER BY / LIMIT), keeps the records `keep` accepts,
     /// sorted by key case-insensitively, at most `limit`, with a truncation flag. The database
-    /// is asked for one page more than `limit`; only when the exact check dropped rows from a
-    /// full page is the query repeated without a limit.
+    /// is asked for one page more than `limit`; when the exact check dropped rows from a full
+    /// page, the next rows are fetched after the last key seen (keyset paging in the page
+    /// statement's order, each chunk twice the last, at most [`PAGE_CHUNK_MAX`] rows), until
+    /// the page is full or the rows end. Every statement has a LIMIT; after
+    /// [`PAGE_STATEMENTS_MAX`] statements the page answers what it kept, `truncated`.
     pub async fn fetch_filtered(
         &self,
         db: &Db,
@@ -143,13 +153,30 @@ impl<F: Field> Table<F> {
         limit: usize,
         keep: impl Fn(&F::Record) -> bool,
     ) -> Result<Page<F::Record>, SourceError> {
-        let limited = self.page_statement(&sql, Some(limit.saturating_add(1)))?;
-        let (fetched, mut items) = self.run(db, &limited, &keep).await?;
-        if fetched > limit && items.len() <= limit {
-            let all = self.page_statement(&sql, None)?;
-            items = self.run(db, &all, &keep).await?.1;
+        let mut chunk = limit.saturating_add(1);
+        let mut after: Option<String> = None;
+        let mut items = Vec::new();
+        let mut statements = 0;
+        let mut exhausted = false;
+        while items.len() <= limit {
+            if statements == PAGE_STATEMENTS_MAX {
+                break;
+            }
+            let page = self.page_after(&sql, after.as_deref(), chunk)?;
+            let (fetched, kept, last) = self.run(db, &page, &keep).await?;
+            statements += 1;
+            items.extend(kept);
+            if fetched < chunk || last.is_none() {
+                exhausted = true;
+                break;
+            }
+            after = last;
+            chunk = chunk.saturating_mul(2).min(PAGE_CHUNK_MAX.max(limit + 1));
         }
-        let truncated = items.len() > limit;
+        if statements > 1 && !self.sql_is_exact() {
+            items.sort_by_cached_key(|r| fold(r.key()));
+        }
+        let truncated = items.len() > limit || !exhausted;
         items.truncate(limit);
         Ok(Page { items, truncated })
     }
@@ -159,18 +186,68 @@ impl<F: Field> Table<F> {
     /// rows are converted (text casts, epoch seconds) — converting every matching row before the
     /// sort cost PostgreSQL ~10% on a broad search.
     pub fn page_statement(&self, sql: &Sql, limit: Option<usize>) -> Result<Sql, SourceError> {
+        self.page_statement_after(sql, None, limit)
+    }
+
+    /// [`Table::page_statement`] with a LIMIT, starting after the row whose key is `after`.
+    fn page_after(&self, sql: &Sql, after: Option<&str>, limit: usize) -> Result<Sql, SourceError> {
+        self.page_statement_after(sql, after, Some(limit))
+    }
+
+    /// The page statement; with `after`, only rows past the row whose key is `after` in the
+    /// statement's own order (folded key, then key): `(f(key) > f(after) OR (f(key) = f(after)
+    /// AND key > after))`, the folding done by the database on both sides, so the order and
+    /// the condition agree on every dialect. (Two keys that fold alike and are equal under the
+    /// key column's collation — a MySQL `_ci` column without a unique key holding `Bob` and
+    /// `bob` — have no order between them, so one of them may be skipped at a chunk boundary.)
+    fn page_statement_after(
+        &self,
+        sql: &Sql,
+        after: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<Sql, SourceError> {
         let prefix = format!("SELECT {} FROM {} WHERE ", self.select_list, self.name);
         let condition = sql.text.strip_prefix(&prefix).ok_or_else(|| {
             SourceError::Failed("internal: a page statement not built by Table::select".into())
         })?;
         let key = &self.key_col;
+        let folded_key = self.dialect.order_folded(key);
         let mut page = sql.clone();
         page.text = format!(
-            "SELECT {} FROM (SELECT *, {} AS page_key FROM {} WHERE {condition} ORDER BY page_key, {key}",
-            self.select_list,
-            self.dialect.order_folded(key),
-            self.name
+            "SELECT {} FROM (SELECT *, {folded_key} AS page_key FROM {} WHERE ",
+            self.select_list, self.name
         );
+        match after {
+            None => {
+                page.push(condition);
+            }
+            Some(last) => {
+                // The folding expression with the bound value in place of the column.
+                const MARK: &str = "\u{1}";
+                let folded_param = self.dialect.order_folded(MARK);
+                let (before, behind) = folded_param.split_once(MARK).ok_or_else(|| {
+                    SourceError::Failed("internal: a folding expression without its column".into())
+                })?;
+                page.push("(").push(condition).push(") AND (");
+                page.push(&folded_key)
+                    .push(" > ")
+                    .push(before)
+                    .text(last)
+                    .push(behind);
+                page.push(" OR (")
+                    .push(&folded_key)
+                    .push(" = ")
+                    .push(before)
+                    .text(last)
+                    .push(behind);
+                page.push(" AND ")
+                    .push(key)
+                    .push(" > ")
+                    .text(last)
+                    .push("))");
+            }
+        }
+        page.push(&format!(" ORDER BY page_key, {key}"));
         if let Some(n) = limit {
             page.push(" LIMIT ")
                 .int(i64::try_from(n).unwrap_or(i64::MAX));
@@ -190,17 +267,21 @@ impl<F: Field> Table<F> {
     }
 
     /// Runs `sql` (PostgreSQL's native driver where there is one) and keeps what `keep` accepts;
-    /// also returns how many rows came back.
+    /// also returns how many rows came back and the key of the last one (in the statement's
+    /// order, kept or not).
     async fn run(
         &self,
         db: &Db,
         sql: &Sql,
         keep: &impl Fn(&F::Record) -> bool,
-    ) -> Result<(usize, Vec<F::Record>), SourceError> {
+    ) -> Result<(usize, Vec<F::Record>, Option<String>), SourceError> {
+        #[cfg(test)]
+        tests::record_statement(&sql.text);
         match db.pg_pool() {
             Some(pg) => {
                 let rows = sql.query_pg().fetch_all(pg).await.map_err(source_error)?;
-                Ok((rows.len(), self.keep_rows(&rows, keep)?))
+                let last = self.last_key(&rows)?;
+                Ok((rows.len(), self.keep_rows(&rows, keep)?, last))
             }
             None => {
                 let rows = sql
@@ -208,9 +289,17 @@ impl<F: Field> Table<F> {
                     .fetch_all(db.pool())
                     .await
                     .map_err(source_error)?;
-                Ok((rows.len(), self.keep_rows(&rows, keep)?))
+                let last = self.last_key(&rows)?;
+                Ok((rows.len(), self.keep_rows(&rows, keep)?, last))
             }
         }
+    }
+
+    /// The key of the last of `rows`, as stored.
+    fn last_key<R: DbRow>(&self, rows: &[R]) -> Result<Option<String>, SourceError> {
+        rows.last()
+            .map(|r| Ok(self.row_to_record(r)?.key().to_owned()))
+            .transpose()
     }
 
     fn keep_rows<R: DbRow>(
@@ -287,5 +376,111 @@ impl<F: Field> Table<F> {
             .push(" = ")
             .text(stored_key.to_owned());
         sql
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::{cell::RefCell, sync::Arc, time::Duration};
+
+    use crate::config::Config;
+    use crate::domain::{
+        query::{parse, Grammar},
+        search::{UserCriterion, UserSearch},
+        CustomerUser,
+    };
+    use crate::source::sql::{user::SqlUserSource, Db};
+    use crate::source::sql::{DbSpec, SourceTable, TableKind};
+    use crate::source::{UserReader, UserWriter};
+
+    thread_local! {
+        static STATEMENTS: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// Every page statement [`super::Table::fetch_filtered`] runs on this thread.
+    pub(super) fn record_statement(text: &str) {
+        STATEMENTS.with(|s| s.borrow_mut().push(text.to_owned()));
+    }
+
+    fn take_statements() -> Vec<String> {
+        STATEMENTS.with(|s| std::mem::take(&mut *s.borrow_mut()))
+    }
+
+    fn user(login: &str, last: &str) -> CustomerUser {
+        CustomerUser {
+            login: login.into(),
+            first_name: "F".into(),
+            last_name: last.into(),
+            email: format!("{login}@example.com"),
+            customer_id: "acme".into(),
+            ..Default::default()
+        }
+    }
+
+    /// A negated non-ASCII term is decided in Rust on SQLite (the SQL keeps every row), so the
+    /// exact check drops most of each page: the search pages onward after the last key, every
+    /// statement with a LIMIT, and answers exactly what an unlimited search would.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_page_thinned_by_the_exact_check_pages_on_with_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let toml = format!(
+            "customer_sources = []\n[[customer_user_sources]]\nname = \"main\"\nkind = \"sql\"\nurl = \"{url}\"\ntable = \"customer_user\"\ncustomer_company_support = false\nemail_unique = false\n"
+        );
+        let settings = Config::from_toml(&toml, Vec::new())
+            .unwrap()
+            .validate()
+            .unwrap();
+        let spec = DbSpec {
+            migrate: true,
+            pool_size: 2,
+            connect_timeout: Duration::from_secs(5),
+            tables: vec![SourceTable {
+                kind: TableKind::CustomerUser,
+                name: "customer_user".into(),
+            }],
+            lock_names: vec!["customer_user".into()],
+            indexes: Vec::new(),
+        };
+        let db = Db::open(&url, &spec).unwrap();
+        let source = Arc::new(SqlUserSource::new(settings.user_sources[0].clone(), db).unwrap());
+        // 40 logins whose last name starts with Ä (dropped by `!ä*`), interleaved in login
+        // order with 6 that are kept.
+        let mut kept = Vec::new();
+        for i in 0..40 {
+            source
+                .create(&user(&format!("u{i:03}"), "Ärger"), None)
+                .await
+                .unwrap();
+            if i % 7 == 6 {
+                let login = format!("u{i:03}k");
+                source.create(&user(&login, "Berger"), None).await.unwrap();
+                kept.push(login);
+            }
+        }
+        let search = |limit| UserSearch {
+            criterion: UserCriterion::Query(parse("!ä*", Grammar::CustomerUser).unwrap()),
+            include_invalid: false,
+            limit,
+        };
+        take_statements();
+        let page = source.search(&search(3)).await.unwrap();
+        let logins: Vec<&str> = page.items.iter().map(|u| u.login.as_str()).collect();
+        assert_eq!(logins, kept[..3]);
+        assert!(page.truncated);
+        let ran = take_statements();
+        assert!(ran.len() > 1, "paged on: {ran:?}");
+        assert!(
+            ran.iter().all(|s| s.contains(" LIMIT ")),
+            "every statement has a LIMIT: {ran:?}"
+        );
+        // The whole answer, in pages of growing size, equals the unlimited one.
+        let all = source.search(&search(100)).await.unwrap();
+        let logins: Vec<&str> = all.items.iter().map(|u| u.login.as_str()).collect();
+        assert_eq!(logins, kept);
+        assert!(!all.truncated);
+        assert!(take_statements().iter().all(|s| s.contains(" LIMIT ")));
     }
 }

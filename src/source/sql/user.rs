@@ -717,6 +717,8 @@ impl UserWriter for SqlUserSource {
         Ok(stored)
     }
 
+    /// A renamed login carries its preferences, customer memberships and failed-login state
+    /// (`clientele_login_state`) along, in the record's transaction.
     async fn update(&self, login: &str, patch: &CustomerUserPatch) -> Result<CustomerUser, Error> {
         self.db.ready().await?;
         let _guard = self.write.lock().await;
@@ -785,6 +787,9 @@ impl UserWriter for SqlUserSource {
                     .await
                     .map_err(|e| self.write_err(e, &final_login))?;
             }
+            super::side::move_login_state(&mut tx, d, self.name(), &current.login, &final_login)
+                .await
+                .map_err(|e| self.write_err(e, &final_login))?;
         }
         let stored = self
             .current(&mut tx, &final_login)
