@@ -6,8 +6,9 @@
 //!
 //! ```sh
 //! cargo build --release --bin clientele --example hostile
-//! CLIENTELE_AUTH__ARGON2__MEMORY_KIB=64 CLIENTELE_AUTH__ARGON2__ITERATIONS=1 \
-//!   target/release/clientele serve &     # cheap hashes: the soak measures state, not argon2
+//! dir=$(mktemp -d)   # a fresh ./clientele.db; cheap hashes: the soak measures state, not argon2
+//! (cd "$dir" && CLIENTELE_AUTH__ARGON2__MEMORY_KIB=64 CLIENTELE_AUTH__ARGON2__ITERATIONS=1 \
+//!   exec "$OLDPWD"/target/release/clientele serve) &
 //! target/release/examples/hostile --calls 100000 --server-pid $!
 //! ```
 //!
