@@ -45,12 +45,20 @@ pub struct SourceSettings {
     pub read_only: bool,
     #[serde(default = "default_pool_size")]
     pub pool_size: u32,
-    /// Bound for establishing a connection.
+    /// Bound for establishing a connection (and for waiting for a pooled one); default 1 s.
+    /// Running out opens the source's circuit breaker.
     #[serde(default = "default_connect_timeout", deserialize_with = "duration")]
     pub connect_timeout: Duration,
-    /// Bound for one call to this source (the caller's deadline, when shorter, wins).
-    #[serde(default = "default_timeout", deserialize_with = "duration")]
-    pub timeout: Duration,
+    /// Bound for one call to this source, default 5 s: a call ends at the smaller of this and
+    /// the caller's deadline minus a margin; running out of it (not of the caller's deadline)
+    /// opens the source's circuit breaker. `timeout` is its deprecated spelling, still read
+    /// (a file must not give both).
+    #[serde(
+        default = "default_call_timeout",
+        alias = "timeout",
+        deserialize_with = "duration"
+    )]
+    pub call_timeout: Duration,
     #[serde(default = "default_list_limit")]
     pub list_limit: u32,
     #[serde(default)]
@@ -80,7 +88,7 @@ impl SourceSettings {
             read_only: false,
             pool_size: default_pool_size(),
             connect_timeout: default_connect_timeout(),
-            timeout: default_timeout(),
+            call_timeout: default_call_timeout(),
             list_limit: default_list_limit(),
             case_sensitive: false,
             search_fields: None,
@@ -231,10 +239,10 @@ fn default_pool_size() -> u32 {
     8
 }
 fn default_connect_timeout() -> Duration {
-    Duration::from_secs(5)
+    Duration::from_secs(1)
 }
-fn default_timeout() -> Duration {
-    Duration::from_secs(10)
+fn default_call_timeout() -> Duration {
+    Duration::from_secs(5)
 }
 fn default_cache_size() -> u64 {
     10_000
@@ -461,6 +469,16 @@ fn field_names<T: for<'de> Deserialize<'de>>() -> &'static [&'static str] {
     names
 }
 
+/// `connect_timeout` and `call_timeout` (or its deprecated spelling `timeout`) are positive.
+fn check_timeouts(s: &SourceSettings, key: &str, problems: &mut Vec<String>) {
+    if s.call_timeout.is_zero() {
+        problems.push(format!("{key}.call_timeout: must be positive"));
+    }
+    if s.connect_timeout.is_zero() {
+        problems.push(format!("{key}.connect_timeout: must be positive"));
+    }
+}
+
 /// The source name: non-empty, without surrounding spaces.
 fn check_name(s: &SourceSettings, key: &str, problems: &mut Vec<String>) {
     if s.name.trim().is_empty() || s.name.trim() != s.name {
@@ -507,9 +525,7 @@ fn check_sql(
     if s.pool_size == 0 {
         problems.push(format!("{key}.pool_size: must be at least 1"));
     }
-    if s.timeout.is_zero() {
-        problems.push(format!("{key}.timeout: must be positive"));
-    }
+    check_timeouts(s, key, problems);
     for (k, v) in [
         ("search_prefix", &s.search_prefix),
         ("search_suffix", &s.search_suffix),
@@ -536,6 +552,7 @@ fn check_ldap(
     problems: &mut Vec<String>,
 ) -> (String, LdapBackend) {
     let urls: Vec<String> = s.url.iter().chain(&k.urls).cloned().collect();
+    check_timeouts(s, key, problems);
     if urls.is_empty() {
         problems.push(format!(
             "{key}.url: an ldap:// or ldaps:// URL (or urls) is required"

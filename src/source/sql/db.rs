@@ -1,18 +1,25 @@
 //! Databases: one lazily connecting pool per URL ([`Db`], [`DbRegistry`]), migrated on first
-//! use, the write locks that serialise check-then-write sequences across replicas, and the
-//! redaction of URLs for messages.
+//! use, guarded by the circuit breaker of that database (`source::breaker`; every operation
+//! passes [`Db::ready`], which refuses at once while it is open), the write locks that serialise
+//! check-then-write sequences across replicas, and the redaction of URLs for messages.
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::{Arc, OnceLock},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, OnceLock,
+    },
     time::Duration,
 };
+
+use async_trait::async_trait;
 
 use sqlx::{any::AnyPoolOptions, Any, AnyPool};
 use tokio::sync::OnceCell;
 
 use super::ddl::{create_table_sql, own_tables_sql, split_statements};
 use super::{source_error, text_at, Dialect, IndexDdl, Sql, Val};
+use crate::source::breaker::{Breaker, Fuse, Snapshot};
 use crate::source::SourceError;
 
 /// A customer-user or customer table of a source that Clientele owns (`migrate = true`), created
@@ -51,7 +58,16 @@ pub struct Db {
     /// The full URL, for diagnostics only; never logged (see `label`).
     pub(super) url: String,
     pub(super) connect_timeout: Duration,
+    /// Open while the database cannot be reached (shared by every source on this URL).
+    breaker: Arc<Breaker>,
+    /// `clock.monotonic()` in ms + 1 of the last direct connection that worked (0: never).
+    verified_at: AtomicU64,
+    clock: Arc<dyn crate::clock::Clock>,
 }
+
+/// How long a direct connection that worked spares an empty pool another one (the pool
+/// connects meanwhile).
+const VERIFIED_FOR: Duration = Duration::from_secs(1);
 
 static MIGRATOR_PG: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 static MIGRATOR_MYSQL: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/mysql");
@@ -70,8 +86,10 @@ pub struct DbSpec {
 }
 
 impl Db {
-    /// A pool for `url` that connects lazily; fails only on a malformed URL.
+    /// A pool for `url` that connects lazily; fails only on a malformed URL. Its breaker
+    /// reads the system clock.
     pub fn open(url: &str, spec: &DbSpec) -> Result<Arc<Self>, String> {
+        let clock = crate::clock::system();
         sqlx::any::install_default_drivers();
         let dialect = Dialect::of_url(url)
             .ok_or_else(|| format!("unsupported URL scheme in {}", redact(url)))?;
@@ -154,6 +172,9 @@ impl Db {
             label: redact(&url),
             url: url.clone(),
             connect_timeout: spec.connect_timeout,
+            breaker: Breaker::new(format!("database {}", redact(&url)), clock.clone()),
+            verified_at: AtomicU64::new(0),
+            clock,
         }))
     }
 
@@ -175,12 +196,71 @@ impl Db {
         &self.label
     }
 
-    /// Connects and, the first time it succeeds, migrates. Every operation calls this first.
+    /// The breaker of this database.
+    pub fn breaker(&self) -> &Arc<Breaker> {
+        &self.breaker
+    }
+
+    /// Every operation calls this first. While the breaker is open: `Unavailable` at once
+    /// (saying since when and why), and a background trial is started (at most one at a time,
+    /// see `breaker::TRIAL_GAP`). While no connection is open, one direct connection within
+    /// `connect_timeout` proves the server answers (a refused connection opens the breaker at
+    /// once instead of the pool retrying until its acquire timeout). Then connects and, the
+    /// first time it succeeds, migrates.
     pub async fn ready(&self) -> Result<(), SourceError> {
-        self.ready
+        Fuse::check(self)?;
+        if self.pool.size() == 0 && !self.recently_verified() {
+            if let Err(cause) = connect_once(&self.url, self.connect_timeout).await {
+                self.breaker.record_failure(&cause);
+                return Err(SourceError::Unavailable(format!(
+                    "cannot connect to {}: {cause}",
+                    self.label
+                )));
+            }
+            self.verified_at.store(
+                u64::try_from(self.clock.monotonic().as_millis())
+                    .unwrap_or(u64::MAX - 1)
+                    .saturating_add(1),
+                Ordering::Relaxed,
+            );
+        }
+        let r = self
+            .ready
             .get_or_try_init(|| async { self.prepare().await })
             .await
-            .map(|_| ())
+            .map(|_| ());
+        if let Err(SourceError::Unavailable(cause)) = &r {
+            self.breaker.record_failure(cause);
+        }
+        r
+    }
+
+    fn recently_verified(&self) -> bool {
+        match self.verified_at.load(Ordering::Relaxed) {
+            0 => false,
+            at => {
+                let now = u64::try_from(self.clock.monotonic().as_millis()).unwrap_or(u64::MAX);
+                now.saturating_sub(at - 1) < VERIFIED_FOR.as_millis() as u64
+            }
+        }
+    }
+
+    /// Starts the background trial of an open breaker, when one may start now.
+    fn start_trial(&self) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let Some(trial) = self.breaker.try_trial(false) else {
+            return;
+        };
+        let url = self.url.clone();
+        let bound = self.connect_timeout;
+        rt.spawn(async move {
+            match connect_once(&url, bound).await {
+                Ok(()) => trial.succeeded(),
+                Err(cause) => trial.failed(&cause),
+            }
+        });
     }
 
     async fn prepare(&self) -> Result<(), SourceError> {
@@ -275,15 +355,9 @@ impl Db {
 
     /// Why a direct connection fails (the pool only reports that it timed out).
     async fn connect_error(&self) -> String {
-        use sqlx::Connection;
-        let attempt = sqlx::AnyConnection::connect(&self.url);
-        match tokio::time::timeout(self.connect_timeout, attempt).await {
-            Ok(Ok(conn)) => {
-                let _ = conn.close().await;
-                "the pool timed out, but a direct connection worked (pool exhausted?)".into()
-            }
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("no answer within {:?}", self.connect_timeout),
+        match connect_once(&self.url, self.connect_timeout).await {
+            Ok(()) => "the pool timed out, but a direct connection worked (pool exhausted?)".into(),
+            Err(e) => e,
         }
     }
 
@@ -309,6 +383,51 @@ impl Db {
             sql.query().execute(&mut *tx).await?;
         }
         Ok(tx)
+    }
+}
+
+/// One direct connection to `url` (closed again) within `bound`: `Err` with the cause.
+async fn connect_once(url: &str, bound: Duration) -> Result<(), String> {
+    use sqlx::Connection;
+    match tokio::time::timeout(bound, sqlx::AnyConnection::connect(url)).await {
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            Ok(())
+        }
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!(
+            "no answer within connect_timeout ({} ms)",
+            bound.as_millis()
+        )),
+    }
+}
+
+#[async_trait]
+impl Fuse for Db {
+    fn check(&self) -> Result<(), SourceError> {
+        let r = self.breaker.check();
+        if r.is_err() {
+            self.start_trial();
+        }
+        r
+    }
+
+    fn record_failure(&self, cause: &str) {
+        self.breaker.record_failure(cause);
+    }
+
+    async fn trial(&self) -> Result<(), SourceError> {
+        if let Some(trial) = self.breaker.try_trial(true) {
+            match connect_once(&self.url, self.connect_timeout).await {
+                Ok(()) => trial.succeeded(),
+                Err(cause) => trial.failed(&cause),
+            }
+        }
+        self.breaker.state()
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        self.breaker.snapshot()
     }
 }
 
