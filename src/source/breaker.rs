@@ -17,7 +17,7 @@
 //! Each transition is logged once (warn when opening, info when closing). A source's view of
 //! its breakers is a [`Fuse`] (LDAP: open only when every host is open); the health loop turns
 //! fuses into `source/<name>` health and the per-source metrics `clientele_source_state`,
-//! `clientele_source_open_seconds_total` and `clientele_source_short_circuited_total`.
+//! `clientele_source_open_seconds` and `clientele_source_short_circuited_total`.
 
 use std::{
     sync::{
