@@ -141,11 +141,12 @@ impl World {
     }
 
     async fn authenticate(&mut self, login: &str) -> (Duration, Result<i32, Code>) {
-        let channel = tonic::transport::Channel::from_shared(format!("http://{}", self.server.addr))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
+        let channel =
+            tonic::transport::Channel::from_shared(format!("http://{}", self.server.addr))
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
         let mut auth = pb::auth_service_client::AuthServiceClient::new(channel);
         let t = Instant::now();
         let r = auth
@@ -162,13 +163,16 @@ impl World {
     }
 
     fn assert_healthy(r: &pb::SearchCustomerUsersResponse, far: &str) {
-        let logins: Vec<&str> = r
-            .customer_users
-            .iter()
-            .map(|u| u.login.as_str())
-            .collect();
-        assert!(logins.contains(&"near") && logins.contains(&far), "{logins:?}");
-        assert!(r.source_status.iter().all(|s| s.ok), "{:?}", r.source_status);
+        let logins: Vec<&str> = r.customer_users.iter().map(|u| u.login.as_str()).collect();
+        assert!(
+            logins.contains(&"near") && logins.contains(&far),
+            "{logins:?}"
+        );
+        assert!(
+            r.source_status.iter().all(|s| s.ok),
+            "{:?}",
+            r.source_status
+        );
     }
 
     /// With `far` open: reads answer at once with the near half and far's status saying since
@@ -177,11 +181,7 @@ impl World {
         for _ in 0..5 {
             let (took, r) = self.search().await;
             assert!(took < OPEN_BOUND, "{mode}: search took {took:?}");
-            let logins: Vec<&str> = r
-                .customer_users
-                .iter()
-                .map(|u| u.login.as_str())
-                .collect();
+            let logins: Vec<&str> = r.customer_users.iter().map(|u| u.login.as_str()).collect();
             assert_eq!(logins, ["near"], "{mode}: partial answer");
             let far = r.source_status.iter().find(|s| s.source == "far").unwrap();
             assert!(!far.ok, "{mode}: {far:?}");
@@ -189,7 +189,11 @@ impl World {
         }
         let (took, r) = self.resolve().await;
         assert!(took < OPEN_BOUND, "{mode}: resolve took {took:?}");
-        assert_eq!(r.results[0].customer_users.len(), 1, "{mode}: near resolves");
+        assert_eq!(
+            r.results[0].customer_users.len(),
+            1,
+            "{mode}: near resolves"
+        );
         assert!(r.results[1].customer_users.is_empty(), "{mode}");
         let t = Instant::now();
         let got = self
@@ -201,7 +205,11 @@ impl World {
             .await
             .expect("get from the healthy source");
         assert_eq!(got.into_inner().source, "near-db");
-        assert!(t.elapsed() < OPEN_BOUND, "{mode}: get took {:?}", t.elapsed());
+        assert!(
+            t.elapsed() < OPEN_BOUND,
+            "{mode}: get took {:?}",
+            t.elapsed()
+        );
         // Authenticate of a login only the open source could hold: UNAVAILABLE, at once.
         let (took, r) = self.authenticate("nobody-here").await;
         assert!(took < OPEN_BOUND, "{mode}: authenticate took {took:?}");
@@ -212,7 +220,11 @@ impl World {
         // A create must prove its login unused in far: refused at once, naming far.
         let t = Instant::now();
         let e = self.create("near-db", "newcomer").await.unwrap_err();
-        assert!(t.elapsed() < OPEN_BOUND, "{mode}: create took {:?}", t.elapsed());
+        assert!(
+            t.elapsed() < OPEN_BOUND,
+            "{mode}: create took {:?}",
+            t.elapsed()
+        );
         assert_eq!(e.code(), Code::Unavailable, "{mode}: {e:?}");
         assert!(e.message().contains("\"far\""), "{mode}: {e:?}");
     }
@@ -222,7 +234,10 @@ impl World {
         self.proxy.heal();
         let took = self.await_health(1, mode).await;
         // 2 × health_probe_interval (200 ms) plus slack for a slow CI machine.
-        assert!(took < Duration::from_secs(3), "{mode}: healed after {took:?}");
+        assert!(
+            took < Duration::from_secs(3),
+            "{mode}: healed after {took:?}"
+        );
         let (_, r) = self.search().await;
         Self::assert_healthy(&r, self.far_login);
     }
@@ -244,7 +259,10 @@ async fn exercise(mut w: World) {
     w.proxy.set(Mode::Blackhole);
     let t = Instant::now();
     let (took, r) = w.search().await;
-    assert!(took < Duration::from_millis(1500), "bounded by call_timeout: {took:?}");
+    assert!(
+        took < Duration::from_millis(1500),
+        "bounded by call_timeout: {took:?}"
+    );
     assert!(r.customer_users.iter().any(|u| u.login == "near"));
     w.await_health(2, "blackhole").await;
     assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
@@ -279,12 +297,17 @@ async fn exercise(mut w: World) {
     // Breaker metrics are exported per source.
     let body = metrics(&w.server).await;
     assert!(body.contains("clientele_source_state"), "{body}");
-    assert!(body.contains("clientele_source_short_circuited_total"), "{body}");
+    assert!(
+        body.contains("clientele_source_short_circuited_total"),
+        "{body}"
+    );
     w.server.stop().await;
 }
 
 async fn metrics(s: &TestServer) -> String {
-    let mut stream = tokio::net::TcpStream::connect(s.metrics_addr).await.unwrap();
+    let mut stream = tokio::net::TcpStream::connect(s.metrics_addr)
+        .await
+        .unwrap();
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     stream
         .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -344,7 +367,14 @@ async fn mariadb_behind_a_faulty_network() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openldap_behind_a_faulty_network_with_failover() {
-    let ldif = person("faraway", "Far", "Away", "faraway@example.com", &["acme"], "");
+    let ldif = person(
+        "faraway",
+        "Far",
+        "Away",
+        "faraway@example.com",
+        &["acme"],
+        "",
+    );
     let Some(slapd) = Slapd::start(&ldif) else {
         return;
     };

@@ -114,6 +114,8 @@ pub struct Hosts {
     settings: DirectorySettings,
     tls: Option<Arc<rustls::ClientConfig>>,
     breakers: Vec<Arc<Breaker>>,
+    /// The host the last connection went to (the one a caller's timeout blames).
+    current: AtomicUsize,
 }
 
 fn tls_config(ca_file: Option<&str>) -> Result<Option<Arc<rustls::ClientConfig>>, String> {
@@ -195,6 +197,7 @@ impl Hosts {
             match self.open(i).await {
                 Ok(ldap) => {
                     breaker.record_success();
+                    self.current.store(i, Ordering::Relaxed);
                     return Ok((i, ldap));
                 }
                 Err((e, counts)) => {
@@ -261,8 +264,13 @@ impl Fuse for Hosts {
         last.unwrap_or(Ok(()))
     }
 
-    /// Hosts record their own failures (connections, `call_timeout` on each operation).
-    fn record_failure(&self, _cause: &str) {}
+    /// Hosts record their own failures (connections, `call_timeout` on each operation); a
+    /// failure a caller saw (its bound ran out first) opens the host last connected to.
+    fn record_failure(&self, cause: &str) {
+        if let Some(b) = self.breakers.get(self.current.load(Ordering::Relaxed)) {
+            b.record_failure(cause);
+        }
+    }
 
     async fn trial(&self) -> Result<(), SourceError> {
         for (i, b) in self.breakers.iter().enumerate() {
@@ -330,6 +338,7 @@ impl Directory {
                 settings: settings.clone(),
                 tls,
                 breakers,
+                current: AtomicUsize::new(0),
             }),
             settings,
             slots,
