@@ -70,10 +70,21 @@ pub fn admit<S: Held>(source: &S) -> std::result::Result<(), SourceError> {
     let Some(fuse) = source.fuse() else {
         return Ok(());
     };
-    fuse.check().inspect_err(|_| {
-        metrics::counter!("clientele_source_short_circuited_total", "source" => source.name().to_owned())
-            .increment(1);
-    })
+    fuse.check().inspect_err(|_| short_circuited(source))
+}
+
+/// [`admit`] for a read about to be made: the source may give a trial its short wait
+/// (`breaker::TRIAL_WAIT`) and let the read through when it succeeded.
+async fn admit_read<S: Held>(source: &S) -> std::result::Result<(), SourceError> {
+    let Some(fuse) = source.fuse() else {
+        return Ok(());
+    };
+    fuse.admit().await.inspect_err(|_| short_circuited(source))
+}
+
+fn short_circuited<S: Held>(source: &S) {
+    metrics::counter!("clientele_source_short_circuited_total", "source" => source.name().to_owned())
+        .increment(1);
 }
 
 impl Held for UserSourceBundle {
@@ -182,13 +193,13 @@ where
     let calls = sources.iter().map(|b| {
         let own_until = started + b.timeout;
         let until = caller_until.min(own_until);
-        let fut = admit(&b.source).map(|()| call(&b.source));
+        let call = &call;
         let name = b.source.name();
         let span = tracing::debug_span!("source", source = name, outcome = tracing::field::Empty);
         async move {
-            let r = match fut {
+            let r = match admit_read(&b.source).await {
                 Err(refused) => Err(refused),
-                Ok(fut) => match timeout_at(until, fut).await {
+                Ok(()) => match timeout_at(until, call(&b.source)).await {
                     Ok(r) => {
                         if let (Err(SourceError::Unavailable(cause)), Some(fuse)) =
                             (&r, b.source.fuse())

@@ -10,9 +10,9 @@
 //!   and never because a caller's short deadline ran out;
 //! - open → closed on the first success of a *trial*: at most one trial runs at a time per
 //!   breaker ([`Breaker::try_trial`]); the background health probe runs one every probe
-//!   interval, and SQL databases also start one in the background when a refused call arrives
-//!   (at most one per [`TRIAL_GAP`]), so a healed backend is used again without a restart and
-//!   without any call waiting for the trial.
+//!   interval, and a call arriving at an open source starts one (at most one per
+//!   [`TRIAL_GAP`]); an SQL call waits for it at most [`TRIAL_WAIT`], so a healed backend
+//!   serves the next call while a silent one costs a call at most that, once per trial.
 //!
 //! Each transition is logged once (warn when opening, info when closing). A source's view of
 //! its breakers is a [`Fuse`] (LDAP: open only when every host is open); the health loop turns
@@ -32,8 +32,16 @@ use async_trait::async_trait;
 use crate::clock::Clock;
 use crate::source::SourceError;
 
-/// The least time between two trials a refused call starts (the probe's trials do not wait).
+/// The most time between two trials calls start (the probe's trials do not wait): after a
+/// trial, the next one a call starts waits ten times as long as that trial took, at most this
+/// (a refusing server is retried almost at once, a silent one at most every connect_timeout
+/// plus this).
 pub const TRIAL_GAP: Duration = Duration::from_millis(200);
+
+/// How long a call that started a trial waits for it (SQL): a trial that reaches the backend
+/// within this lets the call through, so a healed backend serves the very next call; a
+/// slower one goes on in the background and the call is refused.
+pub const TRIAL_WAIT: Duration = Duration::from_millis(25);
 
 /// What a breaker looks like at one instant.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -62,8 +70,8 @@ struct Inner {
     /// Time open in the periods that ended.
     open_before: Duration,
     short_circuited: u64,
-    /// Monotonic time the last trial ended.
-    last_trial: Option<Duration>,
+    /// Monotonic time the last trial ended, and how long it took.
+    last_trial: Option<(Duration, Duration)>,
 }
 
 /// The breaker of one endpoint (see the module documentation).
@@ -82,6 +90,8 @@ pub struct Breaker {
 #[derive(Debug)]
 pub struct Trial {
     breaker: Arc<Breaker>,
+    /// Monotonic time it started.
+    started: Duration,
 }
 
 impl Trial {
@@ -102,7 +112,7 @@ impl Trial {
 impl Drop for Trial {
     fn drop(&mut self) {
         let now = self.breaker.clock.monotonic();
-        self.breaker.lock().last_trial = Some(now);
+        self.breaker.lock().last_trial = Some((now, now.saturating_sub(self.started)));
         self.breaker.trial.store(false, Ordering::Release);
     }
 }
@@ -185,14 +195,14 @@ impl Breaker {
     }
 
     /// The trial of an open breaker, when none is running and (unless `now`) the last one
-    /// ended at least [`TRIAL_GAP`] ago; `None` while closed.
+    /// ended long enough ago (see [`TRIAL_GAP`]); `None` while closed.
     pub fn try_trial(self: &Arc<Self>, now: bool) -> Option<Trial> {
         {
             let inner = self.lock();
             inner.open.as_ref()?;
-            let recent = inner
-                .last_trial
-                .is_some_and(|t| self.clock.monotonic().saturating_sub(t) < TRIAL_GAP);
+            let recent = inner.last_trial.is_some_and(|(ended, took)| {
+                self.clock.monotonic().saturating_sub(ended) < (took * 10).min(TRIAL_GAP)
+            });
             if recent && !now {
                 return None;
             }
@@ -202,6 +212,7 @@ impl Breaker {
             .ok()?;
         Some(Trial {
             breaker: self.clone(),
+            started: self.clock.monotonic(),
         })
     }
 
@@ -231,6 +242,11 @@ pub trait Fuse: Send + Sync {
     /// `Ok` while the source can be called; while it is open, the refusal to answer at once
     /// (an SQL database may start a background trial, see [`TRIAL_GAP`]).
     fn check(&self) -> Result<(), SourceError>;
+    /// [`Fuse::check`] for a call about to be made: an SQL database that starts a trial waits
+    /// for it up to [`TRIAL_WAIT`] and lets the call through when it succeeded.
+    async fn admit(&self) -> Result<(), SourceError> {
+        self.check()
+    }
     /// A connection failure or timeout the caller observed (a call that ran out of
     /// `call_timeout`); opens the breaker.
     fn record_failure(&self, cause: &str);
@@ -262,6 +278,7 @@ mod tests {
         );
         let t = b.try_trial(false).unwrap();
         assert!(b.try_trial(true).is_none(), "one trial at a time");
+        clock.advance(Duration::from_secs(1));
         t.failed("still refused");
         assert!(
             b.try_trial(false).is_none(),

@@ -35,7 +35,7 @@ use crate::domain::{
     query::{Expr, Pattern, Piece},
     Attr, Field,
 };
-use crate::source::breaker::{Breaker, Fuse, Snapshot};
+use crate::source::breaker::{Breaker, Fuse, Snapshot, TRIAL_WAIT};
 use crate::source::SourceError;
 
 /// LDAP result codes this module tells apart.
@@ -184,14 +184,40 @@ impl Hosts {
     }
 
     /// Connects to the first host that is not open and answers (recording each host's
-    /// outcome on its breaker). While every host is open: the refusal at once, and a
-    /// background trial of one host.
+    /// outcome on its breaker). While every host is open, a trial of one host starts (see
+    /// `breaker::TRIAL_GAP`) and is awaited up to `breaker::TRIAL_WAIT`: when it reached its
+    /// host, that host is used; otherwise the refusal, at once.
     async fn connect(self: &Arc<Self>) -> Result<(usize, Ldap), SourceError> {
+        match self.connect_open_hosts().await {
+            Err(None) => {}
+            other => return other.map_err(|e| e.unwrap_or_else(|| self.refusal())),
+        }
+        let Some(trial) = self.start_trial() else {
+            return Err(self.refusal());
+        };
+        match tokio::time::timeout(TRIAL_WAIT, trial).await {
+            Ok(Ok(true)) => self
+                .connect_open_hosts()
+                .await
+                .map_err(|e| e.unwrap_or_else(|| self.refusal())),
+            _ => Err(self.refusal()),
+        }
+    }
+
+    /// The refusal of a directory whose hosts are all open: the one that opened last speaks.
+    fn refusal(&self) -> SourceError {
+        self.breakers
+            .iter()
+            .max_by_key(|b| b.snapshot().open_since)
+            .and_then(|b| b.check().err())
+            .unwrap_or_else(|| SourceError::Unavailable("every LDAP host is open".into()))
+    }
+
+    /// Tries each host that is not open, in order; `Err(None)`: every host is open.
+    async fn connect_open_hosts(&self) -> Result<(usize, Ldap), Option<SourceError>> {
         let mut errors = Vec::new();
-        let mut refusal = None;
         for (i, breaker) in self.breakers.iter().enumerate() {
-            if let Err(e) = breaker.state() {
-                refusal = Some((i, e));
+            if breaker.is_open() {
                 continue;
             }
             match self.open(i).await {
@@ -200,52 +226,45 @@ impl Hosts {
                     self.current.store(i, Ordering::Relaxed);
                     return Ok((i, ldap));
                 }
-                Err((e, counts)) => {
-                    if counts {
-                        breaker.record_failure(&e.to_string());
-                    }
-                    if !counts {
-                        return Err(e);
-                    }
+                Err((e, false)) => return Err(Some(e)),
+                Err((e, true)) => {
+                    breaker.record_failure(&e.to_string());
                     errors.push(e.to_string());
                 }
             }
         }
         if errors.is_empty() {
-            if let Some((i, _)) = refusal {
-                self.start_trial();
-                return Err(self.breakers[i].check().err().unwrap_or_else(|| {
-                    SourceError::Unavailable("every LDAP host is open".into())
-                }));
-            }
+            return Err(None);
         }
-        Err(SourceError::Unavailable(format!(
+        Err(Some(SourceError::Unavailable(format!(
             "cannot connect: {}",
             errors.join("; ")
-        )))
+        ))))
     }
 
-    /// A trial of one open host in the background (see `breaker::TRIAL_GAP`).
-    fn start_trial(self: &Arc<Self>) {
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        for (i, b) in self.breakers.iter().enumerate() {
-            if let Some(trial) = b.try_trial(false) {
-                let hosts = self.clone();
-                rt.spawn(async move {
-                    match hosts.open(i).await {
-                        Ok(ldap) => {
-                            trial.succeeded();
-                            let mut ldap = ldap;
-                            let _ = ldap.unbind().await;
-                        }
-                        Err((e, _)) => trial.failed(&e.to_string()),
-                    }
-                });
-                return;
+    /// A trial of one open host in the background (see `breaker::TRIAL_GAP`); its handle says
+    /// whether it closed that host.
+    fn start_trial(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<bool>> {
+        let rt = tokio::runtime::Handle::try_current().ok()?;
+        let (i, trial) = self
+            .breakers
+            .iter()
+            .enumerate()
+            .find_map(|(i, b)| Some((i, b.try_trial(false)?)))?;
+        let hosts = self.clone();
+        Some(rt.spawn(async move {
+            match hosts.open(i).await {
+                Ok(mut ldap) => {
+                    trial.succeeded();
+                    let _ = ldap.unbind().await;
+                    true
+                }
+                Err((e, _)) => {
+                    trial.failed(&e.to_string());
+                    false
+                }
             }
-        }
+        }))
     }
 }
 
@@ -359,7 +378,6 @@ impl Directory {
         if password.is_empty() {
             return Ok(false);
         }
-        Fuse::check(&*self.hosts)?;
         let mut errors = Vec::new();
         for (i, url) in self.settings.urls.iter().enumerate() {
             let breaker = &self.hosts.breakers[i];
@@ -397,6 +415,9 @@ impl Directory {
                     "bind as user refused by {url}: {r}"
                 ))),
             };
+        }
+        if errors.is_empty() {
+            return Err(self.hosts.refusal());
         }
         Err(SourceError::Unavailable(format!(
             "cannot connect: {}",

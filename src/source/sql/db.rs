@@ -19,7 +19,7 @@ use tokio::sync::OnceCell;
 
 use super::ddl::{create_table_sql, own_tables_sql, split_statements};
 use super::{source_error, text_at, Dialect, IndexDdl, Sql, Val};
-use crate::source::breaker::{Breaker, Fuse, Snapshot};
+use crate::source::breaker::{Breaker, Fuse, Snapshot, TRIAL_WAIT};
 use crate::source::SourceError;
 
 /// A customer-user or customer table of a source that Clientele owns (`migrate = true`), created
@@ -208,7 +208,7 @@ impl Db {
     /// once instead of the pool retrying until its acquire timeout). Then connects and, the
     /// first time it succeeds, migrates.
     pub async fn ready(&self) -> Result<(), SourceError> {
-        Fuse::check(self)?;
+        Fuse::admit(self).await?;
         if self.pool.size() == 0 && !self.recently_verified() {
             if let Err(cause) = connect_once(&self.url, self.connect_timeout).await {
                 self.breaker.record_failure(&cause);
@@ -245,22 +245,25 @@ impl Db {
         }
     }
 
-    /// Starts the background trial of an open breaker, when one may start now.
-    fn start_trial(&self) {
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let Some(trial) = self.breaker.try_trial(false) else {
-            return;
-        };
+    /// Starts the background trial of an open breaker, when one may start now; its handle
+    /// says whether it closed the breaker.
+    fn start_trial(&self) -> Option<tokio::task::JoinHandle<bool>> {
+        let rt = tokio::runtime::Handle::try_current().ok()?;
+        let trial = self.breaker.try_trial(false)?;
         let url = self.url.clone();
         let bound = self.connect_timeout;
-        rt.spawn(async move {
+        Some(rt.spawn(async move {
             match connect_once(&url, bound).await {
-                Ok(()) => trial.succeeded(),
-                Err(cause) => trial.failed(&cause),
+                Ok(()) => {
+                    trial.succeeded();
+                    true
+                }
+                Err(cause) => {
+                    trial.failed(&cause);
+                    false
+                }
             }
-        });
+        }))
     }
 
     async fn prepare(&self) -> Result<(), SourceError> {
@@ -410,6 +413,18 @@ impl Fuse for Db {
             self.start_trial();
         }
         r
+    }
+
+    async fn admit(&self) -> Result<(), SourceError> {
+        if self.breaker.state().is_ok() {
+            return Ok(());
+        }
+        if let Some(trial) = self.start_trial() {
+            if let Ok(Ok(true)) = tokio::time::timeout(TRIAL_WAIT, trial).await {
+                return Ok(());
+            }
+        }
+        self.breaker.check()
     }
 
     fn record_failure(&self, cause: &str) {
