@@ -807,3 +807,40 @@ pub(super) fn resolve_customer_sources(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use std::time::Duration;
+
+    fn timeouts(keys: &str) -> Result<(Duration, Duration), String> {
+        let toml = format!(
+            "[[customer_user_sources]]\nname = \"a\"\nkind = \"sql\"\nurl = \"sqlite://a.db\"\n{keys}"
+        );
+        let s = Config::from_toml(&toml, Vec::new())
+            .and_then(Config::validate)
+            .map_err(|e| e.to_string())?;
+        let u = &s.user_sources[0].settings;
+        Ok((u.connect_timeout, u.call_timeout))
+    }
+
+    #[test]
+    fn call_timeout_defaults_and_its_deprecated_spelling() {
+        assert_eq!(
+            timeouts("").unwrap(),
+            (Duration::from_secs(1), Duration::from_secs(5))
+        );
+        assert_eq!(
+            timeouts("call_timeout = \"2s\"").unwrap().1,
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            timeouts("timeout = \"3s\"").unwrap().1,
+            Duration::from_secs(3),
+            "timeout is still read"
+        );
+        let e = timeouts("call_timeout = \"0s\"").unwrap_err();
+        assert!(e.contains("call_timeout: must be positive"), "{e}");
+        assert!(timeouts("timeout = \"1s\"\ncall_timeout = \"2s\"").is_err());
+    }
+}
