@@ -209,7 +209,8 @@ impl Db {
     /// first time it succeeds, migrates.
     pub async fn ready(&self) -> Result<(), SourceError> {
         Fuse::admit(self).await?;
-        if self.pool.size() == 0 && !self.recently_verified() {
+        let open_connections = self.pool.size() + self.pg.as_ref().map_or(0, |p| p.size());
+        if open_connections == 0 && !self.recently_verified() {
             if let Err(cause) = connect_once(&self.url, self.connect_timeout).await {
                 self.breaker.record_failure(&cause);
                 return Err(SourceError::Unavailable(format!(
