@@ -64,6 +64,8 @@ struct World {
     health: tonic_health::pb::health_client::HealthClient<tonic::transport::Channel>,
     /// The login of the user kept behind the proxy.
     far_login: &'static str,
+    /// Whether far takes writes (SQL; LDAP is read-only).
+    far_writable: bool,
     _dir: tempfile::TempDir,
 }
 
@@ -286,13 +288,47 @@ async fn exercise(mut w: World) {
     w.assert_open_answers("too slow").await;
     w.heal("too slow").await;
 
-    // reset: answers cut mid-way fail the call, far opens.
+    // reset: answers cut mid-way fail the call, far opens. A write to far meanwhile either
+    // happens whole or not at all, and its answer says which.
     w.proxy.set(Mode::Reset);
+    let write = w.create("far", "cutoff").await;
     let (_, r) = w.search().await;
     assert!(r.customer_users.iter().any(|u| u.login == "near"));
     w.await_health(2, "reset").await;
     w.assert_open_answers("reset").await;
     w.heal("reset").await;
+    if w.far_writable {
+        let stored = w
+            .server
+            .users
+            .get_customer_user(pb::GetCustomerUserRequest {
+                login: "cutoff".into(),
+            })
+            .await;
+        match (&write, &stored) {
+            (Ok(()), Ok(u)) => {
+                let u = u.get_ref();
+                assert_eq!(
+                    (u.source.as_str(), u.email.as_str()),
+                    ("far", "cutoff@example.com")
+                );
+            }
+            (Err(e), Err(not_found)) => {
+                assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+                assert_eq!(
+                    not_found.code(),
+                    Code::NotFound,
+                    "not at all: {not_found:?}"
+                );
+            }
+            (Err(e), Ok(u)) => {
+                // Stored, but the answer was cut: the caller was told it may not have happened.
+                assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+                assert_eq!(u.get_ref().email, "cutoff@example.com", "whole");
+            }
+            (Ok(()), Err(e)) => panic!("a write answered OK is lost: {e:?}"),
+        }
+    }
 
     // Breaker metrics are exported per source.
     let body = metrics(&w.server).await;
@@ -344,6 +380,7 @@ async fn sql_world(backend: Backend) -> Option<World> {
         proxy,
         health,
         far_login: "faraway",
+        far_writable: true,
         _dir: dir,
     };
     w.create("near-db", "near").await.unwrap();
@@ -404,6 +441,7 @@ async fn openldap_behind_a_faulty_network_with_failover() {
         proxy,
         health,
         far_login: "faraway",
+        far_writable: false,
         _dir: pw_dir,
     };
     w.create("near-db", "near").await.unwrap();
