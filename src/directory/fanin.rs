@@ -197,7 +197,9 @@ where
         let name = b.source.name();
         let span = tracing::debug_span!("source", source = name, outcome = tracing::field::Empty);
         async move {
-            let r = match admit_read(&b.source).await {
+            let admitted = admit_read(&b.source).await;
+            let refused = admitted.is_err();
+            let r = match admitted {
                 Err(refused) => Err(refused),
                 Ok(()) => match timeout_at(until, call(&b.source)).await {
                     Ok(r) => {
@@ -225,6 +227,7 @@ where
                 },
             };
             let outcome = match &r {
+                _ if refused => "short_circuited",
                 Ok(_) => "ok",
                 Err(SourceError::Unavailable(_)) => "unavailable",
                 Err(SourceError::Failed(_)) => "failed",
@@ -232,7 +235,7 @@ where
             tracing::Span::current().record("outcome", outcome);
             metrics::histogram!("clientele_source_duration_seconds", "source" => name.to_owned(), "outcome" => outcome)
                 .record(started.elapsed().as_secs_f64());
-            if let Err(e) = &r {
+            if let (Err(e), false) = (&r, refused) {
                 metrics::counter!("clientele_source_errors_total", "source" => name.to_owned(), "outcome" => outcome).increment(1);
                 tracing::debug!(source = name, error = %e, "source call failed");
             }
