@@ -201,9 +201,10 @@ impl Db {
         &self.breaker
     }
 
-    /// Every operation calls this first. While the breaker is open: `Unavailable` at once
-    /// (saying since when and why), and a background trial is started (at most one at a time,
-    /// see `breaker::TRIAL_GAP`). While no connection is open, one direct connection within
+    /// Every operation calls this first. While the breaker is open: a trial is started (at
+    /// most one at a time, spaced by `breaker::TRIAL_GAP`) and awaited up to
+    /// `breaker::TRIAL_WAIT`; unless it reached the database, `Unavailable` (saying since when
+    /// and why). While no connection is open, one direct connection within
     /// `connect_timeout` proves the server answers (a refused connection opens the breaker at
     /// once instead of the pool retrying until its acquire timeout). Then connects and, the
     /// first time it succeeds, migrates.
