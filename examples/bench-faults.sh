@@ -17,15 +17,18 @@ PROXY=$!
 trap 'kill $PROXY $SERVER 2>/dev/null || true' EXIT
 SERVER=
 $T/clientele --config $CFG seed --users 10000 --customers 1000 --source main
-CLIENTELE_LOG=warn $T/clientele --config $CFG serve &
+CLIENTELE_LOG=warn,clientele::source::breaker=info $T/clientele --config $CFG serve 2>/tmp/clientele-faults-server.log &
 SERVER=$!
 sleep 3   # first contact: "far" is migrated while the proxy passes
-for mode in pass refuse blackhole "slow 50ms" reset; do
+# MODES="pass refuse" runs only those (modes are words; slow takes "slow:50ms").
+for mode in ${MODES:-pass refuse blackhole slow:50ms reset}; do
+  mode=$(echo "$mode" | tr : " ")
   echo "$mode" > $MODE
   sleep 3   # the mode reaches the proxy (100 ms) and, for faults, the breaker opens
-  echo "=== far: $mode"
+  echo "=== far: $mode (from $(date -u +%T.%N | cut -c1-12))"
   $T/examples/loadgen --server http://127.0.0.1:50063 --db-url postgres://postgres@127.0.0.1:5432/bench_faults \
     --users 10000 --customers 1000 --duration 10s --concurrency 4 --ops search,resolve100,get,auth
+  echo "healed at $(date -u +%T.%N | cut -c1-12)"
   echo pass > $MODE
   sleep 3   # healed: the probe (1 s) closes the breaker before the next mode
 done

@@ -40,8 +40,11 @@ struct Target<'a> {
 }
 
 impl Directory {
-    /// Pings every source and the group store concurrently, each bounded by `bound` (`None`:
-    /// by the source's `call_timeout`; the group store then by 15 s). A source whose circuit
+    /// Pings every source and the group store concurrently, each bounded by `bound` (`None`,
+    /// the health loop: by the smaller of the source's `call_timeout` and its
+    /// `connect_timeout` once the backend was first reached — a ping is the smallest unit of
+    /// work, so a backend that cannot answer one within `connect_timeout` is silent; the group
+    /// store then by 15 s). A source whose circuit
     /// is open first gets one trial (a connection within its `connect_timeout`); while it stays
     /// open its probe fails with the breaker's refusal. A ping that times out or cannot connect
     /// opens the source's breaker. One [`Probe`] per source in configuration order:
@@ -54,7 +57,7 @@ impl Directory {
                 name: b.source.name().to_owned(),
                 ping: b.source.reader.ping(),
                 fuse: b.source.fuse.clone(),
-                bound: Some(bound.unwrap_or(b.timeout)),
+                bound: Some(bound.unwrap_or_else(|| health_bound(b))),
             });
         }
         for b in &self.customers {
@@ -63,7 +66,7 @@ impl Directory {
                 name: b.source.name().to_owned(),
                 ping: b.source.reader.ping(),
                 fuse: b.source.fuse.clone(),
-                bound: Some(bound.unwrap_or(b.timeout)),
+                bound: Some(bound.unwrap_or_else(|| health_bound(b))),
             });
         }
         if let Some(g) = self.group_store() {
@@ -107,6 +110,14 @@ impl Directory {
             .map(|(name, fuse)| (name.to_owned(), fuse.snapshot()))
             .collect()
     }
+}
+
+/// The health loop's bound of one source's ping.
+fn health_bound<S: super::Held>(b: &super::Bounded<S>) -> Duration {
+    b.source
+        .fuse()
+        .and_then(|f| f.ping_bound())
+        .map_or(b.timeout, |p| b.timeout.min(p))
 }
 
 async fn probe_one(t: Target<'_>) -> Result<(), String> {

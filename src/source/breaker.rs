@@ -256,6 +256,10 @@ pub trait Fuse: Send + Sync {
     /// The state of the source (LDAP: open only while every host is; then the host that
     /// opened last speaks).
     fn snapshot(&self) -> Snapshot;
+    /// The health loop's bound for a ping (the smallest unit of work): the backend's
+    /// `connect_timeout`, so a silent backend whose connections are already open is found
+    /// within it; `None` while first contact (an SQL database's migrations) is still to come.
+    fn ping_bound(&self) -> Option<std::time::Duration>;
 }
 
 #[cfg(test)]

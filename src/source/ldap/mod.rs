@@ -340,6 +340,10 @@ impl Fuse for Hosts {
             short_circuited: all.iter().map(|s| s.short_circuited).sum(),
         }
     }
+
+    fn ping_bound(&self) -> Option<Duration> {
+        Some(self.settings.connect_timeout)
+    }
 }
 
 impl Directory {

@@ -446,6 +446,10 @@ impl Fuse for Db {
     fn snapshot(&self) -> Snapshot {
         self.breaker.snapshot()
     }
+
+    fn ping_bound(&self) -> Option<Duration> {
+        self.ready.get().map(|()| self.connect_timeout)
+    }
 }
 
 /// Removes the password from a URL for messages and logs.
