@@ -8,10 +8,10 @@
 //! - closed → open on a connection failure or a timeout of the source's own bounds
 //!   (`connect_timeout`, `call_timeout`), never on a query error (a bad statement, a bad filter)
 //!   and never because a caller's short deadline ran out;
-//! - open → closed on the first success of a *trial*: at most one trial runs at a time per
-//!   breaker ([`Breaker::try_trial`]); the background health probe runs one every probe
-//!   interval, and a call arriving at an open source starts one (at most one per
-//!   [`TRIAL_GAP`]); an SQL call waits for it at most [`TRIAL_WAIT`], so a healed backend
+//! - open → closed on the first success of a *trial*: the background health probe runs one
+//!   every probe interval, and at most one trial started by calls runs at a time per breaker
+//!   ([`Breaker::try_trial`]): a call arriving at an open source starts one (at most one per
+//!   [`TRIAL_GAP`]); the call waits for it at most [`TRIAL_WAIT`], so a healed backend
 //!   serves the next call while a silent one costs a call at most that, once per trial.
 //!
 //! Each transition is logged once (warn when opening, info when closing). A source's view of
@@ -32,16 +32,16 @@ use async_trait::async_trait;
 use crate::clock::Clock;
 use crate::source::SourceError;
 
-/// The most time between two trials calls start (the probe's trials do not wait): after a
-/// trial, the next one a call starts waits ten times as long as that trial took, at most this
-/// (a refusing server is retried almost at once, a silent one at most every connect_timeout
-/// plus this).
+/// The time between two trials calls start after a trial that took [`TRIAL_WAIT`] or more (a
+/// silent backend: tried at most every connect_timeout plus this); after a quicker failure (a
+/// refusing backend) the next call may try again at once, one trial at a time. The probe's
+/// trials do not wait.
 pub const TRIAL_GAP: Duration = Duration::from_millis(200);
 
 /// How long a call that started a trial waits for it (SQL): a trial that reaches the backend
 /// within this lets the call through, so a healed backend serves the very next call; a
 /// slower one goes on in the background and the call is refused.
-pub const TRIAL_WAIT: Duration = Duration::from_millis(25);
+pub const TRIAL_WAIT: Duration = Duration::from_millis(50);
 
 /// What a breaker looks like at one instant.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -102,10 +102,7 @@ impl Trial {
 
     /// The trial failed: the breaker stays open with `cause` as its last cause.
     pub fn failed(self, cause: &str) {
-        let mut inner = self.breaker.lock();
-        if let Some((_, _, last)) = inner.open.as_mut() {
-            cause.clone_into(last);
-        }
+        self.breaker.note_cause(cause);
     }
 }
 
@@ -182,6 +179,13 @@ impl Breaker {
         tracing::warn!(endpoint = %self.label, cause, "circuit opened: calls answer at once until a trial reaches it");
     }
 
+    /// A failure while open (a trial's, the probe's): `cause` becomes the last cause.
+    pub fn note_cause(&self, cause: &str) {
+        if let Some((_, _, last)) = self.lock().open.as_mut() {
+            cause.clone_into(last);
+        }
+    }
+
     /// A success reached the backend: an open breaker closes (logged once, at info).
     pub fn record_success(&self) {
         let mut inner = self.lock();
@@ -201,7 +205,7 @@ impl Breaker {
             let inner = self.lock();
             inner.open.as_ref()?;
             let recent = inner.last_trial.is_some_and(|(ended, took)| {
-                self.clock.monotonic().saturating_sub(ended) < (took * 10).min(TRIAL_GAP)
+                took >= TRIAL_WAIT && self.clock.monotonic().saturating_sub(ended) < TRIAL_GAP
             });
             if recent && !now {
                 return None;
@@ -250,8 +254,9 @@ pub trait Fuse: Send + Sync {
     /// A connection failure or timeout the caller observed (a call that ran out of
     /// `call_timeout`); opens the breaker.
     fn record_failure(&self, cause: &str);
-    /// One trial now (the health probe's): tries to reach the backend within its
-    /// `connect_timeout`, closes on success; `Ok` when the source is closed afterwards.
+    /// The health probe's trial, now and besides any trial a call runs: tries to reach the
+    /// backend within its `connect_timeout`, closes on success; `Ok` when the source is
+    /// closed afterwards.
     async fn trial(&self) -> Result<(), SourceError>;
     /// The state of the source (LDAP: open only while every host is; then the host that
     /// opened last speaks).

@@ -293,14 +293,15 @@ impl Fuse for Hosts {
 
     async fn trial(&self) -> Result<(), SourceError> {
         for (i, b) in self.breakers.iter().enumerate() {
-            if let Some(trial) = b.try_trial(true) {
-                match self.open(i).await {
-                    Ok(mut ldap) => {
-                        trial.succeeded();
-                        let _ = ldap.unbind().await;
-                    }
-                    Err((e, _)) => trial.failed(&e.to_string()),
+            if !b.is_open() {
+                continue;
+            }
+            match self.open(i).await {
+                Ok(mut ldap) => {
+                    b.record_success();
+                    let _ = ldap.unbind().await;
                 }
+                Err((e, _)) => b.note_cause(&e.to_string()),
             }
         }
         match self.breakers.iter().any(|b| !b.is_open()) {

@@ -434,11 +434,9 @@ impl Fuse for Db {
     }
 
     async fn trial(&self) -> Result<(), SourceError> {
-        if let Some(trial) = self.breaker.try_trial(true) {
-            match connect_once(&self.url, self.connect_timeout).await {
-                Ok(()) => trial.succeeded(),
-                Err(cause) => trial.failed(&cause),
-            }
+        match connect_once(&self.url, self.connect_timeout).await {
+            Ok(()) => self.breaker.record_success(),
+            Err(cause) => self.breaker.note_cause(&cause),
         }
         self.breaker.state()
     }
