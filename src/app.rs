@@ -291,7 +291,10 @@ fn tls_config(tls: &crate::config::TlsConfig) -> Result<ServerTlsConfig, String>
 }
 
 /// Keeps `source/<name>` health current and logs changes (first probe at start-up: a source
-/// that is down is reported, and retried every probe until it serves); records pool usage.
+/// that is down is reported, and retried every probe until it serves); records pool usage and,
+/// per source, its circuit: `clientele_source_state` (1 open, 0 closed) and
+/// `clientele_source_open_seconds` (time spent open), sampled every probe. Each probe
+/// gives an open source its trial, so a healed source serves again within one interval.
 async fn probe_sources(
     dir: Arc<Directory>,
     reporter: HealthReporter,
@@ -328,6 +331,12 @@ async fn probe_sources(
                     }
                 }
             }
+        }
+        for (name, snap) in dir.breakers() {
+            metrics::gauge!("clientele_source_state", "source" => name.clone())
+                .set(if snap.is_open() { 1.0 } else { 0.0 });
+            metrics::gauge!("clientele_source_open_seconds", "source" => name)
+                .set(snap.open_for.as_secs_f64());
         }
         for (_, db) in &databases {
             let pool = db.pool();

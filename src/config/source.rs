@@ -45,12 +45,20 @@ pub struct SourceSettings {
     pub read_only: bool,
     #[serde(default = "default_pool_size")]
     pub pool_size: u32,
-    /// Bound for establishing a connection.
+    /// Bound for establishing a connection (and for waiting for a pooled one); default 1 s.
+    /// Running out opens the source's circuit breaker.
     #[serde(default = "default_connect_timeout", deserialize_with = "duration")]
     pub connect_timeout: Duration,
-    /// Bound for one call to this source (the caller's deadline, when shorter, wins).
-    #[serde(default = "default_timeout", deserialize_with = "duration")]
-    pub timeout: Duration,
+    /// Bound for one call to this source, default 5 s: a call ends at the smaller of this and
+    /// the caller's deadline minus a margin; running out of it (not of the caller's deadline)
+    /// opens the source's circuit breaker. `timeout` is its deprecated spelling, still read
+    /// (a file must not give both).
+    #[serde(
+        default = "default_call_timeout",
+        alias = "timeout",
+        deserialize_with = "duration"
+    )]
+    pub call_timeout: Duration,
     #[serde(default = "default_list_limit")]
     pub list_limit: u32,
     #[serde(default)]
@@ -80,7 +88,7 @@ impl SourceSettings {
             read_only: false,
             pool_size: default_pool_size(),
             connect_timeout: default_connect_timeout(),
-            timeout: default_timeout(),
+            call_timeout: default_call_timeout(),
             list_limit: default_list_limit(),
             case_sensitive: false,
             search_fields: None,
@@ -231,10 +239,10 @@ fn default_pool_size() -> u32 {
     8
 }
 fn default_connect_timeout() -> Duration {
-    Duration::from_secs(5)
+    Duration::from_secs(1)
 }
-fn default_timeout() -> Duration {
-    Duration::from_secs(10)
+fn default_call_timeout() -> Duration {
+    Duration::from_secs(5)
 }
 fn default_cache_size() -> u64 {
     10_000
@@ -350,7 +358,7 @@ pub struct CustomerSourceSettings {
 }
 
 // `Debug` without the passwords a URL may hold.
-secret::debug_redacting_urls!(SourceSettings { name, read_only, pool_size, connect_timeout, timeout, list_limit, case_sensitive, search_fields, search_prefix, search_suffix, cache_ttl, cache_size, map } urls { url });
+secret::debug_redacting_urls!(SourceSettings { name, read_only, pool_size, connect_timeout, call_timeout, list_limit, case_sensitive, search_fields, search_prefix, search_suffix, cache_ttl, cache_size, map } urls { url });
 secret::debug_redacting_urls!(LdapKeys { base_dn, scope, bind_dn, bind_password_env, bind_password_file, always_filter, invalid_filter, starttls, ca_file } urls { urls, store_url });
 secret::debug_redacting_urls!(LdapBackend { base_dn, scope, bind_dn, bind_password_env, bind_password_file, always_filter, invalid_filter, starttls, ca_file } urls { urls });
 secret::debug_redacting_urls!(UserSourceSettings { settings, backend, map, search_fields, postmaster_fields, name_fields, name_join, email_unique, customer_company_support } urls { url, store_url });
@@ -468,6 +476,16 @@ fn field_names<T: for<'de> Deserialize<'de>>() -> &'static [&'static str] {
     names
 }
 
+/// `connect_timeout` and `call_timeout` (or its deprecated spelling `timeout`) are positive.
+fn check_timeouts(s: &SourceSettings, key: &str, problems: &mut Vec<String>) {
+    if s.call_timeout.is_zero() {
+        problems.push(format!("{key}.call_timeout: must be positive"));
+    }
+    if s.connect_timeout.is_zero() {
+        problems.push(format!("{key}.connect_timeout: must be positive"));
+    }
+}
+
 /// The source name: non-empty, without surrounding spaces.
 fn check_name(s: &SourceSettings, key: &str, problems: &mut Vec<String>) {
     if s.name.trim().is_empty() || s.name.trim() != s.name {
@@ -514,9 +532,7 @@ fn check_sql(
     if s.pool_size == 0 {
         problems.push(format!("{key}.pool_size: must be at least 1"));
     }
-    if s.timeout.is_zero() {
-        problems.push(format!("{key}.timeout: must be positive"));
-    }
+    check_timeouts(s, key, problems);
     for (k, v) in [
         ("search_prefix", &s.search_prefix),
         ("search_suffix", &s.search_suffix),
@@ -543,6 +559,7 @@ fn check_ldap(
     problems: &mut Vec<String>,
 ) -> (String, LdapBackend) {
     let urls: Vec<String> = s.url.iter().chain(&k.urls).cloned().collect();
+    check_timeouts(s, key, problems);
     if urls.is_empty() {
         problems.push(format!(
             "{key}.url: an ldap:// or ldaps:// URL (or urls) is required"
@@ -796,4 +813,41 @@ pub(super) fn resolve_customer_sources(
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use std::time::Duration;
+
+    fn timeouts(keys: &str) -> Result<(Duration, Duration), String> {
+        let toml = format!(
+            "[[customer_user_sources]]\nname = \"a\"\nkind = \"sql\"\nurl = \"sqlite://a.db\"\n{keys}"
+        );
+        let s = Config::from_toml(&toml, Vec::new())
+            .and_then(Config::validate)
+            .map_err(|e| e.to_string())?;
+        let u = &s.user_sources[0].settings;
+        Ok((u.connect_timeout, u.call_timeout))
+    }
+
+    #[test]
+    fn call_timeout_defaults_and_its_deprecated_spelling() {
+        assert_eq!(
+            timeouts("").unwrap(),
+            (Duration::from_secs(1), Duration::from_secs(5))
+        );
+        assert_eq!(
+            timeouts("call_timeout = \"2s\"").unwrap().1,
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            timeouts("timeout = \"3s\"").unwrap().1,
+            Duration::from_secs(3),
+            "timeout is still read"
+        );
+        let e = timeouts("call_timeout = \"0s\"").unwrap_err();
+        assert!(e.contains("call_timeout: must be positive"), "{e}");
+        assert!(timeouts("timeout = \"1s\"\ncall_timeout = \"2s\"").is_err());
+    }
 }

@@ -1,9 +1,11 @@
 //! The fan-out and fan-in rules of the multiplexer, each written once: calling every source
-//! concurrently within its bound ([`fan_out`]), collecting per-source statuses with the "every
-//! source failed" rule ([`collect`]), merging pages ([`merge_pages`]), finding the record and
-//! the source holding it ([`locate`]), proving a key unused everywhere ([`ensure_key_free`]),
-//! and choosing a write target with the one read-only refusal ([`write_target`],
-//! [`writer_of`]).
+//! concurrently within its bound, answering at once for a source whose circuit is open and
+//! feeding connection failures and `call_timeout`s to its breaker ([`fan_out`]), collecting
+//! per-source statuses with the "every source failed" rule ([`collect`]), merging pages
+//! ([`merge_pages`]), finding the record and the source holding it ([`locate`]), proving a key
+//! unused everywhere ([`ensure_key_free`]; an open source refuses the write at once), and
+//! choosing a write target with the one read-only refusal and the one open-source refusal
+//! ([`write_target`], [`writer_of`]).
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -14,10 +16,15 @@ use tracing::Instrument;
 use crate::domain::{fold, search::Page, Record};
 use crate::error::{Error, Result};
 use crate::source::{
-    cached, CustomerSourceBundle, CustomerWriter, SourceError, UserSourceBundle, UserWriter,
+    breaker::Fuse, cached, CustomerSourceBundle, CustomerWriter, SourceError, UserSourceBundle,
+    UserWriter,
 };
 
-/// A source with the bound for each call to it.
+/// What a source call leaves of the caller's deadline for merging the answers: a call ends at
+/// the smaller of the source's `call_timeout` and the deadline minus this.
+pub const SOURCE_MARGIN: Duration = Duration::from_millis(10);
+
+/// A source with the bound for each call to it (its `call_timeout`).
 pub struct Bounded<S> {
     pub source: S,
     pub timeout: Duration,
@@ -52,6 +59,33 @@ pub trait Held {
     fn name(&self) -> &str;
     /// `None` for a read-only source.
     fn writer(&self) -> Option<&Arc<Self::Writer>>;
+    /// The circuit breakers of the source's backend (`None`: nothing to break).
+    fn fuse(&self) -> Option<&Arc<dyn Fuse>> {
+        None
+    }
+}
+
+/// `Ok` unless the source's circuit is open: then `Unavailable` naming the source, at once
+/// (counted in `clientele_source_short_circuited_total`).
+pub fn admit<S: Held>(source: &S) -> std::result::Result<(), SourceError> {
+    let Some(fuse) = source.fuse() else {
+        return Ok(());
+    };
+    fuse.check().inspect_err(|_| short_circuited(source))
+}
+
+/// [`admit`] for a read about to be made: the source may give a trial its short wait
+/// (`breaker::TRIAL_WAIT`) and let the read through when it succeeded.
+async fn admit_read<S: Held>(source: &S) -> std::result::Result<(), SourceError> {
+    let Some(fuse) = source.fuse() else {
+        return Ok(());
+    };
+    fuse.admit().await.inspect_err(|_| short_circuited(source))
+}
+
+fn short_circuited<S: Held>(source: &S) {
+    metrics::counter!("clientele_source_short_circuited_total", "source" => source.name().to_owned())
+        .increment(1);
 }
 
 impl Held for UserSourceBundle {
@@ -64,6 +98,9 @@ impl Held for UserSourceBundle {
     fn writer(&self) -> Option<&Arc<dyn UserWriter>> {
         self.writer.as_ref()
     }
+    fn fuse(&self) -> Option<&Arc<dyn Fuse>> {
+        self.fuse.as_ref()
+    }
 }
 
 impl Held for CustomerSourceBundle {
@@ -75,6 +112,9 @@ impl Held for CustomerSourceBundle {
     }
     fn writer(&self) -> Option<&Arc<dyn CustomerWriter>> {
         self.writer.as_ref()
+    }
+    fn fuse(&self) -> Option<&Arc<dyn Fuse>> {
+        self.fuse.as_ref()
     }
 }
 
@@ -97,7 +137,8 @@ pub fn writer_of<S: Held>(source: &S) -> Result<&Arc<S::Writer>> {
 }
 
 /// The source a create goes to: the named one, or the first writable one; a named read-only
-/// source is refused ([`read_only`]), an unknown name is `InvalidArgument` on `source`.
+/// source is refused ([`read_only`]), an unknown name is `InvalidArgument` on `source`, a
+/// target whose circuit is open is `Unavailable` naming it, at once.
 pub fn write_target<'a, S: Held>(
     sources: &'a [Bounded<S>],
     name: Option<&str>,
@@ -119,11 +160,24 @@ pub fn write_target<'a, S: Held>(
                 message: format!("no writable {} source is configured", S::KIND),
             })?,
     };
-    Ok((target, writer_of(target)?))
+    let writer = writer_of(target)?;
+    admit(target).map_err(|e| {
+        Error::Unavailable(format!(
+            "{} source {:?} cannot be written now: {e}",
+            S::KIND,
+            target.name()
+        ))
+    })?;
+    Ok((target, writer))
 }
 
-/// Runs `call` on every source concurrently, each bounded by the earlier of `deadline` and the
-/// source's own timeout (running out is `SourceError::Unavailable`); results in source order.
+/// Runs `call` on every source concurrently, each bounded by the earlier of `deadline` minus
+/// [`SOURCE_MARGIN`] and the source's own `call_timeout` (running out is
+/// `SourceError::Unavailable`); results in source order. A source whose circuit is open is not
+/// called: its result is the breaker's refusal, at once. A call that ran out of its
+/// `call_timeout`, or answered `Unavailable` (the connection failed), opens the source's
+/// breaker; running out of the caller's deadline does not (the caller's budget says nothing
+/// about the source), nor does a query error (`Failed`).
 pub async fn fan_out<'a, S, T, F, Fut>(
     sources: impl IntoIterator<Item = &'a Bounded<S>>,
     deadline: Instant,
@@ -136,21 +190,45 @@ where
 {
     let started = Instant::now();
     let sources: Vec<&'a Bounded<S>> = sources.into_iter().collect();
+    let caller_until = deadline.checked_sub(SOURCE_MARGIN).unwrap_or(deadline);
     let calls = sources.iter().map(|b| {
-        let until = deadline.min(started + b.timeout);
-        let fut = call(&b.source);
+        let own_until = started + b.timeout;
+        let until = caller_until.min(own_until);
+        let call = &call;
         let name = b.source.name();
         let span = tracing::debug_span!("source", source = name, outcome = tracing::field::Empty);
         async move {
-            let r = timeout_at(until, fut).await.unwrap_or_else(|_| {
-                Err(SourceError::Unavailable(format!(
-                    "no answer within {} ms (deadline or source timeout)",
-                    b.timeout
-                        .min(deadline.saturating_duration_since(started))
-                        .as_millis()
-                )))
-            });
+            let admitted = admit_read(&b.source).await;
+            let refused = admitted.is_err();
+            let r = match admitted {
+                Err(refused) => Err(refused),
+                Ok(()) => match timeout_at(until, call(&b.source)).await {
+                    Ok(r) => {
+                        if let (Err(SourceError::Unavailable(cause)), Some(fuse)) =
+                            (&r, b.source.fuse())
+                        {
+                            fuse.record_failure(cause);
+                        }
+                        r
+                    }
+                    Err(_) if own_until <= caller_until => {
+                        let cause = format!(
+                            "no answer within call_timeout ({} ms)",
+                            b.timeout.as_millis()
+                        );
+                        if let Some(fuse) = b.source.fuse() {
+                            fuse.record_failure(&cause);
+                        }
+                        Err(SourceError::Unavailable(cause))
+                    }
+                    Err(_) => Err(SourceError::Unavailable(format!(
+                        "no answer within the caller's deadline ({} ms)",
+                        caller_until.saturating_duration_since(started).as_millis()
+                    ))),
+                },
+            };
             let outcome = match &r {
+                _ if refused => "short_circuited",
                 Ok(_) => "ok",
                 Err(SourceError::Unavailable(_)) => "unavailable",
                 Err(SourceError::Failed(_)) => "failed",
@@ -158,7 +236,7 @@ where
             tracing::Span::current().record("outcome", outcome);
             metrics::histogram!("clientele_source_duration_seconds", "source" => name.to_owned(), "outcome" => outcome)
                 .record(started.elapsed().as_secs_f64());
-            if let Err(e) = &r {
+            if let (Err(e), false) = (&r, refused) {
                 metrics::counter!("clientele_source_errors_total", "source" => name.to_owned(), "outcome" => outcome).increment(1);
                 tracing::debug!(source = name, error = %e, "source call failed");
             }
@@ -275,7 +353,8 @@ where
 
 /// Proves that no source holds `key` (field `field` of `S::RECORD`): a source that has it is
 /// `AlreadyExists` naming that source, a source that cannot answer is `Unavailable` (the key
-/// cannot be proven unused). `except` (source name, current key) is the record being renamed:
+/// cannot be proven unused; a source whose circuit is open is refused at once, before any
+/// source is asked). `except` (source name, current key) is the record being renamed:
 /// its own source may hold the same key up to case (a rename that only changes case).
 /// Every source is asked itself, never a per-replica cache (which may hold a "not found" from
 /// before another replica wrote the key): the reads go through [`cached::bypass`] and refresh
@@ -294,6 +373,12 @@ where
     F: Fn(&'a S) -> Fut,
     Fut: Future<Output = std::result::Result<Option<R>, SourceError>>,
 {
+    // A source that is open cannot prove anything: refuse before asking the others.
+    for b in sources {
+        if let Err(e) = admit(&b.source) {
+            return Err(cannot_verify::<S>(field, key, b.source.name(), &e));
+        }
+    }
     let fresh = |s: &'a S| cached::bypass(true, get(s));
     for (source, r) in fan_out(sources, deadline, fresh).await {
         let name = source.name();
@@ -311,15 +396,18 @@ where
                 })
             }
             Ok(None) => {}
-            Err(e) => {
-                return Err(Error::Unavailable(format!(
-                    "cannot verify that no {} has {field} {key:?}: source {name:?} {e}",
-                    S::RECORD
-                )))
-            }
+            Err(e) => return Err(cannot_verify::<S>(field, key, name, &e)),
         }
     }
     Ok(())
+}
+
+/// The refusal of a write whose key source `name` could not check.
+fn cannot_verify<S: Held>(field: &str, key: &str, name: &str, e: &SourceError) -> Error {
+    Error::Unavailable(format!(
+        "cannot verify that no {} has {field} {key:?}: source {name:?} {e}",
+        S::RECORD
+    ))
 }
 
 #[cfg(test)]

@@ -54,7 +54,7 @@ pub fn build(settings: &Settings, clock: &Arc<dyn Clock>) -> Result<Sources, Str
         };
         users.push(Bounded {
             source: cached(s, source, clock),
-            timeout: s.settings.timeout,
+            timeout: s.settings.call_timeout,
         });
     }
     let mut customers = Vec::new();
@@ -73,7 +73,7 @@ pub fn build(settings: &Settings, clock: &Arc<dyn Clock>) -> Result<Sources, Str
         };
         customers.push(Bounded {
             source,
-            timeout: s.settings.timeout,
+            timeout: s.settings.call_timeout,
         });
     }
     let groups = settings

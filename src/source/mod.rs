@@ -5,7 +5,9 @@
 //! ([`CustomerReader`]) and, when writable, write ([`CustomerWriter`]). The multiplexer
 //! (`directory`) holds one [`UserSourceBundle`] / [`CustomerSourceBundle`] per configured source,
 //! in which a read-only source simply has no writer. Also here: the group store trait and the
-//! plain types the traits speak ([`SourceError`], [`LoginState`], [`Failure`]).
+//! plain types the traits speak ([`SourceError`], [`LoginState`], [`Failure`]). Circuit
+//! breakers of SQL databases and LDAP hosts are in [`breaker`]; a bundle carries its
+//! source's [`breaker::Fuse`].
 //!
 //! Contracts shared by every method:
 //! - keys (logins, customer ids) are matched case-insensitively (Unicode), unless the source is
@@ -14,6 +16,7 @@
 //!   empty list;
 //! - lists are sorted by key, case-insensitively.
 
+pub mod breaker;
 pub mod cached;
 pub mod factory;
 pub mod ldap;
@@ -236,6 +239,8 @@ pub struct UserSourceBundle {
     pub writer: Option<Arc<dyn UserWriter>>,
     pub credentials: Credentials,
     pub companion: Arc<dyn Companion>,
+    /// The breakers of the backend its reads go to (`None`: nothing to break).
+    pub fuse: Option<Arc<dyn breaker::Fuse>>,
     cache: Option<Arc<cached::CachedUserReader>>,
 }
 
@@ -252,8 +257,15 @@ impl UserSourceBundle {
             writer,
             credentials,
             companion,
+            fuse: None,
             cache: None,
         }
+    }
+
+    /// The same source guarded by `fuse` (see `source::breaker`).
+    pub fn with_fuse(mut self, fuse: Arc<dyn breaker::Fuse>) -> Self {
+        self.fuse = Some(fuse);
+        self
     }
 
     /// Puts a per-replica cache of `size` entries, each valid for `ttl` on `clock`, in front
@@ -337,11 +349,23 @@ pub struct CustomerSourceBundle {
     pub reader: Arc<dyn CustomerReader>,
     /// `None`: the source is read-only.
     pub writer: Option<Arc<dyn CustomerWriter>>,
+    /// The breakers of its backend (`None`: nothing to break).
+    pub fuse: Option<Arc<dyn breaker::Fuse>>,
 }
 
 impl CustomerSourceBundle {
     pub fn new(reader: Arc<dyn CustomerReader>, writer: Option<Arc<dyn CustomerWriter>>) -> Self {
-        Self { reader, writer }
+        Self {
+            reader,
+            writer,
+            fuse: None,
+        }
+    }
+
+    /// The same source guarded by `fuse` (see `source::breaker`).
+    pub fn with_fuse(mut self, fuse: Arc<dyn breaker::Fuse>) -> Self {
+        self.fuse = Some(fuse);
+        self
     }
 
     /// The configured name.

@@ -89,7 +89,8 @@ impl LdapCustomerSource {
 impl LdapCustomerSource {
     /// The capabilities the directory holds: reads only (an LDAP customer source is read-only).
     pub fn into_bundle(self: std::sync::Arc<Self>) -> CustomerSourceBundle {
-        CustomerSourceBundle::new(self, None)
+        let fuse = self.dir.fuse();
+        CustomerSourceBundle::new(self, None).with_fuse(fuse)
     }
 }
 

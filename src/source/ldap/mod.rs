@@ -1,6 +1,9 @@
-//! LDAP directories as read-only sources (ldap3): server failover, StartTLS/LDAPS with
-//! certificate verification, a small pool of reused, self-healing connections, RFC 4515 escaped
-//! filters built from the search grammar, and size limits reported as truncation.
+//! LDAP directories as read-only sources (ldap3): server failover with a circuit breaker per
+//! host ([`Hosts`]: an open host is skipped, the directory answers at once only while every
+//! host is open), StartTLS/LDAPS with certificate verification, a small pool of reused,
+//! self-healing connections, every operation bounded by `call_timeout` and every connect by
+//! `connect_timeout`, RFC 4515 escaped filters built from the search grammar, and size limits
+//! reported as truncation.
 //!
 //! As with SQL: the directory narrows, Rust decides — every entry is checked again with the
 //! same Unicode rules before it is returned.
@@ -18,6 +21,7 @@ use std::{
     time::Duration,
 };
 
+use async_trait::async_trait;
 use ldap3::{
     adapters::{Adapter, EntriesOnly, PagedResults},
     ldap_escape, Ldap, LdapConnAsync, LdapConnSettings, LdapError, LdapResult, Scope, SearchEntry,
@@ -31,6 +35,7 @@ use crate::domain::{
     query::{Expr, Pattern, Piece},
     Attr, Field,
 };
+use crate::source::breaker::{Breaker, Fuse, Snapshot, TRIAL_WAIT};
 use crate::source::SourceError;
 
 /// LDAP result codes this module tells apart.
@@ -84,19 +89,33 @@ impl DirectorySettings {
             starttls: l.starttls,
             ca_file: l.ca_file.clone(),
             connect_timeout: s.connect_timeout,
-            op_timeout: s.timeout,
+            op_timeout: s.call_timeout,
             pool_size: s.pool_size.clamp(1, 8) as usize,
         })
     }
 }
 
 /// A small pool of multiplexed connections; a connection that fails is dropped and the next
-/// call reconnects (so a restarted server is used again without restarting Clientele).
+/// call reconnects (so a restarted server is used again without restarting Clientele). Each
+/// host (url) has its circuit breaker ([`Hosts`]): failover skips an open host, and the
+/// directory refuses at once only while every host is open.
 pub struct Directory {
     pub settings: DirectorySettings,
-    tls: Option<Arc<rustls::ClientConfig>>,
-    slots: Vec<Mutex<Option<Ldap>>>,
+    hosts: Arc<Hosts>,
+    /// Per slot: the host index the connection is to, and the connection.
+    slots: Vec<Mutex<Option<(usize, Ldap)>>>,
     next: AtomicUsize,
+}
+
+/// The servers of one directory, in failover order, each with its breaker: a connection
+/// failure, a timeout (`connect_timeout` to connect, `call_timeout` per operation) or a broken
+/// connection opens a host; a successful connection (a trial's, the probe's) closes it.
+pub struct Hosts {
+    settings: DirectorySettings,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    breakers: Vec<Arc<Breaker>>,
+    /// The host the last connection went to (the one a caller's timeout blames).
+    current: AtomicUsize,
 }
 
 fn tls_config(ca_file: Option<&str>) -> Result<Option<Arc<rustls::ClientConfig>>, String> {
@@ -124,77 +143,262 @@ fn unavailable(what: &str, e: impl std::fmt::Display) -> SourceError {
     SourceError::Unavailable(format!("{what}: {e}"))
 }
 
+impl Hosts {
+    /// Opens a connection to host `i` and, when configured, binds as the service account:
+    /// `Err((error, counts))`, where `counts` says whether the failure is the host's (cannot
+    /// connect, timeout) rather than a refused bind.
+    async fn open(&self, i: usize) -> Result<Ldap, (SourceError, bool)> {
+        let url = &self.settings.urls[i];
+        let mut cs = LdapConnSettings::new()
+            .set_conn_timeout(self.settings.connect_timeout)
+            .set_starttls(self.settings.starttls);
+        if let Some(tls) = &self.tls {
+            cs = cs.set_config(tls.clone());
+        }
+        let (conn, mut ldap) = LdapConnAsync::with_settings(cs, url)
+            .await
+            .map_err(|e| (unavailable(url, e), true))?;
+        ldap3::drive!(conn);
+        if let Some((dn, pw)) = &self.settings.bind {
+            let r = ldap
+                .with_timeout(self.settings.op_timeout)
+                .simple_bind(dn, pw)
+                .await
+                .map_err(|e| (unavailable(&format!("bind to {url}"), e), true))?;
+            if r.rc == RC_INVALID_CREDENTIALS {
+                return Err((
+                    SourceError::Failed(format!(
+                        "bind refused by {url} for {dn:?}: invalid credentials"
+                    )),
+                    false,
+                ));
+            }
+            if r.rc != 0 {
+                return Err((
+                    SourceError::Failed(format!("bind refused by {url} for {dn:?}: {r}")),
+                    false,
+                ));
+            }
+        }
+        Ok(ldap)
+    }
+
+    /// Connects to the first host that is not open and answers (recording each host's
+    /// outcome on its breaker). While every host is open, a trial of one host starts (see
+    /// `breaker::TRIAL_GAP`) and is awaited up to `breaker::TRIAL_WAIT`: when it reached its
+    /// host, that host is used; otherwise the refusal, at once.
+    async fn connect(self: &Arc<Self>) -> Result<(usize, Ldap), SourceError> {
+        match self.connect_open_hosts().await {
+            Err(None) => {}
+            other => return other.map_err(|e| e.unwrap_or_else(|| self.refusal())),
+        }
+        let Some(trial) = self.start_trial() else {
+            return Err(self.refusal());
+        };
+        match tokio::time::timeout(TRIAL_WAIT, trial).await {
+            Ok(Ok(true)) => self
+                .connect_open_hosts()
+                .await
+                .map_err(|e| e.unwrap_or_else(|| self.refusal())),
+            _ => Err(self.refusal()),
+        }
+    }
+
+    /// The refusal of a directory whose hosts are all open: the one that opened last speaks.
+    fn refusal(&self) -> SourceError {
+        self.breakers
+            .iter()
+            .max_by_key(|b| b.snapshot().open_since)
+            .and_then(|b| b.check().err())
+            .unwrap_or_else(|| SourceError::Unavailable("every LDAP host is open".into()))
+    }
+
+    /// Tries each host that is not open, in order; `Err(None)`: every host is open.
+    async fn connect_open_hosts(&self) -> Result<(usize, Ldap), Option<SourceError>> {
+        let mut errors = Vec::new();
+        for (i, breaker) in self.breakers.iter().enumerate() {
+            if breaker.is_open() {
+                continue;
+            }
+            match self.open(i).await {
+                Ok(ldap) => {
+                    breaker.record_success();
+                    self.current.store(i, Ordering::Relaxed);
+                    return Ok((i, ldap));
+                }
+                Err((e, false)) => return Err(Some(e)),
+                Err((e, true)) => {
+                    breaker.record_failure(&e.to_string());
+                    errors.push(e.to_string());
+                }
+            }
+        }
+        if errors.is_empty() {
+            return Err(None);
+        }
+        Err(Some(SourceError::Unavailable(format!(
+            "cannot connect: {}",
+            errors.join("; ")
+        ))))
+    }
+
+    /// A trial of one open host in the background (see `breaker::TRIAL_GAP`); its handle says
+    /// whether it closed that host.
+    fn start_trial(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<bool>> {
+        let rt = tokio::runtime::Handle::try_current().ok()?;
+        let (i, trial) = self
+            .breakers
+            .iter()
+            .enumerate()
+            .find_map(|(i, b)| Some((i, b.try_trial(false)?)))?;
+        let hosts = self.clone();
+        Some(rt.spawn(async move {
+            match hosts.open(i).await {
+                Ok(mut ldap) => {
+                    trial.succeeded();
+                    let _ = ldap.unbind().await;
+                    true
+                }
+                Err((e, _)) => {
+                    trial.failed(&e.to_string());
+                    false
+                }
+            }
+        }))
+    }
+}
+
+#[async_trait]
+impl Fuse for Hosts {
+    fn check(&self) -> Result<(), SourceError> {
+        if self.breakers.iter().any(|b| !b.is_open()) {
+            return Ok(());
+        }
+        // Every host is open: the one that opened last speaks.
+        let last = self
+            .breakers
+            .iter()
+            .max_by_key(|b| b.snapshot().open_since)
+            .map(|b| b.check());
+        last.unwrap_or(Ok(()))
+    }
+
+    /// Hosts record their own failures (connections, `call_timeout` on each operation); a
+    /// failure a caller saw (its bound ran out first) opens the host last connected to.
+    fn record_failure(&self, cause: &str) {
+        if let Some(b) = self.breakers.get(self.current.load(Ordering::Relaxed)) {
+            b.record_failure(cause);
+        }
+    }
+
+    async fn trial(&self) -> Result<(), SourceError> {
+        for (i, b) in self.breakers.iter().enumerate() {
+            if !b.is_open() {
+                continue;
+            }
+            match self.open(i).await {
+                Ok(mut ldap) => {
+                    b.record_success();
+                    let _ = ldap.unbind().await;
+                }
+                Err((e, _)) => b.note_cause(&e.to_string()),
+            }
+        }
+        match self.breakers.iter().any(|b| !b.is_open()) {
+            true => Ok(()),
+            false => self
+                .breakers
+                .iter()
+                .max_by_key(|b| b.snapshot().open_since)
+                .map(|b| b.state())
+                .unwrap_or(Ok(())),
+        }
+    }
+
+    /// Open while every host is: since the last host opened, with every host's cause; time
+    /// open is the shortest of the hosts'; short-circuits are summed.
+    fn snapshot(&self) -> Snapshot {
+        let all: Vec<Snapshot> = self.breakers.iter().map(|b| b.snapshot()).collect();
+        let open = all.iter().all(Snapshot::is_open);
+        Snapshot {
+            open_since: if open {
+                all.iter().filter_map(|s| s.open_since).max()
+            } else {
+                None
+            },
+            cause: if open {
+                self.settings
+                    .urls
+                    .iter()
+                    .zip(&all)
+                    .map(|(u, s)| format!("{u}: {}", s.cause))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            } else {
+                String::new()
+            },
+            open_for: all.iter().map(|s| s.open_for).min().unwrap_or_default(),
+            short_circuited: all.iter().map(|s| s.short_circuited).sum(),
+        }
+    }
+
+    fn ping_bound(&self) -> Option<Duration> {
+        Some(self.settings.connect_timeout)
+    }
+}
+
 impl Directory {
     pub fn new(settings: DirectorySettings) -> Result<Self, String> {
         let tls = tls_config(settings.ca_file.as_deref())?;
         let slots = (0..settings.pool_size).map(|_| Mutex::new(None)).collect();
+        let clock = crate::clock::system();
+        let breakers = settings
+            .urls
+            .iter()
+            .map(|u| Breaker::new(format!("LDAP host {u}"), clock.clone()))
+            .collect();
         Ok(Self {
+            hosts: Arc::new(Hosts {
+                settings: settings.clone(),
+                tls,
+                breakers,
+                current: AtomicUsize::new(0),
+            }),
             settings,
-            tls,
             slots,
             next: AtomicUsize::new(0),
         })
     }
 
-    /// Connects to the first server that answers and binds.
-    async fn connect(&self) -> Result<Ldap, SourceError> {
-        let mut errors = Vec::new();
-        for url in &self.settings.urls {
-            let mut cs = LdapConnSettings::new()
-                .set_conn_timeout(self.settings.connect_timeout)
-                .set_starttls(self.settings.starttls);
-            if let Some(tls) = &self.tls {
-                cs = cs.set_config(tls.clone());
-            }
-            match LdapConnAsync::with_settings(cs, url).await {
-                Ok((conn, mut ldap)) => {
-                    ldap3::drive!(conn);
-                    if let Some((dn, pw)) = &self.settings.bind {
-                        let r = ldap
-                            .with_timeout(self.settings.op_timeout)
-                            .simple_bind(dn, pw)
-                            .await
-                            .map_err(|e| unavailable(&format!("bind to {url}"), e))?;
-                        if r.rc == RC_INVALID_CREDENTIALS {
-                            return Err(SourceError::Failed(format!(
-                                "bind refused by {url} for {dn:?}: invalid credentials"
-                            )));
-                        }
-                        if r.rc != 0 {
-                            return Err(SourceError::Failed(format!(
-                                "bind refused by {url} for {dn:?}: {r}"
-                            )));
-                        }
-                    }
-                    return Ok(ldap);
-                }
-                Err(e) => errors.push(format!("{url}: {e}")),
-            }
-        }
-        Err(SourceError::Unavailable(format!(
-            "cannot connect: {}",
-            errors.join("; ")
-        )))
+    /// The breakers of this directory's hosts, as its sources see them.
+    pub fn fuse(&self) -> Arc<dyn Fuse> {
+        self.hosts.clone()
     }
 
     /// Checks `password` by binding as `dn` on a connection of its own (never pooled: it
-    /// carries the user's identity). An empty password is refused before it reaches the server
-    /// (an empty simple bind would be an anonymous bind that "succeeds").
+    /// carries the user's identity), on the first host that is not open and answers. An empty
+    /// password is refused before it reaches the server (an empty simple bind would be an
+    /// anonymous bind that "succeeds").
     pub async fn bind_as(&self, dn: &str, password: &str) -> Result<bool, SourceError> {
         if password.is_empty() {
             return Ok(false);
         }
         let mut errors = Vec::new();
-        for url in &self.settings.urls {
+        for (i, url) in self.settings.urls.iter().enumerate() {
+            let breaker = &self.hosts.breakers[i];
+            if breaker.is_open() {
+                continue;
+            }
             let mut cs = LdapConnSettings::new()
                 .set_conn_timeout(self.settings.connect_timeout)
                 .set_starttls(self.settings.starttls);
-            if let Some(tls) = &self.tls {
+            if let Some(tls) = &self.hosts.tls {
                 cs = cs.set_config(tls.clone());
             }
             let (conn, mut ldap) = match LdapConnAsync::with_settings(cs, url).await {
                 Ok(c) => c,
                 Err(e) => {
+                    breaker.record_failure(&format!("{url}: {e}"));
                     errors.push(format!("{url}: {e}"));
                     continue;
                 }
@@ -204,7 +408,10 @@ impl Directory {
                 .with_timeout(self.settings.op_timeout)
                 .simple_bind(dn, password)
                 .await
-                .map_err(|e| unavailable(&format!("bind to {url}"), e))?;
+                .map_err(|e| {
+                    breaker.record_failure(&format!("bind to {url}: {e}"));
+                    unavailable(&format!("bind to {url}"), e)
+                })?;
             let _ = ldap.unbind().await;
             return match r.rc {
                 0 => Ok(true),
@@ -214,28 +421,36 @@ impl Directory {
                 ))),
             };
         }
+        if errors.is_empty() {
+            return Err(self.hosts.refusal());
+        }
         Err(SourceError::Unavailable(format!(
             "cannot connect: {}",
             errors.join("; ")
         )))
     }
 
-    /// A connected handle from the pool (connecting if the slot is empty or closed).
+    /// A connected handle from the pool (connecting if the slot is empty, closed, or to a
+    /// host that opened meanwhile) and the slot it is in.
     async fn handle(&self) -> Result<(usize, Ldap), SourceError> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
         let mut slot = self.slots[i].lock().await;
-        if let Some(l) = slot.as_mut() {
-            if !l.is_closed() {
+        if let Some((host, l)) = slot.as_mut() {
+            if !l.is_closed() && !self.hosts.breakers[*host].is_open() {
                 return Ok((i, l.clone()));
             }
         }
-        let ldap = self.connect().await?;
-        *slot = Some(ldap.clone());
+        let (host, ldap) = self.hosts.connect().await?;
+        *slot = Some((host, ldap.clone()));
         Ok((i, ldap))
     }
 
-    async fn drop_slot(&self, i: usize) {
-        *self.slots[i].lock().await = None;
+    /// The connection in slot `i` broke (`cause`): its host opens and the slot is emptied.
+    async fn broken(&self, i: usize, cause: &str) {
+        let mut slot = self.slots[i].lock().await;
+        if let Some((host, _)) = slot.take() {
+            self.hosts.breakers[host].record_failure(cause);
+        }
     }
 
     /// The full filter: `always_filter` AND `filter` (AND NOT `invalid_filter` when `valid_only`).
@@ -271,7 +486,7 @@ impl Directory {
             Ok(r) => Ok(r),
             Err((e, broken)) => {
                 if broken {
-                    self.drop_slot(slot).await;
+                    self.broken(slot, &e.to_string()).await;
                 }
                 Err(e)
             }
@@ -362,8 +577,9 @@ impl Directory {
             }
             Ok(_) => {}
             Err(e) => {
-                self.drop_slot(slot).await;
-                return Err(unavailable("directory", e));
+                let e = unavailable("directory", e);
+                self.broken(slot, &e.to_string()).await;
+                return Err(e);
             }
         }
         self.search(

@@ -150,6 +150,7 @@ impl LdapUserSource {
             Credentials::Bind(self.clone()),
             self.side.clone(),
         )
+        .with_fuse(self.dir.fuse())
     }
 }
 

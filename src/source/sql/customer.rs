@@ -165,7 +165,8 @@ impl SqlCustomerSource {
         } else {
             None
         };
-        CustomerSourceBundle::new(self, writer)
+        let fuse = self.db.clone();
+        CustomerSourceBundle::new(self, writer).with_fuse(fuse)
     }
 }
 

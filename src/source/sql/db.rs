@@ -1,18 +1,25 @@
 //! Databases: one lazily connecting pool per URL ([`Db`], [`DbRegistry`]), migrated on first
-//! use, the write locks that serialise check-then-write sequences across replicas, and the
-//! redaction of URLs for messages.
+//! use, guarded by the circuit breaker of that database (`source::breaker`; every operation
+//! passes [`Db::ready`], which refuses at once while it is open), the write locks that serialise
+//! check-then-write sequences across replicas, and the redaction of URLs for messages.
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::{Arc, OnceLock},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, OnceLock,
+    },
     time::Duration,
 };
+
+use async_trait::async_trait;
 
 use sqlx::{any::AnyPoolOptions, Any, AnyPool};
 use tokio::sync::OnceCell;
 
 use super::ddl::{create_table_sql, own_tables_sql, split_statements};
 use super::{source_error, text_at, Dialect, IndexDdl, Sql, Val};
+use crate::source::breaker::{Breaker, Fuse, Snapshot, TRIAL_WAIT};
 use crate::source::SourceError;
 
 /// A customer-user or customer table of a source that Clientele owns (`migrate = true`), created
@@ -51,7 +58,16 @@ pub struct Db {
     /// The full URL, for diagnostics only; never logged (see `label`).
     pub(super) url: String,
     pub(super) connect_timeout: Duration,
+    /// Open while the database cannot be reached (shared by every source on this URL).
+    breaker: Arc<Breaker>,
+    /// `clock.monotonic()` in ms + 1 of the last direct connection that worked (0: never).
+    verified_at: AtomicU64,
+    clock: Arc<dyn crate::clock::Clock>,
 }
+
+/// How long a direct connection that worked spares an empty pool another one (the pool
+/// connects meanwhile).
+const VERIFIED_FOR: Duration = Duration::from_secs(1);
 
 static MIGRATOR_PG: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 static MIGRATOR_MYSQL: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/mysql");
@@ -70,8 +86,10 @@ pub struct DbSpec {
 }
 
 impl Db {
-    /// A pool for `url` that connects lazily; fails only on a malformed URL.
+    /// A pool for `url` that connects lazily; fails only on a malformed URL. Its breaker
+    /// reads the system clock.
     pub fn open(url: &str, spec: &DbSpec) -> Result<Arc<Self>, String> {
+        let clock = crate::clock::system();
         sqlx::any::install_default_drivers();
         let dialect = Dialect::of_url(url)
             .ok_or_else(|| format!("unsupported URL scheme in {}", redact(url)))?;
@@ -154,6 +172,9 @@ impl Db {
             label: redact(&url),
             url: url.clone(),
             connect_timeout: spec.connect_timeout,
+            breaker: Breaker::new(format!("database {}", redact(&url)), clock.clone()),
+            verified_at: AtomicU64::new(0),
+            clock,
         }))
     }
 
@@ -175,12 +196,76 @@ impl Db {
         &self.label
     }
 
-    /// Connects and, the first time it succeeds, migrates. Every operation calls this first.
+    /// The breaker of this database.
+    pub fn breaker(&self) -> &Arc<Breaker> {
+        &self.breaker
+    }
+
+    /// Every operation calls this first. While the breaker is open: a trial is started (at
+    /// most one at a time, spaced by `breaker::TRIAL_GAP`) and awaited up to
+    /// `breaker::TRIAL_WAIT`; unless it reached the database, `Unavailable` (saying since when
+    /// and why). While no connection is open, one direct connection within
+    /// `connect_timeout` proves the server answers (a refused connection opens the breaker at
+    /// once instead of the pool retrying until its acquire timeout). Then connects and, the
+    /// first time it succeeds, migrates.
     pub async fn ready(&self) -> Result<(), SourceError> {
-        self.ready
+        Fuse::admit(self).await?;
+        let open_connections = self.pool.size() + self.pg.as_ref().map_or(0, |p| p.size());
+        if open_connections == 0 && !self.recently_verified() {
+            if let Err(cause) = connect_once(&self.url, self.connect_timeout).await {
+                self.breaker.record_failure(&cause);
+                return Err(SourceError::Unavailable(format!(
+                    "cannot connect to {}: {cause}",
+                    self.label
+                )));
+            }
+            self.verified_at.store(
+                u64::try_from(self.clock.monotonic().as_millis())
+                    .unwrap_or(u64::MAX - 1)
+                    .saturating_add(1),
+                Ordering::Relaxed,
+            );
+        }
+        let r = self
+            .ready
             .get_or_try_init(|| async { self.prepare().await })
             .await
-            .map(|_| ())
+            .map(|_| ());
+        if let Err(SourceError::Unavailable(cause)) = &r {
+            self.breaker.record_failure(cause);
+        }
+        r
+    }
+
+    fn recently_verified(&self) -> bool {
+        match self.verified_at.load(Ordering::Relaxed) {
+            0 => false,
+            at => {
+                let now = u64::try_from(self.clock.monotonic().as_millis()).unwrap_or(u64::MAX);
+                now.saturating_sub(at - 1) < VERIFIED_FOR.as_millis() as u64
+            }
+        }
+    }
+
+    /// Starts the background trial of an open breaker, when one may start now; its handle
+    /// says whether it closed the breaker.
+    fn start_trial(&self) -> Option<tokio::task::JoinHandle<bool>> {
+        let rt = tokio::runtime::Handle::try_current().ok()?;
+        let trial = self.breaker.try_trial(false)?;
+        let url = self.url.clone();
+        let bound = self.connect_timeout;
+        Some(rt.spawn(async move {
+            match connect_once(&url, bound).await {
+                Ok(()) => {
+                    trial.succeeded();
+                    true
+                }
+                Err(cause) => {
+                    trial.failed(&cause);
+                    false
+                }
+            }
+        }))
     }
 
     async fn prepare(&self) -> Result<(), SourceError> {
@@ -275,15 +360,9 @@ impl Db {
 
     /// Why a direct connection fails (the pool only reports that it timed out).
     async fn connect_error(&self) -> String {
-        use sqlx::Connection;
-        let attempt = sqlx::AnyConnection::connect(&self.url);
-        match tokio::time::timeout(self.connect_timeout, attempt).await {
-            Ok(Ok(conn)) => {
-                let _ = conn.close().await;
-                "the pool timed out, but a direct connection worked (pool exhausted?)".into()
-            }
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("no answer within {:?}", self.connect_timeout),
+        match connect_once(&self.url, self.connect_timeout).await {
+            Ok(()) => "the pool timed out, but a direct connection worked (pool exhausted?)".into(),
+            Err(e) => e,
         }
     }
 
@@ -356,6 +435,65 @@ impl Db {
         sql.push("UPDATE clientele_write_lock SET counter = counter + 1 WHERE name = ")
             .text(name);
         Ok(sql.query().execute(&mut **tx).await?.rows_affected() > 0)
+    }
+}
+
+/// One direct connection to `url` (closed again) within `bound`: `Err` with the cause.
+async fn connect_once(url: &str, bound: Duration) -> Result<(), String> {
+    use sqlx::Connection;
+    match tokio::time::timeout(bound, sqlx::AnyConnection::connect(url)).await {
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            Ok(())
+        }
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!(
+            "no answer within connect_timeout ({} ms)",
+            bound.as_millis()
+        )),
+    }
+}
+
+#[async_trait]
+impl Fuse for Db {
+    fn check(&self) -> Result<(), SourceError> {
+        let r = self.breaker.check();
+        if r.is_err() {
+            self.start_trial();
+        }
+        r
+    }
+
+    async fn admit(&self) -> Result<(), SourceError> {
+        if self.breaker.state().is_ok() {
+            return Ok(());
+        }
+        if let Some(trial) = self.start_trial() {
+            if let Ok(Ok(true)) = tokio::time::timeout(TRIAL_WAIT, trial).await {
+                return Ok(());
+            }
+        }
+        self.breaker.check()
+    }
+
+    fn record_failure(&self, cause: &str) {
+        self.breaker.record_failure(cause);
+    }
+
+    async fn trial(&self) -> Result<(), SourceError> {
+        match connect_once(&self.url, self.connect_timeout).await {
+            Ok(()) => self.breaker.record_success(),
+            Err(cause) => self.breaker.note_cause(&cause),
+        }
+        self.breaker.state()
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        self.breaker.snapshot()
+    }
+
+    fn ping_bound(&self) -> Option<Duration> {
+        self.ready.get().map(|()| self.connect_timeout)
     }
 }
 

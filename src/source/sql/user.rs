@@ -529,6 +529,7 @@ impl SqlUserSource {
             Credentials::Hashes(self.clone()),
             self.side.clone(),
         )
+        .with_fuse(self.db.clone())
     }
 }
 
