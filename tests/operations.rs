@@ -40,9 +40,19 @@ async fn a_source_unreachable_at_start_up_serves_once_it_is_back() {
     let err = search(&mut s.users).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
     std::fs::create_dir_all(&later).unwrap();
-    let ok = search(&mut s.users)
-        .await
-        .expect("serves once the database is reachable");
+    // The source's circuit is open now; it closes on the first successful trial (the call's own,
+    // or the health probe's within its interval), so the search succeeds within a few seconds.
+    let started = std::time::Instant::now();
+    let ok = loop {
+        match search(&mut s.users).await {
+            Ok(ok) => break ok,
+            Err(e) if started.elapsed() < std::time::Duration::from_secs(15) => {
+                assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("serves once the database is reachable: {e:?}"),
+        }
+    };
     assert!(ok.into_inner().source_status[0].ok);
     s.users
         .create_customer_user(pb::CreateCustomerUserRequest {
