@@ -449,3 +449,50 @@ async fn openldap_behind_a_faulty_network_with_failover() {
     exercise(w).await;
     drop(slapd);
 }
+
+/// A login whose source goes silent mid-way ends at the source's `call_timeout`, not at the
+/// caller's (long) deadline: UNAVAILABLE, nothing counted.
+async fn login_against_a_silent_source(mut w: World) {
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", w.server.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut auth = clientele::proto::auth_service_client::AuthServiceClient::new(channel);
+    let request = |password: &str| {
+        let mut r = tonic::Request::new(pb::AuthenticateRequest {
+            login: "faraway".into(),
+            password: password.into(),
+            client_ip: String::new(),
+        });
+        r.set_timeout(Duration::from_secs(30));
+        r
+    };
+    // Healthy first: the pool holds open connections, which the blackhole then stalls.
+    let ok = auth.authenticate(request("S3cret-enough")).await.unwrap();
+    assert_eq!(ok.into_inner().outcome, pb::Outcome::Success as i32);
+    w.proxy.set(Mode::Blackhole);
+    let t = Instant::now();
+    let err = auth.authenticate(request("wrong")).await.unwrap_err();
+    let took = t.elapsed();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(
+        took < Duration::from_secs(3),
+        "bounded by call_timeout (1 s), not the 30 s deadline: {took:?}"
+    );
+    w.heal("silent login").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_login_ends_at_call_timeout() {
+    if let Some(w) = sql_world(Backend::Postgres).await {
+        login_against_a_silent_source(w).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_login_ends_at_call_timeout() {
+    if let Some(w) = sql_world(Backend::MySql).await {
+        login_against_a_silent_source(w).await;
+    }
+}

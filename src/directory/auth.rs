@@ -7,11 +7,14 @@
 //! any other, and over-long logins and passwords are refused before any work. Also setting
 //! passwords and unlocking logins.
 
-use std::sync::Arc;
+use std::{future::Future, sync::Arc, time::Duration};
 
 use tokio::time::Instant;
 
-use super::{fanin::writer_of, Directory};
+use super::{
+    fanin::{writer_of, Bounded},
+    Directory,
+};
 use crate::auth::{dummy_verify, hash, hash_password, verify_password};
 use crate::domain::{limits, record::check_key, CustomerUser, Validity};
 use crate::error::{Error, FieldViolation, Result};
@@ -91,6 +94,22 @@ fn password_length(password: &str) -> Option<FieldViolation> {
     })
 }
 
+/// A login's call to its source, bounded by the source's `call_timeout` whatever the caller's
+/// deadline (which bounds the whole login besides): a silent source makes the login
+/// `Unavailable` after at most `call_timeout`, and counts nothing. A statement cut off by the
+/// bound is rolled back with its transaction.
+async fn within<T>(
+    bound: Duration,
+    call: impl Future<Output = std::result::Result<T, SourceError>>,
+) -> std::result::Result<T, SourceError> {
+    tokio::time::timeout(bound, call).await.unwrap_or_else(|_| {
+        Err(SourceError::Unavailable(format!(
+            "no answer within {} ms (call_timeout)",
+            bound.as_millis()
+        )))
+    })
+}
+
 /// The customer user with `login` in `source` and how its password is checked, or `None`.
 async fn credentials_of(
     source: &UserSourceBundle,
@@ -113,11 +132,12 @@ fn unavailable(source: &str, e: SourceError) -> Error {
 }
 
 impl Directory {
-    fn auth_backends(&self) -> impl Iterator<Item = &UserSourceBundle> {
+    /// The auth backends in order, each with its source's `call_timeout`.
+    fn auth_backends(&self) -> impl Iterator<Item = &Bounded<UserSourceBundle>> {
         self.auth
             .backends
             .iter()
-            .filter_map(|name| self.user_sources().find(|s| s.name() == name))
+            .filter_map(|name| self.users.iter().find(|b| b.source.name() == name))
     }
 
     /// Checks a login and password against the auth backends in order: the first backend whose
@@ -185,24 +205,24 @@ impl Directory {
         };
         let invalid = || denied(AuthOutcome::InvalidCredentials, "", None);
         let mut found = None;
-        for source in self.auth_backends() {
-            match credentials_of(source, login).await {
+        for backend in self.auth_backends() {
+            let source = &backend.source;
+            match within(backend.timeout, credentials_of(source, login)).await {
                 Ok(Some((user, check))) => {
-                    found = Some((source, user, check));
+                    found = Some((source, backend.timeout, user, check));
                     break;
                 }
                 Ok(None) => {}
                 Err(e) => return Err(unavailable(source.name(), e)),
             }
         }
-        let Some((source, user, check)) = found else {
+        let Some((source, bound, user, check)) = found else {
             self.spend(Spent::Dummy, password).await?;
             return Ok(invalid());
         };
         let side = &source.companion;
         let at = self.clock.epoch_seconds();
-        let state = side
-            .login_state(&user.login)
+        let state = within(bound, side.login_state(&user.login))
             .await
             .map_err(|e| unavailable(source.name(), e))?;
         if state.locked_at(at) {
@@ -219,8 +239,7 @@ impl Directory {
             ),
             Check::Hash(_) => (self.spend(Spent::Dummy, password).await?, None),
             Check::Bind(directory, dn) => {
-                let bound = directory
-                    .bind_as(dn, password)
+                let bound = within(bound, directory.bind_as(dn, password))
                     .await
                     .map_err(|e| unavailable(source.name(), e))?;
                 if !bound {
@@ -235,10 +254,12 @@ impl Directory {
                 .auth
                 .lockout
                 .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-            let failure = side
-                .record_failure(&user.login, self.auth.max_failed_logins, lock_for, at)
-                .await
-                .map_err(|e| unavailable(source.name(), e))?;
+            let failure = within(
+                bound,
+                side.record_failure(&user.login, self.auth.max_failed_logins, lock_for, at),
+            )
+            .await
+            .map_err(|e| unavailable(source.name(), e))?;
             return Ok(match failure {
                 Failure::Counted(state) => {
                     if state.locked_until.is_some() {
@@ -254,8 +275,7 @@ impl Directory {
         }
         if user.validity != Validity::Valid {
             // Nothing is written for a disabled login; a lock committed meanwhile still wins.
-            let now = side
-                .login_state(&user.login)
+            let now = within(bound, side.login_state(&user.login))
                 .await
                 .map_err(|e| unavailable(source.name(), e))?;
             return Ok(if now.locked_at(at) {
@@ -264,22 +284,26 @@ impl Directory {
                 denied(AuthOutcome::Disabled, source.name(), None)
             });
         }
-        let locked = side
-            .record_success(
+        let locked = within(
+            bound,
+            side.record_success(
                 &user.login,
                 at,
                 state.failed == 0 && state.locked_until.is_none(),
-            )
-            .await
-            .map_err(|e| unavailable(source.name(), e))?;
+            ),
+        )
+        .await
+        .map_err(|e| unavailable(source.name(), e))?;
         if let Some(until) = locked {
             return Ok(denied(AuthOutcome::Locked, source.name(), Some(until)));
         }
         if let Some(old) = stored.filter(|h| hash::needs_rehash(h, &self.auth.argon2)) {
             match &source.writer {
                 Some(writer) => {
-                    self.rehash(&**writer, source.name(), &user.login, &old, password)
-                        .await
+                    let rehash = self.rehash(&**writer, source.name(), &user.login, &old, password);
+                    if tokio::time::timeout(bound, rehash).await.is_err() {
+                        tracing::warn!(login = %user.login, source = source.name(), "re-hashing not stored: no answer within call_timeout");
+                    }
                 }
                 None => tracing::info!(
                     login = %user.login,
@@ -288,7 +312,7 @@ impl Directory {
                 ),
             }
         }
-        let customer_ids = super::customer_ids_of(source, &user)
+        let customer_ids = within(bound, super::customer_ids_of(source, &user))
             .await
             .map_err(|e| unavailable(source.name(), e))?;
         Ok(Authentication {
