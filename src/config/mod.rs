@@ -24,7 +24,7 @@ use serde::{Deserialize, Deserializer};
 
 pub use auth::{
     Argon2Config, AuthBackendConfig, AuthConfig, AuthSettings, PasswordPolicyConfig,
-    RateLimitConfig,
+    RateLimitConfig, TwoFactorConfig, PENDING_TOTP_PREFERENCE,
 };
 pub use callers::CallerConfig;
 pub use env::ENV_PREFIX;

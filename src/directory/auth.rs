@@ -4,8 +4,10 @@
 //! recorded) and expiring on the directory's clock, re-hashing to argon2id, and an audit event
 //! per decision. Callers learn nothing they should not: `INVALID_CREDENTIALS` is one answer
 //! (no source) costing one argon2id verification on every path, invalid users are counted like
-//! any other, and over-long logins and passwords are refused before any work. Also setting
-//! passwords and unlocking logins.
+//! any other, and over-long logins, passwords and OTPs are refused before any work. After the
+//! right password comes the second factor (`two_factor`): a missing token of a user with a
+//! secret answers `SECOND_FACTOR_REQUIRED` (nothing counted), a wrong or replayed one is a
+//! failed attempt like a wrong password. Also setting passwords and unlocking logins.
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -13,6 +15,7 @@ use tokio::time::Instant;
 
 use super::{
     fanin::{writer_of, Bounded},
+    two_factor::SecondFactor,
     Directory,
 };
 use crate::auth::{dummy_verify, hash, hash_password, verify_password};
@@ -32,8 +35,12 @@ pub enum AuthOutcome {
     /// Too many failed attempts, whatever the password.
     Locked,
     /// The right password of a customer user that is not valid (wrong ones are
-    /// `InvalidCredentials` and counted).
+    /// `InvalidCredentials` and counted), with the second factor passed.
     Disabled,
+    /// The right password, but the second factor is missing: the user has a secret and no
+    /// OTP was sent, or has none while `allow_empty_secret` is off (then never anything else
+    /// until enrolled). Nothing is counted; no source, no user.
+    SecondFactorRequired,
 }
 
 impl AuthOutcome {
@@ -43,6 +50,7 @@ impl AuthOutcome {
             Self::InvalidCredentials => "invalid_credentials",
             Self::Locked => "locked",
             Self::Disabled => "disabled",
+            Self::SecondFactorRequired => "second_factor_required",
         }
     }
 }
@@ -98,7 +106,7 @@ fn password_length(password: &str) -> Option<FieldViolation> {
 /// deadline (which bounds the whole login besides): a silent source makes the login
 /// `Unavailable` after at most `call_timeout`, and counts nothing. A statement cut off by the
 /// bound is rolled back with its transaction.
-async fn within<T>(
+pub(super) async fn within<T>(
     bound: Duration,
     call: impl Future<Output = std::result::Result<T, SourceError>>,
 ) -> std::result::Result<T, SourceError> {
@@ -127,7 +135,7 @@ async fn credentials_of(
     })
 }
 
-fn unavailable(source: &str, e: SourceError) -> Error {
+pub(super) fn unavailable(source: &str, e: SourceError) -> Error {
     Error::Unavailable(format!("auth backend {source:?}: {e}"))
 }
 
@@ -140,25 +148,29 @@ impl Directory {
             .filter_map(|name| self.users.iter().find(|b| b.source.name() == name))
     }
 
-    /// Checks a login and password against the auth backends in order: the first backend whose
-    /// source has the login decides (see [`Directory::decide`] for the outcomes). A login longer
-    /// than its column or a password longer than [`limits::PASSWORD_BYTES`] is
-    /// `InvalidArgument` naming the field, before anything is looked up or hashed. A backend
-    /// that cannot be reached makes the call `Unavailable` and counts nothing.
+    /// Checks a login, password and (with `[auth.two_factor] enabled`) one-time password
+    /// `otp` ("" for none) against the auth backends in order: the first backend whose source
+    /// has the login decides (see [`Directory::decide`] for the outcomes). A login longer than
+    /// its column, a password longer than [`limits::PASSWORD_BYTES`] or an OTP longer than
+    /// [`limits::OTP_BYTES`] is `InvalidArgument` naming the field, before anything is looked
+    /// up or hashed. A backend that cannot be reached makes the call `Unavailable` and counts
+    /// nothing.
     pub async fn authenticate(
         &self,
         login: &str,
         password: &str,
+        otp: &str,
         client: &str,
         deadline: Instant,
     ) -> Result<Authentication> {
         let mut v = Vec::new();
         check_key("login", login, limits::LOGIN, &mut v);
         v.extend(password_length(password));
+        v.extend(super::two_factor::otp_length(otp));
         if !v.is_empty() {
             return Err(Error::InvalidArgument(v));
         }
-        let result = tokio::time::timeout_at(deadline, self.decide(login, password))
+        let result = tokio::time::timeout_at(deadline, self.decide(login, password, otp))
             .await
             .map_err(|_| Error::DeadlineExceeded("authentication did not finish in time".into()))?;
         if let Ok(a) = &result {
@@ -195,7 +207,13 @@ impl Directory {
     /// DISABLED for an invalid user and SUCCESS otherwise, each only if the login is not
     /// locked after the verification (a success resets the count in one conditional
     /// statement). INVALID_CREDENTIALS names no source: it reads the same for an unknown login.
-    async fn decide(&self, login: &str, password: &str) -> Result<Authentication> {
+    ///
+    /// The second factor is asked only after the right password (so a wrong password answers
+    /// the same whatever `otp` is, and whether or not a secret exists) and before validity (as
+    /// in Znuny: DISABLED is told only to both factors): missing, it is
+    /// SECOND_FACTOR_REQUIRED (nothing counted, nothing named); wrong or replayed, the attempt
+    /// is counted and answered like a wrong password.
+    async fn decide(&self, login: &str, password: &str, otp: &str) -> Result<Authentication> {
         let denied = |outcome, source: &str, locked_until| Authentication {
             outcome,
             customer_user: None,
@@ -249,6 +267,14 @@ impl Directory {
                 (bound, None)
             }
         };
+        let ok = ok
+            && match self.second_factor(source, bound, &user.login, otp).await? {
+                SecondFactor::Passed => true,
+                SecondFactor::Failed => false,
+                SecondFactor::Required => {
+                    return Ok(denied(AuthOutcome::SecondFactorRequired, "", None))
+                }
+            };
         if !ok {
             let lock_for = self
                 .auth
@@ -644,6 +670,9 @@ mod tests {
             self.state.lock().unwrap().remove(login);
             Ok(())
         }
+        async fn use_totp_step(&self, _: &str, _: i64) -> std::result::Result<bool, SourceError> {
+            Ok(true)
+        }
     }
 
     #[async_trait]
@@ -697,6 +726,7 @@ mod tests {
             argon2: PARAMS,
             allow_plain: false,
             rate_limit: RateLimitConfig::default(),
+            two_factor: crate::config::TwoFactorConfig::default(),
         };
         (Directory::new(users, Vec::new(), 0, 0, None, auth), db, dir)
     }
@@ -705,7 +735,10 @@ mod tests {
     async fn attempt(d: &Directory, login: &str, password: &str) -> (Authentication, u32) {
         SPENT.with(|n| n.set(0));
         let far = Instant::now() + Duration::from_secs(30);
-        let a = d.authenticate(login, password, "test", far).await.unwrap();
+        let a = d
+            .authenticate(login, password, "", "test", far)
+            .await
+            .unwrap();
         (a, SPENT.with(std::cell::Cell::get))
     }
 
@@ -797,7 +830,10 @@ mod tests {
         let long = "x".repeat(limits::PASSWORD_BYTES + 1);
         SPENT.with(|n| n.set(0));
         for login in ["alice", "nobody"] {
-            let err = d.authenticate(login, &long, "test", far).await.unwrap_err();
+            let err = d
+                .authenticate(login, &long, "", "test", far)
+                .await
+                .unwrap_err();
             let Error::InvalidArgument(v) = err else {
                 panic!("{err:?}")
             };
@@ -817,7 +853,7 @@ mod tests {
         let (a, spent) = attempt(&d, "alice", &at).await;
         assert_eq!((a.outcome, spent), (AuthOutcome::InvalidCredentials, 1));
         let err = d
-            .authenticate(&"l".repeat(limits::LOGIN + 1), "x", "test", far)
+            .authenticate(&"l".repeat(limits::LOGIN + 1), "x", "", "test", far)
             .await
             .unwrap_err();
         assert!(
