@@ -288,6 +288,33 @@ mod tests {
     }
 
     #[test]
+    fn two_factor_defaults_and_checks() {
+        let s = Config::from_toml("", none()).unwrap().validate().unwrap();
+        let tf = &s.auth.two_factor;
+        assert!(!tf.enabled && tf.allow_empty_secret && tf.allow_previous_token);
+        assert_eq!(
+            (tf.issuer.as_str(), tf.secret_preference.as_str()),
+            ("Clientele", "UserGoogleAuthenticatorSecretKey")
+        );
+        let toml =
+            "[auth.two_factor]\nenabled = true\nissuer = \"a:b\"\nsecret_preference = \"\"\n";
+        let err = Config::from_toml(toml, none())
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(
+            err.0.iter().any(|p| p.contains("two_factor.issuer")),
+            "{err}"
+        );
+        assert!(
+            err.0
+                .iter()
+                .any(|p| p.contains("two_factor.secret_preference")),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn unknown_keys_are_all_reported() {
         let toml = "[server]\nlisten = \"nowhere\"\nlistne = 1\nbogus = 2\n";
         let err = Config::from_toml(toml, none())
