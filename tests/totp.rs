@@ -17,12 +17,11 @@ use std::{
 };
 
 use clientele::clock::ManualClock;
-use clientele::config::Config;
 use clientele::proto::{
     self as pb, auth_service_client::AuthServiceClient,
     customer_user_service_client::CustomerUserServiceClient, Outcome,
 };
-use common::{fresh_db, user_source, violations, Backend};
+use common::{fresh_db, user_source, violations, Backend, TestServer};
 use prost::Message;
 use sqlx::Connection;
 use tonic::{transport::Channel, Code};
@@ -90,45 +89,32 @@ fn the_independent_totp_meets_rfc_6238() {
 
 // ----- a server on a manual clock -----
 
+/// The real server on a manual clock, with an auth client.
 struct Server {
+    s: TestServer,
     clock: Arc<ManualClock>,
     users: CustomerUserServiceClient<Channel>,
     auth: AuthServiceClient<Channel>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), String>>,
 }
 
 impl Server {
     async fn start(config: &str, clock: Arc<ManualClock>) -> Self {
-        let settings = Config::from_toml(config, Vec::new())
-            .and_then(Config::validate)
-            .unwrap_or_else(|e| panic!("test config: {e}\n{config}"));
-        let app = clientele::app::build_with_clock(settings, clock.clone()).expect("build app");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(app.serve_with(listener, None, async move {
-            let _ = rx.await;
-        }));
-        let channel = Channel::from_shared(format!("http://{addr}"))
+        let s = TestServer::start_with_clock(config, clock.clone()).await;
+        let channel = Channel::from_shared(format!("http://{}", s.addr))
             .unwrap()
             .connect()
             .await
             .expect("connect to test server");
         Self {
+            users: s.users.clone(),
+            s,
             clock,
-            users: CustomerUserServiceClient::new(channel.clone()),
             auth: AuthServiceClient::new(channel),
-            stop: Some(tx),
-            task,
         }
     }
 
-    async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        let _ = self.task.await;
+    async fn stop(self) {
+        self.s.stop().await;
     }
 
     fn now(&self) -> u64 {
