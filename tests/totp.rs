@@ -630,6 +630,47 @@ async fn a_token_is_used_once_across_replicas(backend: Backend) {
     b.stop().await;
 }
 
+/// A renamed login keeps its secret (a preference, moved with the record) and its used
+/// steps: the token used under the old login is refused under the new one.
+async fn a_renamed_login_keeps_its_secret_and_used_tokens(backend: Backend) {
+    let Some(db) = fresh_db(backend).await else {
+        return;
+    };
+    let mut s = Server::start(&config(&db.url, "", ""), clock()).await;
+    s.create("alice").await;
+    store_secret(&db.url, "alice", ZNUNY_SECRET).await;
+    let t = token(ZNUNY_SECRET, s.now());
+    assert_eq!(s.outcome("alice", PASSWORD, &t).await, Outcome::Success);
+    s.users
+        .update_customer_user(pb::UpdateCustomerUserRequest {
+            login: "alice".into(),
+            customer_user: Some(pb::CustomerUser {
+                login: "alice2".into(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["login".into()],
+            }),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        s.outcome("alice2", PASSWORD, "").await,
+        Outcome::SecondFactorRequired
+    );
+    assert_eq!(
+        s.outcome("alice2", PASSWORD, &t).await,
+        Outcome::InvalidCredentials
+    );
+    s.advance(30);
+    assert_eq!(
+        s.outcome("alice2", PASSWORD, &token(ZNUNY_SECRET, s.now()))
+            .await,
+        Outcome::Success
+    );
+    s.stop().await;
+}
+
 common::fixture::per_backend! {
     common::fixture::sql_backend: writes [
         a_znuny_secret_logs_in_on_a_migrate_false_database,
@@ -639,6 +680,7 @@ common::fixture::per_backend! {
         enrol_confirm_login_and_remove,
         without_empty_secrets_a_user_must_enrol,
         a_token_is_used_once_across_replicas,
+        a_renamed_login_keeps_its_secret_and_used_tokens,
     ];
 }
 
