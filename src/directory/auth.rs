@@ -463,6 +463,8 @@ mod tests {
         state: Mutex<HashMap<String, LoginState>>,
         /// A bind first locks the login, as a concurrent burst would.
         lock_during_bind: std::sync::atomic::AtomicBool,
+        /// TOTP secrets by login (the preference `UserGoogleAuthenticatorSecretKey`).
+        secrets: Mutex<HashMap<String, String>>,
     }
 
     impl Fake {
@@ -485,6 +487,7 @@ mod tests {
                     .collect(),
                 state: Mutex::new(HashMap::new()),
                 lock_during_bind: false.into(),
+                secrets: Mutex::new(HashMap::new()),
             })
         }
 
@@ -619,9 +622,16 @@ mod tests {
         }
         async fn preferences(
             &self,
-            _: &str,
+            login: &str,
         ) -> std::result::Result<BTreeMap<String, String>, SourceError> {
-            Ok(BTreeMap::new())
+            Ok(self
+                .secrets
+                .lock()
+                .unwrap()
+                .get(login)
+                .map(|s| ("UserGoogleAuthenticatorSecretKey".to_owned(), s.clone()))
+                .into_iter()
+                .collect())
         }
         async fn set_preference(&self, _: &str, _: &str, _: &str) -> Result<()> {
             Ok(())
@@ -694,6 +704,14 @@ mod tests {
     /// A directory over a hash source `db` (alice: valid, nopw: no password, off: invalid)
     /// and a bind source `dir` (lena: valid, gone: invalid), all with the password "right".
     fn directory(max_failed_logins: u32) -> (Directory, Arc<Fake>, Arc<Fake>) {
+        directory_with(max_failed_logins, crate::config::TwoFactorConfig::default())
+    }
+
+    /// [`directory`] with these two-factor settings.
+    fn directory_with(
+        max_failed_logins: u32,
+        two_factor: crate::config::TwoFactorConfig,
+    ) -> (Directory, Arc<Fake>, Arc<Fake>) {
         let hash = hash::hash("right", &PARAMS).unwrap();
         let db = Fake::new(
             "db",
@@ -726,17 +744,27 @@ mod tests {
             argon2: PARAMS,
             allow_plain: false,
             rate_limit: RateLimitConfig::default(),
-            two_factor: crate::config::TwoFactorConfig::default(),
+            two_factor,
         };
         (Directory::new(users, Vec::new(), 0, 0, None, auth), db, dir)
     }
 
     /// The answer and how many password computations it cost.
     async fn attempt(d: &Directory, login: &str, password: &str) -> (Authentication, u32) {
+        attempt_otp(d, login, password, "").await
+    }
+
+    /// [`attempt`] with a one-time password.
+    async fn attempt_otp(
+        d: &Directory,
+        login: &str,
+        password: &str,
+        otp: &str,
+    ) -> (Authentication, u32) {
         SPENT.with(|n| n.set(0));
         let far = Instant::now() + Duration::from_secs(30);
         let a = d
-            .authenticate(login, password, "", "test", far)
+            .authenticate(login, password, otp, "test", far)
             .await
             .unwrap();
         (a, SPENT.with(std::cell::Cell::get))
@@ -860,5 +888,56 @@ mod tests {
             matches!(&err, Error::InvalidArgument(v) if v[0].field == "login"),
             "{err:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn the_second_factor_costs_nothing_more_and_wrong_tokens_count() {
+        let tf = crate::config::TwoFactorConfig {
+            enabled: true,
+            ..Default::default()
+        };
+        let (d, db, dir) = directory_with(5, tf);
+        let seed = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"; // "12345678901234567890"
+        for (fake, login) in [(&db, "alice"), (&dir, "lena")] {
+            fake.secrets
+                .lock()
+                .unwrap()
+                .insert(login.to_owned(), seed.to_owned());
+        }
+        let now = crate::auth::totp::step_at(d.clock.epoch_seconds());
+        let right = crate::auth::totp::token_at(b"12345678901234567890", now).unwrap();
+        let wrong = if right == "000000" {
+            "111111"
+        } else {
+            "000000"
+        };
+        let (unknown, _) = attempt_otp(&d, "nobody", "wrong", &right).await;
+        for (fake, login, verified) in [(&db, "alice", 1), (&dir, "lena", 0)] {
+            for otp in ["", wrong, right.as_str()] {
+                let (a, spent) = attempt_otp(&d, login, "wrong", otp).await;
+                assert_eq!(looks(&a), looks(&unknown), "{login} / wrong / {otp:?}");
+                assert_eq!(spent, 1, "{login}");
+            }
+            assert_eq!(fake.state_of(login).failed, 3, "{login}");
+            let (a, spent) = attempt_otp(&d, login, "right", "").await;
+            assert_eq!(
+                (looks(&a), spent),
+                (
+                    (AuthOutcome::SecondFactorRequired, false, 0, "", None),
+                    verified
+                ),
+                "{login}"
+            );
+            assert_eq!(fake.state_of(login).failed, 3, "not counted: {login}");
+            let (a, spent) = attempt_otp(&d, login, "right", wrong).await;
+            assert_eq!((looks(&a), spent), (looks(&unknown), verified), "{login}");
+            assert_eq!(fake.state_of(login).failed, 4, "counted: {login}");
+            let (a, _) = attempt_otp(&d, login, "right", &right).await;
+            assert_eq!(a.outcome, AuthOutcome::Success, "{login}");
+            assert_eq!(fake.state_of(login).failed, 0, "{login}");
+        }
+        // Without a secret, the password alone (allow_empty_secret).
+        let (a, _) = attempt(&d, "off", "right").await;
+        assert_eq!(a.outcome, AuthOutcome::Disabled);
     }
 }
