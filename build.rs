@@ -4,10 +4,12 @@
 
 use std::{env, error::Error, path::PathBuf};
 
-/// Messages with a password (or other secret) field: no derived `Debug`, so no log line or
+/// Messages with a password, OTP or TOTP secret field: no derived `Debug`, so no log line or
 /// panic message can print the secret; `src/api/redact.rs` implements `Debug` for each.
-const REDACTED: [&str; 4] = [
+const REDACTED: [&str; 6] = [
     ".clientele.v1.AuthenticateRequest",
+    ".clientele.v1.EnrollTotpResponse",
+    ".clientele.v1.ConfirmTotpRequest",
     ".clientele.v1.SetPasswordRequest",
     ".clientele.v1.CreateCustomerUserRequest",
     ".clientele.v1.CreateCustomerUserResponse",

@@ -114,6 +114,7 @@ async fn one(channel: Channel, token: &Option<String>, rng: &mut StdRng, i: usiz
                         login,
                         password: "wrong-password".into(),
                         client_ip,
+                        otp: String::new(),
                     },
                     token,
                 ))

@@ -409,6 +409,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                                     login,
                                     password,
                                     client_ip: format!("198.51.100.{}", n % 250),
+                                    otp: String::new(),
                                 },
                                 &token,
                             ))

@@ -158,6 +158,9 @@ pub const SCOPE_TABLE: &[(&str, Scope)] = {
         ("/clientele.v1.AuthService/Authenticate", AuthCheck),
         ("/clientele.v1.AuthService/SetPassword", AuthManage),
         ("/clientele.v1.AuthService/UnlockLogin", AuthManage),
+        ("/clientele.v1.AuthService/EnrollTotp", AuthManage),
+        ("/clientele.v1.AuthService/ConfirmTotp", AuthManage),
+        ("/clientele.v1.AuthService/RemoveTotp", AuthManage),
     ]
 };
 

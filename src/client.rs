@@ -221,6 +221,7 @@ async fn run_inner(server: &str, command: ClientCommand) -> Result<(), String> {
                     login,
                     password,
                     client_ip: String::new(),
+                    otp: String::new(),
                 })?)
                 .await
                 .map_err(status)?

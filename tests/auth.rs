@@ -73,6 +73,7 @@ impl Env {
                 login: login.into(),
                 password: password.into(),
                 client_ip: "192.0.2.7".into(),
+                otp: String::new(),
             })
             .await
             .unwrap_or_else(|e| panic!("authenticate {login}: {e:?}"))
@@ -287,6 +288,7 @@ async fn lockout_is_exact_under_concurrency(backend: Backend) {
                     login: "target".into(),
                     password: "wrong".into(),
                     client_ip: String::new(),
+                    otp: String::new(),
                 })
                 .await
                 .map(|r| r.into_inner().outcome)
@@ -436,6 +438,7 @@ async fn rate_limited(backend: Backend) {
             login: "BUSY".into(),
             password: "Busy-Password-1".into(),
             client_ip: String::new(),
+            otp: String::new(),
         })
         .await
         .unwrap_err();
@@ -504,6 +507,7 @@ async fn ldap_users_bind_lock_and_an_unreachable_directory_counts_nothing() {
                 login: l,
                 password: p,
                 client_ip: String::new(),
+                otp: String::new(),
             })
             .await
         }

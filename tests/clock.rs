@@ -90,6 +90,7 @@ impl ClockServer {
                 login: login.into(),
                 password: password.into(),
                 client_ip: "192.0.2.7".into(),
+                otp: String::new(),
             })
             .await
             .unwrap_or_else(|e| panic!("authenticate {login}: {e:?}"))

@@ -464,6 +464,7 @@ async fn login_against_a_silent_source(mut w: World) {
             login: "faraway".into(),
             password: password.into(),
             client_ip: String::new(),
+            otp: String::new(),
         });
         r.set_timeout(Duration::from_secs(30));
         r

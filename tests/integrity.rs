@@ -96,6 +96,7 @@ async fn a_locked_user_stays_locked_under_its_new_login(mut fx: Fixture) {
         login: login.into(),
         password: password.into(),
         client_ip: String::new(),
+        otp: String::new(),
     };
     for _ in 0..5 {
         let out = auth

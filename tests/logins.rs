@@ -68,6 +68,7 @@ fn request(login: &str, password: &str) -> pb::AuthenticateRequest {
         login: login.into(),
         password: password.into(),
         client_ip: String::new(),
+        otp: String::new(),
     }
 }
 

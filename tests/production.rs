@@ -443,6 +443,7 @@ async fn metrics_and_cache() {
         login: "cached".into(),
         password: "wrong".into(),
         client_ip: String::new(),
+        otp: String::new(),
     })
     .await
     .unwrap();

@@ -447,6 +447,7 @@ async fn authenticate(fx: Fixture) {
             login: l.into(),
             password: p.into(),
             client_ip: String::new(),
+            otp: String::new(),
         };
         let mut a = auth.clone();
         async move { a.authenticate(req).await.unwrap().into_inner() }

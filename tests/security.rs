@@ -291,6 +291,7 @@ async fn a_huge_password_is_an_invalid_argument_before_any_hashing() {
                 login: login.into(),
                 password: huge.clone(),
                 client_ip: String::new(),
+                otp: String::new(),
             })
             .await
             .unwrap_err();

@@ -213,6 +213,7 @@ fn outcome_to_pb(o: AuthOutcome) -> pb::Outcome {
         AuthOutcome::InvalidCredentials => pb::Outcome::InvalidCredentials,
         AuthOutcome::Locked => pb::Outcome::Locked,
         AuthOutcome::Disabled => pb::Outcome::Disabled,
+        AuthOutcome::SecondFactorRequired => pb::Outcome::SecondFactorRequired,
     }
 }
 
@@ -228,7 +229,7 @@ impl AuthService for AuthApi {
         self.limits.check(&req.login, &client)?;
         let a = self
             .dir
-            .authenticate(&req.login, &req.password, &client, until)
+            .authenticate(&req.login, &req.password, &req.otp, &client, until)
             .await?;
         Ok(Response::new(pb::AuthenticateResponse {
             outcome: outcome_to_pb(a.outcome).into(),
@@ -263,6 +264,42 @@ impl AuthService for AuthApi {
             .unlock_login(&request.into_inner().login, until)
             .await?;
         Ok(Response::new(pb::UnlockLoginResponse {}))
+    }
+
+    async fn enroll_totp(
+        &self,
+        request: Request<pb::EnrollTotpRequest>,
+    ) -> Result<Response<pb::EnrollTotpResponse>, Status> {
+        let until = deadline(&request, self.default_deadline);
+        let e = self
+            .dir
+            .enroll_totp(&request.into_inner().login, until)
+            .await?;
+        Ok(Response::new(pb::EnrollTotpResponse {
+            secret: e.secret,
+            otpauth_uri: e.otpauth_uri,
+        }))
+    }
+
+    async fn confirm_totp(
+        &self,
+        request: Request<pb::ConfirmTotpRequest>,
+    ) -> Result<Response<pb::ConfirmTotpResponse>, Status> {
+        let until = deadline(&request, self.default_deadline);
+        let req = request.into_inner();
+        self.dir.confirm_totp(&req.login, &req.otp, until).await?;
+        Ok(Response::new(pb::ConfirmTotpResponse {}))
+    }
+
+    async fn remove_totp(
+        &self,
+        request: Request<pb::RemoveTotpRequest>,
+    ) -> Result<Response<pb::RemoveTotpResponse>, Status> {
+        let until = deadline(&request, self.default_deadline);
+        self.dir
+            .remove_totp(&request.into_inner().login, until)
+            .await?;
+        Ok(Response::new(pb::RemoveTotpResponse {}))
     }
 }
 

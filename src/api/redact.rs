@@ -1,5 +1,6 @@
 //! Hand-written `Debug` for the generated messages that hold secrets (build.rs `REDACTED`):
-//! every field is printed except passwords, which show as `"<redacted>"` when set (an empty
+//! every field is printed except passwords, one-time passwords and TOTP secrets (with the
+//! otpauth URI carrying one), which show as `"<redacted>"` when set (an empty
 //! or absent one shows as such, which tells nothing). A field added to one of these messages
 //! later is left out of the output until it is listed here (`finish_non_exhaustive`).
 
@@ -26,6 +27,25 @@ impl fmt::Debug for pb::AuthenticateRequest {
             .field("login", &self.login)
             .field("password", &Redacted(&self.password))
             .field("client_ip", &self.client_ip)
+            .field("otp", &Redacted(&self.otp))
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for pb::EnrollTotpResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EnrollTotpResponse")
+            .field("secret", &Redacted(&self.secret))
+            .field("otpauth_uri", &Redacted(&self.otpauth_uri))
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for pb::ConfirmTotpRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConfirmTotpRequest")
+            .field("login", &self.login)
+            .field("otp", &Redacted(&self.otp))
             .finish_non_exhaustive()
     }
 }
@@ -74,6 +94,21 @@ mod tests {
                     login: "jdoe".into(),
                     password: SECRET.into(),
                     client_ip: "192.0.2.1".into(),
+                    otp: SECRET.into(),
+                }
+            ),
+            format!(
+                "{:?}",
+                pb::EnrollTotpResponse {
+                    secret: SECRET.into(),
+                    otpauth_uri: format!("otpauth://totp/x:jdoe?secret={SECRET}"),
+                }
+            ),
+            format!(
+                "{:?}",
+                pb::ConfirmTotpRequest {
+                    login: "jdoe".into(),
+                    otp: SECRET.into(),
                 }
             ),
             format!(
@@ -109,13 +144,14 @@ mod tests {
         }
         // The other fields still help debugging; pretty-printing redacts as well.
         assert!(outputs[0].contains("jdoe") && outputs[0].contains("192.0.2.1"));
-        assert!(outputs[2].contains("jdoe"));
+        assert!(outputs[2].contains("jdoe") && outputs[4].contains("jdoe"));
         let pretty = format!(
             "{:#?}",
             pb::AuthenticateRequest {
                 login: "jdoe".into(),
                 password: SECRET.into(),
                 client_ip: String::new(),
+                otp: String::new(),
             }
         );
         assert!(!pretty.contains(SECRET), "{pretty}");

@@ -1,10 +1,12 @@
 //! Passwords: verification of every hash format OTRS, Znuny and OTOBO wrote ([`hash`]), new
-//! hashes as argon2id, the password policy ([`policy`]). Hashing runs on dedicated threads, off
-//! the async runtime, in a bounded queue ([`HASH_QUEUE`]); a password longer than
-//! [`hash::PASSWORD_BYTES`] is refused before any hashing.
+//! hashes as argon2id, the password policy ([`policy`]); and the one-time passwords of the
+//! second factor ([`totp`]). Hashing runs on dedicated threads, off the async runtime, in a
+//! bounded queue ([`HASH_QUEUE`]); a password longer than [`hash::PASSWORD_BYTES`] is refused
+//! before any hashing.
 
 pub mod hash;
 pub mod policy;
+pub mod totp;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -1,6 +1,6 @@
 //! `[auth]`: customer logins — lockout, the ordered auth backends, the password policy, argon2id
 //! parameters of new hashes, plain-text compatibility and rate limits (with the bound of their
-//! state, `max_keys`) — and its checks.
+//! state, `max_keys`), the second factor (`[auth.two_factor]`) — and its checks.
 
 use std::time::Duration;
 
@@ -23,6 +23,7 @@ pub struct AuthConfig {
     /// Compare stored values that are no hash as plain text (OTRS CryptType "plain").
     pub allow_plain: bool,
     pub rate_limit: RateLimitConfig,
+    pub two_factor: TwoFactorConfig,
 }
 
 impl Default for AuthConfig {
@@ -35,9 +36,47 @@ impl Default for AuthConfig {
             argon2: Argon2Config::default(),
             allow_plain: false,
             rate_limit: RateLimitConfig::default(),
+            two_factor: TwoFactorConfig::default(),
         }
     }
 }
+
+/// `[auth.two_factor]`: the second factor of customer logins, TOTP as Znuny's and OTOBO's
+/// `Customer::AuthTwoFactorModule` (GoogleAuthenticator) has it, with the same options and the
+/// same stored secret, so a Znuny database keeps its enrolments.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct TwoFactorConfig {
+    /// Whether logins check a second factor at all (enrolment works either way, so users can
+    /// enrol before it is switched on).
+    pub enabled: bool,
+    /// A user without a secret logs in with the password alone (AllowEmptySecret); off: such a
+    /// user answers SECOND_FACTOR_REQUIRED until enrolled.
+    pub allow_empty_secret: bool,
+    /// The token of the previous 30 s window is accepted too (AllowPreviousToken).
+    pub allow_previous_token: bool,
+    /// The issuer shown by authenticator apps (in the otpauth URI); no `:`.
+    pub issuer: String,
+    /// The customer preference holding the base32 secret (Znuny's SecretPreferencesKey).
+    pub secret_preference: String,
+}
+
+impl Default for TwoFactorConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            allow_empty_secret: true,
+            allow_previous_token: true,
+            issuer: "Clientele".into(),
+            secret_preference: "UserGoogleAuthenticatorSecretKey".into(),
+        }
+    }
+}
+
+/// The customer preference keeping an enrolment that is not confirmed yet: it survives a
+/// restart and works on every replica (it is in the preferences table), and logins never read
+/// it. Znuny knows no such key and ignores it.
+pub const PENDING_TOTP_PREFERENCE: &str = "ClienteleTotpPendingSecret";
 
 /// `[[auth.backends]]`
 #[derive(Debug, Clone, Deserialize)]
@@ -125,6 +164,7 @@ pub struct AuthSettings {
     pub argon2: crate::auth::hash::Argon2Params,
     pub allow_plain: bool,
     pub rate_limit: RateLimitConfig,
+    pub two_factor: TwoFactorConfig,
 }
 
 /// Checks and resolves `[auth]`; `None` when the password policy cannot be built (the problem
@@ -182,6 +222,25 @@ pub(super) fn resolve_auth(
     if a.rate_limit.max_keys == 0 {
         problems.push("auth.rate_limit.max_keys: must be at least 1".into());
     }
+    let tf = &a.two_factor;
+    if tf.issuer.trim().is_empty() || tf.issuer.contains(':') {
+        problems.push(format!(
+            "auth.two_factor.issuer: {:?}: must be non-empty and contain no ':'",
+            tf.issuer
+        ));
+    }
+    let key_chars = tf.secret_preference.chars().count();
+    if key_chars == 0 || key_chars > crate::domain::limits::PREFERENCE_KEY {
+        problems.push(format!(
+            "auth.two_factor.secret_preference: must be 1 to {} characters",
+            crate::domain::limits::PREFERENCE_KEY
+        ));
+    }
+    if tf.secret_preference == PENDING_TOTP_PREFERENCE {
+        problems.push(format!(
+            "auth.two_factor.secret_preference: {PENDING_TOTP_PREFERENCE:?} is where pending enrolments are kept"
+        ));
+    }
     if let Err(e) = crate::auth::hash::check_params(&argon2) {
         problems.push(format!("auth.argon2: {e}"));
     }
@@ -193,5 +252,6 @@ pub(super) fn resolve_auth(
         argon2,
         allow_plain: a.allow_plain,
         rate_limit: a.rate_limit,
+        two_factor: a.two_factor.clone(),
     })
 }

@@ -24,7 +24,7 @@ use serde::{Deserialize, Deserializer};
 
 pub use auth::{
     Argon2Config, AuthBackendConfig, AuthConfig, AuthSettings, PasswordPolicyConfig,
-    RateLimitConfig,
+    RateLimitConfig, TwoFactorConfig, PENDING_TOTP_PREFERENCE,
 };
 pub use callers::CallerConfig;
 pub use env::ENV_PREFIX;
@@ -285,6 +285,33 @@ mod tests {
         ] {
             assert!(text.contains(needle), "{needle} missing in:\n{text}");
         }
+    }
+
+    #[test]
+    fn two_factor_defaults_and_checks() {
+        let s = Config::from_toml("", none()).unwrap().validate().unwrap();
+        let tf = &s.auth.two_factor;
+        assert!(!tf.enabled && tf.allow_empty_secret && tf.allow_previous_token);
+        assert_eq!(
+            (tf.issuer.as_str(), tf.secret_preference.as_str()),
+            ("Clientele", "UserGoogleAuthenticatorSecretKey")
+        );
+        let toml =
+            "[auth.two_factor]\nenabled = true\nissuer = \"a:b\"\nsecret_preference = \"\"\n";
+        let err = Config::from_toml(toml, none())
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(
+            err.0.iter().any(|p| p.contains("two_factor.issuer")),
+            "{err}"
+        );
+        assert!(
+            err.0
+                .iter()
+                .any(|p| p.contains("two_factor.secret_preference")),
+            "{err}"
+        );
     }
 
     #[test]

@@ -4,8 +4,10 @@
 //! recorded) and expiring on the directory's clock, re-hashing to argon2id, and an audit event
 //! per decision. Callers learn nothing they should not: `INVALID_CREDENTIALS` is one answer
 //! (no source) costing one argon2id verification on every path, invalid users are counted like
-//! any other, and over-long logins and passwords are refused before any work. Also setting
-//! passwords and unlocking logins.
+//! any other, and over-long logins, passwords and OTPs are refused before any work. After the
+//! right password comes the second factor (`two_factor`): a missing token of a user with a
+//! secret answers `SECOND_FACTOR_REQUIRED` (nothing counted), a wrong or replayed one is a
+//! failed attempt like a wrong password. Also setting passwords and unlocking logins.
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -13,6 +15,7 @@ use tokio::time::Instant;
 
 use super::{
     fanin::{writer_of, Bounded},
+    two_factor::SecondFactor,
     Directory,
 };
 use crate::auth::{dummy_verify, hash, hash_password, verify_password};
@@ -32,8 +35,12 @@ pub enum AuthOutcome {
     /// Too many failed attempts, whatever the password.
     Locked,
     /// The right password of a customer user that is not valid (wrong ones are
-    /// `InvalidCredentials` and counted).
+    /// `InvalidCredentials` and counted), with the second factor passed.
     Disabled,
+    /// The right password, but the second factor is missing: the user has a secret and no
+    /// OTP was sent, or has none while `allow_empty_secret` is off (then never anything else
+    /// until enrolled). Nothing is counted; no source, no user.
+    SecondFactorRequired,
 }
 
 impl AuthOutcome {
@@ -43,6 +50,7 @@ impl AuthOutcome {
             Self::InvalidCredentials => "invalid_credentials",
             Self::Locked => "locked",
             Self::Disabled => "disabled",
+            Self::SecondFactorRequired => "second_factor_required",
         }
     }
 }
@@ -98,7 +106,7 @@ fn password_length(password: &str) -> Option<FieldViolation> {
 /// deadline (which bounds the whole login besides): a silent source makes the login
 /// `Unavailable` after at most `call_timeout`, and counts nothing. A statement cut off by the
 /// bound is rolled back with its transaction.
-async fn within<T>(
+pub(super) async fn within<T>(
     bound: Duration,
     call: impl Future<Output = std::result::Result<T, SourceError>>,
 ) -> std::result::Result<T, SourceError> {
@@ -127,7 +135,7 @@ async fn credentials_of(
     })
 }
 
-fn unavailable(source: &str, e: SourceError) -> Error {
+pub(super) fn unavailable(source: &str, e: SourceError) -> Error {
     Error::Unavailable(format!("auth backend {source:?}: {e}"))
 }
 
@@ -140,25 +148,29 @@ impl Directory {
             .filter_map(|name| self.users.iter().find(|b| b.source.name() == name))
     }
 
-    /// Checks a login and password against the auth backends in order: the first backend whose
-    /// source has the login decides (see [`Directory::decide`] for the outcomes). A login longer
-    /// than its column or a password longer than [`limits::PASSWORD_BYTES`] is
-    /// `InvalidArgument` naming the field, before anything is looked up or hashed. A backend
-    /// that cannot be reached makes the call `Unavailable` and counts nothing.
+    /// Checks a login, password and (with `[auth.two_factor] enabled`) one-time password
+    /// `otp` ("" for none) against the auth backends in order: the first backend whose source
+    /// has the login decides (see [`Directory::decide`] for the outcomes). A login longer than
+    /// its column, a password longer than [`limits::PASSWORD_BYTES`] or an OTP longer than
+    /// [`limits::OTP_BYTES`] is `InvalidArgument` naming the field, before anything is looked
+    /// up or hashed. A backend that cannot be reached makes the call `Unavailable` and counts
+    /// nothing.
     pub async fn authenticate(
         &self,
         login: &str,
         password: &str,
+        otp: &str,
         client: &str,
         deadline: Instant,
     ) -> Result<Authentication> {
         let mut v = Vec::new();
         check_key("login", login, limits::LOGIN, &mut v);
         v.extend(password_length(password));
+        v.extend(super::two_factor::otp_length(otp));
         if !v.is_empty() {
             return Err(Error::InvalidArgument(v));
         }
-        let result = tokio::time::timeout_at(deadline, self.decide(login, password))
+        let result = tokio::time::timeout_at(deadline, self.decide(login, password, otp))
             .await
             .map_err(|_| Error::DeadlineExceeded("authentication did not finish in time".into()))?;
         if let Ok(a) = &result {
@@ -195,7 +207,13 @@ impl Directory {
     /// DISABLED for an invalid user and SUCCESS otherwise, each only if the login is not
     /// locked after the verification (a success resets the count in one conditional
     /// statement). INVALID_CREDENTIALS names no source: it reads the same for an unknown login.
-    async fn decide(&self, login: &str, password: &str) -> Result<Authentication> {
+    ///
+    /// The second factor is asked only after the right password (so a wrong password answers
+    /// the same whatever `otp` is, and whether or not a secret exists) and before validity (as
+    /// in Znuny: DISABLED is told only to both factors): missing, it is
+    /// SECOND_FACTOR_REQUIRED (nothing counted, nothing named); wrong or replayed, the attempt
+    /// is counted and answered like a wrong password.
+    async fn decide(&self, login: &str, password: &str, otp: &str) -> Result<Authentication> {
         let denied = |outcome, source: &str, locked_until| Authentication {
             outcome,
             customer_user: None,
@@ -249,6 +267,14 @@ impl Directory {
                 (bound, None)
             }
         };
+        let ok = ok
+            && match self.second_factor(source, bound, &user.login, otp).await? {
+                SecondFactor::Passed => true,
+                SecondFactor::Failed => false,
+                SecondFactor::Required => {
+                    return Ok(denied(AuthOutcome::SecondFactorRequired, "", None))
+                }
+            };
         if !ok {
             let lock_for = self
                 .auth
@@ -437,6 +463,8 @@ mod tests {
         state: Mutex<HashMap<String, LoginState>>,
         /// A bind first locks the login, as a concurrent burst would.
         lock_during_bind: std::sync::atomic::AtomicBool,
+        /// TOTP secrets by login (the preference `UserGoogleAuthenticatorSecretKey`).
+        secrets: Mutex<HashMap<String, String>>,
     }
 
     impl Fake {
@@ -459,6 +487,7 @@ mod tests {
                     .collect(),
                 state: Mutex::new(HashMap::new()),
                 lock_during_bind: false.into(),
+                secrets: Mutex::new(HashMap::new()),
             })
         }
 
@@ -593,9 +622,16 @@ mod tests {
         }
         async fn preferences(
             &self,
-            _: &str,
+            login: &str,
         ) -> std::result::Result<BTreeMap<String, String>, SourceError> {
-            Ok(BTreeMap::new())
+            Ok(self
+                .secrets
+                .lock()
+                .unwrap()
+                .get(login)
+                .map(|s| ("UserGoogleAuthenticatorSecretKey".to_owned(), s.clone()))
+                .into_iter()
+                .collect())
         }
         async fn set_preference(&self, _: &str, _: &str, _: &str) -> Result<()> {
             Ok(())
@@ -644,6 +680,9 @@ mod tests {
             self.state.lock().unwrap().remove(login);
             Ok(())
         }
+        async fn use_totp_step(&self, _: &str, _: i64) -> std::result::Result<bool, SourceError> {
+            Ok(true)
+        }
     }
 
     #[async_trait]
@@ -665,6 +704,14 @@ mod tests {
     /// A directory over a hash source `db` (alice: valid, nopw: no password, off: invalid)
     /// and a bind source `dir` (lena: valid, gone: invalid), all with the password "right".
     fn directory(max_failed_logins: u32) -> (Directory, Arc<Fake>, Arc<Fake>) {
+        directory_with(max_failed_logins, crate::config::TwoFactorConfig::default())
+    }
+
+    /// [`directory`] with these two-factor settings.
+    fn directory_with(
+        max_failed_logins: u32,
+        two_factor: crate::config::TwoFactorConfig,
+    ) -> (Directory, Arc<Fake>, Arc<Fake>) {
         let hash = hash::hash("right", &PARAMS).unwrap();
         let db = Fake::new(
             "db",
@@ -697,15 +744,29 @@ mod tests {
             argon2: PARAMS,
             allow_plain: false,
             rate_limit: RateLimitConfig::default(),
+            two_factor,
         };
         (Directory::new(users, Vec::new(), 0, 0, None, auth), db, dir)
     }
 
     /// The answer and how many password computations it cost.
     async fn attempt(d: &Directory, login: &str, password: &str) -> (Authentication, u32) {
+        attempt_otp(d, login, password, "").await
+    }
+
+    /// [`attempt`] with a one-time password.
+    async fn attempt_otp(
+        d: &Directory,
+        login: &str,
+        password: &str,
+        otp: &str,
+    ) -> (Authentication, u32) {
         SPENT.with(|n| n.set(0));
         let far = Instant::now() + Duration::from_secs(30);
-        let a = d.authenticate(login, password, "test", far).await.unwrap();
+        let a = d
+            .authenticate(login, password, otp, "test", far)
+            .await
+            .unwrap();
         (a, SPENT.with(std::cell::Cell::get))
     }
 
@@ -797,7 +858,10 @@ mod tests {
         let long = "x".repeat(limits::PASSWORD_BYTES + 1);
         SPENT.with(|n| n.set(0));
         for login in ["alice", "nobody"] {
-            let err = d.authenticate(login, &long, "test", far).await.unwrap_err();
+            let err = d
+                .authenticate(login, &long, "", "test", far)
+                .await
+                .unwrap_err();
             let Error::InvalidArgument(v) = err else {
                 panic!("{err:?}")
             };
@@ -817,12 +881,63 @@ mod tests {
         let (a, spent) = attempt(&d, "alice", &at).await;
         assert_eq!((a.outcome, spent), (AuthOutcome::InvalidCredentials, 1));
         let err = d
-            .authenticate(&"l".repeat(limits::LOGIN + 1), "x", "test", far)
+            .authenticate(&"l".repeat(limits::LOGIN + 1), "x", "", "test", far)
             .await
             .unwrap_err();
         assert!(
             matches!(&err, Error::InvalidArgument(v) if v[0].field == "login"),
             "{err:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn the_second_factor_costs_nothing_more_and_wrong_tokens_count() {
+        let tf = crate::config::TwoFactorConfig {
+            enabled: true,
+            ..Default::default()
+        };
+        let (d, db, dir) = directory_with(5, tf);
+        let seed = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"; // "12345678901234567890"
+        for (fake, login) in [(&db, "alice"), (&dir, "lena")] {
+            fake.secrets
+                .lock()
+                .unwrap()
+                .insert(login.to_owned(), seed.to_owned());
+        }
+        let now = crate::auth::totp::step_at(d.clock.epoch_seconds());
+        let right = crate::auth::totp::token_at(b"12345678901234567890", now).unwrap();
+        let wrong = if right == "000000" {
+            "111111"
+        } else {
+            "000000"
+        };
+        let (unknown, _) = attempt_otp(&d, "nobody", "wrong", &right).await;
+        for (fake, login, verified) in [(&db, "alice", 1), (&dir, "lena", 0)] {
+            for otp in ["", wrong, right.as_str()] {
+                let (a, spent) = attempt_otp(&d, login, "wrong", otp).await;
+                assert_eq!(looks(&a), looks(&unknown), "{login} / wrong / {otp:?}");
+                assert_eq!(spent, 1, "{login}");
+            }
+            assert_eq!(fake.state_of(login).failed, 3, "{login}");
+            let (a, spent) = attempt_otp(&d, login, "right", "").await;
+            assert_eq!(
+                (looks(&a), spent),
+                (
+                    (AuthOutcome::SecondFactorRequired, false, 0, "", None),
+                    verified
+                ),
+                "{login}"
+            );
+            assert_eq!(fake.state_of(login).failed, 3, "not counted: {login}");
+            let (a, spent) = attempt_otp(&d, login, "right", wrong).await;
+            assert_eq!((looks(&a), spent), (looks(&unknown), verified), "{login}");
+            assert_eq!(fake.state_of(login).failed, 4, "counted: {login}");
+            let (a, _) = attempt_otp(&d, login, "right", &right).await;
+            assert_eq!(a.outcome, AuthOutcome::Success, "{login}");
+            assert_eq!(fake.state_of(login).failed, 0, "{login}");
+        }
+        // Without a secret, the password alone (allow_empty_secret).
+        let (a, _) = attempt(&d, "off", "right").await;
+        assert_eq!(a.outcome, AuthOutcome::Disabled);
     }
 }

@@ -33,10 +33,12 @@ mod auth;
 mod fanin;
 mod groups;
 mod health;
+mod two_factor;
 
 pub use auth::{AuthOutcome, Authentication};
 pub use fanin::{merge_pages, Bounded, Held, Merged, SourceStatus};
 pub use health::Probe;
+pub use two_factor::TotpEnrollment;
 
 use fanin::{collect, ensure_key_free, fan_out, locate, write_target, writer_of};
 
@@ -491,16 +493,21 @@ impl Directory {
         self.customer_ids(&user.login, deadline).await
     }
 
+    /// The stored preferences of `login`, without the second factor's secret and pending
+    /// enrolment (secrets never leave the service).
     pub async fn preferences(
         &self,
         login: &str,
         deadline: Instant,
     ) -> Result<BTreeMap<String, String>> {
         let (source, user) = self.locate_user(login, deadline).await?;
-        bounded(deadline, source.companion.preferences(&user.login)).await
+        let mut all = bounded(deadline, source.companion.preferences(&user.login)).await?;
+        all.retain(|key, _| !self.is_two_factor_preference(key));
+        Ok(all)
     }
 
-    /// Sets one preference; native field names are refused.
+    /// Sets one preference; native field names are refused, and so are the second factor's
+    /// (its secret and a pending enrolment: see `EnrollTotp`).
     pub async fn set_preference(
         &self,
         login: &str,
@@ -518,6 +525,11 @@ impl Directory {
             v.push(FieldViolation::new(
                 "key",
                 format!("{key:?} names a native field; change it with UpdateCustomerUser"),
+            ));
+        } else if self.is_two_factor_preference(key) {
+            v.push(FieldViolation::new(
+                "key",
+                format!("{key:?} holds a second-factor secret; use EnrollTotp, ConfirmTotp and RemoveTotp"),
             ));
         }
         if value.chars().count() > limits::PREFERENCE_VALUE {
@@ -850,12 +862,12 @@ async fn move_memberships(source: &UserSourceBundle, old: &str, new: &str) -> Re
 }
 
 /// Bounds a single-source call by the deadline.
-async fn bounded<T>(
+async fn bounded<T, E: Into<Error>>(
     deadline: Instant,
-    fut: impl Future<Output = std::result::Result<T, SourceError>>,
+    fut: impl Future<Output = std::result::Result<T, E>>,
 ) -> Result<T> {
     match timeout_at(deadline, fut).await {
-        Ok(r) => r.map_err(Error::from),
+        Ok(r) => r.map_err(Into::into),
         Err(_) => Err(Error::DeadlineExceeded(
             "the source did not answer in time".into(),
         )),

@@ -85,4 +85,7 @@ pub mod limits {
     /// Longest password accepted (in bytes, not a column: a bound on hashing cost), so no hash
     /// format can cost more than microseconds.
     pub const PASSWORD_BYTES: usize = 1024;
+    /// Longest one-time password accepted (in bytes; a token has 6 digits), refused as
+    /// `INVALID_ARGUMENT` naming `otp` before anything is looked up.
+    pub const OTP_BYTES: usize = 64;
 }

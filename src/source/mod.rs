@@ -1,7 +1,7 @@
 //! Sources: where customer users and customers live, as capability traits. Every customer-user
 //! source reads ([`UserReader`]) and checks passwords ([`Credentials`]: stored hashes or a
 //! directory bind); writable ones also write ([`UserWriter`]); the tables OTRS keeps beside any
-//! backend (memberships, preferences, login state) are a [`Companion`]. Customer sources read
+//! backend (memberships, preferences, login state, used TOTP steps) are a [`Companion`]. Customer sources read
 //! ([`CustomerReader`]) and, when writable, write ([`CustomerWriter`]). The multiplexer
 //! (`directory`) holds one [`UserSourceBundle`] / [`CustomerSourceBundle`] per configured source,
 //! in which a read-only source simply has no writer. Also here: the group store trait and the
@@ -227,6 +227,11 @@ pub trait Companion: Send + Sync {
     ) -> Result<Option<i64>, SourceError>;
     /// Clears the lock and the count of `login`.
     async fn unlock(&self, login: &str) -> Result<(), SourceError>;
+    /// Uses TOTP time step `step` of `login` (the second factor's replay protection): records
+    /// it as the login's last used step only if no step at or after it was used, decided in
+    /// one atomic statement in the shared database, so on any number of replicas a step is
+    /// used once. Whether it was used now (`false`: a replay, or an older step).
+    async fn use_totp_step(&self, login: &str, step: i64) -> Result<bool, SourceError>;
 }
 
 /// One customer-user source as the directory holds it: its capabilities, each present only

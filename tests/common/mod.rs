@@ -118,20 +118,37 @@ impl TestServer {
     /// Starts the server in-process on 127.0.0.1:0 with `config` (TOML) and connects the
     /// clients over plain HTTP/2.
     pub async fn start(config: &str) -> Self {
-        Self::launch(config, true).await
+        Self::launch(config, true, None).await
+    }
+
+    /// Like [`TestServer::start`], every time-dependent rule on `clock` (e.g. a
+    /// `clientele::clock::ManualClock`, so tests move time instead of sleeping).
+    pub async fn start_with_clock(
+        config: &str,
+        clock: std::sync::Arc<dyn clientele::clock::Clock>,
+    ) -> Self {
+        Self::launch(config, true, Some(clock)).await
     }
 
     /// Starts the server without connecting clients (for TLS tests that connect themselves).
     pub async fn start_plain(config: &str) -> Self {
-        Self::launch(config, false).await
+        Self::launch(config, false, None).await
     }
 
-    async fn launch(config: &str, connect: bool) -> Self {
+    async fn launch(
+        config: &str,
+        connect: bool,
+        clock: Option<std::sync::Arc<dyn clientele::clock::Clock>>,
+    ) -> Self {
         let mut settings = Config::from_toml(config, Vec::new())
             .and_then(Config::validate)
             .unwrap_or_else(|e| panic!("test config: {e}\n{config}"));
         settings.server.health_probe_interval = std::time::Duration::from_millis(200);
-        let app = clientele::app::build(settings).expect("build app");
+        let app = match clock {
+            Some(clock) => clientele::app::build_with_clock(settings, clock),
+            None => clientele::app::build(settings),
+        }
+        .expect("build app");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

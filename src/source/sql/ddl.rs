@@ -91,7 +91,8 @@ pub fn index_statements(
     out
 }
 
-/// Clientele's own tables (`clientele_write_lock`, `clientele_login_state`).
+/// Clientele's own tables (`clientele_write_lock`, `clientele_login_state`,
+/// `clientele_totp_step`).
 pub(super) fn own_tables_sql(dialect: Dialect) -> &'static str {
     match dialect {
         Dialect::Postgres => {

@@ -1,11 +1,13 @@
 //! The SQL [`Companion`]: what OTRS keeps beside any customer-user backend, preferences
 //! (`customer_preferences`) and additional customer memberships (`customer_user_customer`), and
-//! Clientele's failed-login state (`clientele_login_state`). SQL sources keep them in their own
+//! Clientele's failed-login state (`clientele_login_state`) and the last TOTP step each login
+//! used (`clientele_totp_step`). SQL sources keep them in their own
 //! database; LDAP sources in a configured SQL database. The login-state statements decide in
 //! the database, atomically and across replicas: a failure is counted and the lock decided in
 //! one step (per dialect), and a success resets the count only while the login is not locked.
-//! Also here: moving the login state of a renamed login inside the rename's transaction
-//! (`move_login_state`).
+//! A TOTP step is used with an insert-if-absent and a conditional `UPDATE ... WHERE last_step <
+//! step`, so it is used once across replicas. Also here: moving the login state (and the used
+//! step) of a renamed login inside the rename's transaction (`move_login_state`).
 
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -504,11 +506,52 @@ impl Companion for SideTables {
     async fn unlock(&self, login: &str) -> Result<(), SourceError> {
         self.reset(login, None).await
     }
+
+    /// Uses TOTP step `step` of `login` once: the first use inserts the row (a concurrent
+    /// first use of the same login inserts nothing and goes on to the update), any later one
+    /// is one conditional `UPDATE ... WHERE last_step < step`; the database's row lock makes
+    /// exactly one of several concurrent uses of a step (on any replica) change the row.
+    async fn use_totp_step(&self, login: &str, step: i64) -> Result<bool, SourceError> {
+        self.db.ready().await?;
+        let d = self.db.dialect();
+        let created = Sql::insert_ignore(
+            d,
+            "clientele_totp_step",
+            vec![
+                ("source", Val::Text(self.source.clone())),
+                ("login", Val::Text(login.to_owned())),
+                ("last_step", Val::Int(step)),
+            ],
+        )
+        .query()
+        .execute(self.db.pool())
+        .await
+        .map_err(source_error)?
+        .rows_affected()
+            > 0;
+        if created {
+            return Ok(true);
+        }
+        let mut up = Sql::new(d);
+        up.push("UPDATE clientele_totp_step SET last_step = ")
+            .int(step)
+            .push(" WHERE ")
+            .push_key(&self.source, login)
+            .push(" AND last_step < ")
+            .int(step);
+        Ok(up
+            .query()
+            .execute(self.db.pool())
+            .await
+            .map_err(source_error)?
+            .rows_affected()
+            > 0)
+    }
 }
 
-/// Moves the failed-login state of `old` to `new` for `source` on `conn`, inside the
-/// transaction that renames the login, so a locked customer user stays locked under its new
-/// login. A state recorded for `new` itself (left from an earlier holder of that login) is
+/// Moves the failed-login state and the last used TOTP step of `old` to `new` for `source` on
+/// `conn`, inside the transaction that renames the login, so a locked customer user stays
+/// locked under its new login and a used token stays used. A state recorded for `new` itself (left from an earlier holder of that login) is
 /// dropped first; on a case-insensitive collation, where `old` and `new` are one row, that row
 /// is kept and renamed.
 pub(super) async fn move_login_state(
@@ -521,18 +564,24 @@ pub(super) async fn move_login_state(
     if old == new {
         return Ok(());
     }
-    let mut del = Sql::new(dialect);
-    del.push("DELETE FROM clientele_login_state WHERE ")
-        .push_key(source, new)
-        .push(" AND login <> ")
-        .text(old);
-    del.query().execute(&mut *conn).await?;
-    let mut up = Sql::new(dialect);
-    up.push("UPDATE clientele_login_state SET login = ")
-        .text(new)
-        .push(" WHERE ")
-        .push_key(source, old);
-    up.query().execute(&mut *conn).await?;
+    for table in ["clientele_login_state", "clientele_totp_step"] {
+        let mut del = Sql::new(dialect);
+        del.push("DELETE FROM ")
+            .push(table)
+            .push(" WHERE ")
+            .push_key(source, new)
+            .push(" AND login <> ")
+            .text(old);
+        del.query().execute(&mut *conn).await?;
+        let mut up = Sql::new(dialect);
+        up.push("UPDATE ")
+            .push(table)
+            .push(" SET login = ")
+            .text(new)
+            .push(" WHERE ")
+            .push_key(source, old);
+        up.query().execute(&mut *conn).await?;
+    }
     Ok(())
 }
 
