@@ -129,13 +129,18 @@ impl Env {
     }
 }
 
+/// One burst at a time across the backends' tests (they share the machine's cores).
+static BURST: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// 40 concurrent attempts, 39 wrong and then the right one, with `max_failed_logins = 5`.
 /// Verifications are made slow (argon2id with 15 passes, a few hundred ms each on the FIFO
 /// hashing threads) and the right attempt is sent 50 ms after the wrong ones: it reads a clean
 /// state (no verification has finished yet) and is verified behind them, long after the fifth
 /// failure locked the login. Before the fix it answered SUCCESS there; now it is LOCKED, and
-/// so is every wrong attempt after the fifth.
+/// so is every wrong attempt after the fifth. The bursts of the three backends take turns
+/// ([`BURST`]): 120 slow verifications at once on two cores would outlast the 30 s deadline.
 async fn a_burst_never_lets_the_right_password_in_once_locked(backend: Backend) {
+    let _turn = BURST.lock().await;
     let Some(mut e) = env(
         backend,
         "max_failed_logins = 5\nlockout_duration = \"15m\"\n[auth.argon2]\niterations = 15",
