@@ -33,6 +33,7 @@ mod auth;
 mod fanin;
 mod groups;
 mod health;
+mod login_state;
 
 pub use auth::{AuthOutcome, Authentication};
 pub use fanin::{merge_pages, Bounded, Held, Merged, SourceStatus};

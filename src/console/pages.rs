@@ -1,0 +1,1192 @@
+//! The console's routes: thin handlers that turn a form into a domain value, call the
+//! [`crate::directory::Directory`] operation the matching RPC calls, and render the answer.
+//! Each action is allowed by the scope of that RPC (`Console::require`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::{
+    body::Bytes,
+    extract::{Path, Query, State},
+    http::{header, HeaderMap, StatusCode},
+    response::{IntoResponse, Redirect, Response},
+    routing::{get, post},
+    Router,
+};
+use maud::{html, Markup};
+
+use super::view::{self, csrf_field, error_box, escape_path, notice, record_fields, text_input};
+use super::{error_words, Console, Ctx, Form};
+use crate::domain::group::Context;
+use crate::domain::group::Group;
+use crate::domain::query::{parse_within, Grammar};
+use crate::domain::search::{CustomerSearch, UserCriterion};
+use crate::domain::{Attr, Customer, CustomerUser, Field, Patch, Record, Schema, Validity};
+use crate::error::{Error, FieldViolation};
+
+type S = State<Arc<Console>>;
+const PAGE: usize = 50;
+
+pub fn router(console: Arc<Console>) -> Router {
+    Router::new()
+        .route("/", get(overview))
+        .route("/console.css", get(css))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+        .route("/customer-users", get(users))
+        .route("/customer-users/new", get(user_new).post(user_create))
+        .route("/customer-users/{login}", get(user_view).post(user_update))
+        .route("/customer-users/{login}/unlock", post(user_unlock))
+        .route("/customer-users/{login}/password", post(user_password))
+        .route("/customer-users/{login}/groups", post(user_grant))
+        .route("/customers", get(customers))
+        .route("/customers/new", get(customer_new).post(customer_create))
+        .route(
+            "/customers/{customer_id}",
+            get(customer_view).post(customer_update),
+        )
+        .route("/customers/{customer_id}/groups", post(customer_grant))
+        .route("/groups", get(groups))
+        .route("/groups/new", get(group_new).post(group_create))
+        .route("/groups/{name}", get(group_view).post(group_update))
+        .route("/sources", get(sources))
+        .with_state(console)
+}
+
+fn form(body: &Bytes) -> Form {
+    Form(url::form_urlencoded::parse(body).into_owned().collect())
+}
+
+/// `Ok(page)` or the response that replaces it (redirect, 403, error page).
+type Page = Result<Response, Response>;
+
+fn fail(c: &Console, ctx: &Ctx, e: &Error) -> Response {
+    let (status, words) = error_words(e);
+    let body = match e {
+        Error::InvalidArgument(v) => {
+            html! { (error_box(&words)) ul { @for x in v { li { (x.field) ": " (x.description) } } } }
+        }
+        _ => error_box(&words),
+    };
+    c.render(ctx, status, "Error", body)
+}
+
+async fn css() -> Response {
+    ([(header::CONTENT_TYPE, "text/css")], view::CSS).into_response()
+}
+
+async fn overview(State(c): S, headers: HeaderMap) -> Page {
+    let ctx = c.ctx(&headers)?;
+    let body = html! {
+        p { "Customer users, customers, groups and permissions of this Clientele server." }
+        ul {
+            li { a href="/customer-users" { "Customer users" } " — search, add, edit, permissions, login state" }
+            li { a href="/customers" { "Customers" } " — the companies" }
+            li { a href="/groups" { "Groups" } " — and their customer users and customers" }
+            li { a href="/sources" { "Sources" } " — health, kind, read-only" }
+        }
+    };
+    Ok(c.render(&ctx, StatusCode::OK, "Overview", body))
+}
+
+async fn login_page(State(c): S) -> Response {
+    login_form(&c, StatusCode::OK, None)
+}
+
+fn login_form(c: &Console, status: StatusCode, error: Option<&str>) -> Response {
+    if c.access.callers.is_empty() {
+        return Redirect::to("/").into_response();
+    }
+    let body = html! {
+        @if let Some(e) = error { (error_box(e)) }
+        form method="post" action="/login" {
+            label for="f-token" { "Caller token" }
+            input type="password" id="f-token" name="token" autocomplete="current-password";
+            button type="submit" { "Sign in" }
+        }
+        p.muted { "Sign in with the bearer token of a configured caller; its scopes apply." }
+    };
+    let html = view::page("Sign in", None, "", body).into_string();
+    (status, axum::response::Html(html)).into_response()
+}
+
+async fn login(State(c): S, body: Bytes) -> Response {
+    let f = form(&body);
+    let Some(caller) = c.access.by_token(f.get("token")).map(|c| c.name.clone()) else {
+        tracing::warn!("console: sign-in with an unknown token");
+        return login_form(&c, StatusCode::UNAUTHORIZED, Some("unknown token"));
+    };
+    tracing::info!(caller, "console: signed in");
+    let (id, _) = c.open_session(caller);
+    let mut r = Redirect::to("/").into_response();
+    if let Ok(v) = super::set_cookie(&id).parse() {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+async fn logout(State(c): S, headers: HeaderMap, body: Bytes) -> Page {
+    c.post_ctx(&headers, &form(&body))?;
+    c.close_session(&headers);
+    let mut r = Redirect::to("/login").into_response();
+    if let Ok(v) = format!(
+        "{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0",
+        super::COOKIE
+    )
+    .parse()
+    {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    Ok(r)
+}
+
+fn validity_of(f: &Form, out: &mut Vec<FieldViolation>) -> Validity {
+    match f.get("validity") {
+        "" | "VALID" => Validity::Valid,
+        "INVALID" => Validity::Invalid,
+        "INVALID_TEMPORARILY" => Validity::InvalidTemporarily,
+        _ => {
+            out.push(FieldViolation::new(
+                "validity",
+                "must be VALID, INVALID or INVALID_TEMPORARILY",
+            ));
+            Validity::Valid
+        }
+    }
+}
+
+/// A record from the form's fields of `schema` (and the patch of the fields present).
+fn record_from<R: Record>(
+    schema: &Schema<R::Field>,
+    f: &Form,
+    v: &mut Vec<FieldViolation>,
+) -> Patch<R> {
+    let mut r = R::default();
+    let mut fields = Vec::new();
+    for rule in view::text_attrs(schema) {
+        let name = view::field_name(&rule.attr);
+        if !f.has(&name) {
+            continue;
+        }
+        let value = f.get(&name).trim().to_owned();
+        match &rule.attr {
+            Attr::Field(field) => field.set(&mut r, value),
+            Attr::Extra(x) => {
+                r.extra_mut().insert(x.clone(), value);
+            }
+        }
+        fields.push(rule.attr.clone());
+    }
+    if f.has("validity") {
+        r.set_validity(validity_of(f, v));
+        fields.push(Attr::Field(R::Field::VALIDITY));
+    }
+    Patch { values: r, fields }
+}
+
+fn user_row(u: &CustomerUser) -> Markup {
+    html! {
+        tr {
+            td { a href={ "/customer-users/" (escape_path(&u.login)) } { (u.login) } }
+            td { (u.full_name) } td { (u.email) } td { (u.customer_id) }
+            td { (u.source) } td { (u.validity) }
+        }
+    }
+}
+
+fn user_table(users: &[CustomerUser]) -> Markup {
+    html! {
+        table {
+            thead { tr { th { "Login" } th { "Name" } th { "Email" } th { "Customer" } th { "Source" } th { "Validity" } } }
+            tbody { @for u in users { (user_row(u)) } }
+        }
+    }
+}
+
+fn pager(base: &str, q: &str, page: usize, total: usize) -> Markup {
+    let pages = total.div_ceil(PAGE).max(1);
+    let link = |p: usize| format!("{base}?q={}&page={p}", escape_path(q));
+    html! {
+        nav aria-label="Pages" {
+            @if page > 1 { a href=(link(page - 1)) { "← previous" } " " }
+            span { "page " (page) " of " (pages) }
+            @if page < pages { " " a href=(link(page + 1)) { "next →" } }
+        }
+    }
+}
+
+async fn users(State(c): S, headers: HeaderMap, Query(q): Query<BTreeMap<String, String>>) -> Page {
+    let ctx = c.ctx(&headers)?;
+    let query = q.get("q").map_or("*", |s| s.as_str()).to_owned();
+    let page: usize = q
+        .get("page")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    let result = match parse_within(&query, Grammar::CustomerUser, c.query_limits) {
+        Ok(expr) => {
+            c.dir
+                .search_users(
+                    UserCriterion::Query(expr),
+                    true,
+                    c.list_limit,
+                    &[],
+                    c.deadline(),
+                )
+                .await
+        }
+        Err(e) => Err(Error::invalid("q", e.to_string())),
+    };
+    let body = html! {
+        form method="get" action="/customer-users" role="search" {
+            label for="f-q" { "Search (OTRS grammar: * wildcard, + and, ! not, \"phrase\")" }
+            input type="search" id="f-q" name="q" value=(query);
+            button type="submit" { "Search" }
+        }
+        @if c.may(&ctx, "CustomerUserService/CreateCustomerUser") {
+            p { a href="/customer-users/new" { "Add customer user" } }
+        }
+        @match &result {
+            Err(Error::InvalidArgument(v)) => { @for x in v { p.violation { (x.description) } } }
+            Err(e) => (error_box(&error_words(e).1)),
+            Ok(m) => {
+                @for s in m.status.iter().filter(|s| s.error.is_some()) {
+                    (error_box(&format!("source {}: {}", s.source, s.error.clone().unwrap_or_default())))
+                }
+                p {
+                    (m.items.len()) " customer users"
+                    @if m.truncated { " — only the first " (c.list_limit) " are listed; narrow the search" }
+                }
+                (user_table(&m.items.iter().skip((page - 1) * PAGE).take(PAGE).cloned().collect::<Vec<_>>()))
+                (pager("/customer-users", &query, page, m.items.len()))
+            }
+        }
+    };
+    Ok(c.render(&ctx, StatusCode::OK, "Customer users", body))
+}
+
+/// The writable customer-user sources, and the chosen one (by name, else the first).
+fn user_target<'a>(
+    c: &'a Console,
+    chosen: &str,
+) -> (Vec<&'a str>, Option<&'a crate::source::UserSourceBundle>) {
+    let writable: Vec<_> = c
+        .dir
+        .user_sources()
+        .filter(|s| s.writer.is_some())
+        .collect();
+    let names = writable.iter().map(|s| s.name()).collect();
+    let target = writable
+        .iter()
+        .find(|s| s.name() == chosen)
+        .or(writable.first())
+        .copied();
+    (names, target)
+}
+
+fn user_new_form(
+    c: &Console,
+    ctx: &Ctx,
+    chosen: &str,
+    user: &CustomerUser,
+    v: &[FieldViolation],
+) -> Markup {
+    let (names, target) = user_target(c, chosen);
+    let Some(target) = target else {
+        return error_box("no customer-user source is writable");
+    };
+    let mut shown: Vec<String> = view::text_attrs(target.reader.schema())
+        .iter()
+        .map(|r| view::field_name(&r.attr))
+        .collect();
+    shown.extend(["validity", "password", "generate_password", "source"].map(String::from));
+    html! {
+        @if names.len() > 1 {
+            form method="get" action="/customer-users/new" {
+                label for="f-source-pick" { "Data source" }
+                select id="f-source-pick" name="source" {
+                    @for n in &names { option value=(n) selected[*n == target.name()] { (n) } }
+                }
+                button type="submit" { "Choose" }
+            }
+        }
+        (view::other_violations(&shown, v))
+        form method="post" action="/customer-users/new" {
+            (csrf_field(&ctx.csrf))
+            input type="hidden" name="source" value=(target.name());
+            p.muted { "Source: " (target.name()) ". Fields marked " span.req { "*" } " are required; the customer must exist." }
+            (record_fields(target.reader.schema(), user, false, true, v))
+            label for="f-password" { "Password (leave empty and tick below to generate one)" }
+            input type="password" id="f-password" name="password" autocomplete="new-password";
+            (view::violations_of("password", v))
+            div.check {
+                input type="checkbox" id="f-generate_password" name="generate_password" value="true" checked;
+                " " label for="f-generate_password" { "Generate a password (shown once)" }
+            }
+            (view::violations_of("generate_password", v))
+            button type="submit" { "Create" }
+        }
+    }
+}
+
+async fn user_new(
+    State(c): S,
+    headers: HeaderMap,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Page {
+    let ctx = c.ctx(&headers)?;
+    c.require(&ctx, "CustomerUserService/CreateCustomerUser")?;
+    let chosen = q.get("source").cloned().unwrap_or_default();
+    let body = user_new_form(&c, &ctx, &chosen, &CustomerUser::default(), &[]);
+    Ok(c.render(&ctx, StatusCode::OK, "Add customer user", body))
+}
+
+async fn user_create(State(c): S, headers: HeaderMap, body: Bytes) -> Page {
+    let f = form(&body);
+    let ctx = c.post_ctx(&headers, &f)?;
+    c.require(&ctx, "CustomerUserService/CreateCustomerUser")?;
+    let (_, target) = user_target(&c, f.get("source"));
+    let Some(target) = target else {
+        return Ok(c.render(
+            &ctx,
+            StatusCode::CONFLICT,
+            "Add customer user",
+            error_box("no customer-user source is writable"),
+        ));
+    };
+    let source = target.name().to_owned();
+    let mut v = Vec::new();
+    let mut user: CustomerUser = record_from(target.reader.schema(), &f, &mut v).values;
+    if !f.has("validity") {
+        user.validity = Validity::Valid;
+    }
+    let password = Some(f.get("password").to_owned()).filter(|p| !p.is_empty());
+    let generate = password.is_none() && f.get("generate_password") == "true";
+    let result = match v.is_empty() {
+        true => {
+            c.dir
+                .create_user(
+                    Some(&source),
+                    user.clone(),
+                    password,
+                    generate,
+                    c.deadline(),
+                )
+                .await
+        }
+        false => Err(Error::InvalidArgument(v)),
+    };
+    Ok(match result {
+        Ok((u, generated)) => {
+            let body = html! {
+                (notice(&format!("Customer user {} created in source {}.", u.login, u.source)))
+                @if let Some(p) = generated {
+                    p { "Generated password (shown once, not stored anywhere readable): " code id="generated-password" { (p) } }
+                }
+                p { a href={ "/customer-users/" (escape_path(&u.login)) } { "Open " (u.login) } }
+            };
+            c.render(&ctx, StatusCode::CREATED, "Customer user created", body)
+        }
+        Err(Error::InvalidArgument(v)) => {
+            let body = user_new_form(&c, &ctx, &source, &user, &v);
+            c.render(&ctx, StatusCode::BAD_REQUEST, "Add customer user", body)
+        }
+        Err(e) => {
+            let body = html! { (error_box(&error_words(&e).1)) (user_new_form(&c, &ctx, &source, &user, &[])) };
+            c.render(&ctx, error_words(&e).0, "Add customer user", body)
+        }
+    })
+}
+
+async fn user_page(
+    c: &Console,
+    ctx: &Ctx,
+    login: &str,
+    message: Option<Markup>,
+    v: &[FieldViolation],
+    status: StatusCode,
+) -> Response {
+    let until = c.deadline();
+    let user = match c.dir.get_user(login, until).await {
+        Ok(u) => u,
+        Err(e) => return fail(c, ctx, &e),
+    };
+    let source = c.dir.user_sources().find(|s| s.name() == user.source);
+    let writable = source.is_some_and(|s| s.writer.is_some())
+        && c.may(ctx, "CustomerUserService/UpdateCustomerUser");
+    let path = format!("/customer-users/{}", escape_path(&user.login));
+    let permissions = if c.may(ctx, "GroupService/GetEffectivePermissions") {
+        Some(c.dir.effective_permissions(&user.login, until).await)
+    } else {
+        None
+    };
+    let state = c.dir.login_state(&user.login, until).await;
+    let groups = c.dir.list_groups(false).await.unwrap_or_default();
+    let body = html! {
+        @if let Some(m) = message { (m) }
+        section aria-labelledby="h-attrs" {
+            h2 id="h-attrs" { "Attributes" }
+            p.muted { "Source: " (user.source) ". " @if !writable { "Read only for you or in this source." } }
+            @if let Some(s) = source {
+                @let mut shown: Vec<String> = view::text_attrs(s.reader.schema()).iter().map(|r| view::field_name(&r.attr)).collect();
+                @let _ = { shown.push("validity".into()); };
+                (view::other_violations(&shown, v))
+                form method="post" action=(path) {
+                    (csrf_field(&ctx.csrf))
+                    (record_fields(s.reader.schema(), &user, true, writable, v))
+                    @if writable { button type="submit" { "Save" } }
+                }
+            }
+        }
+        section aria-labelledby="h-login" {
+            h2 id="h-login" { "Login state" }
+            @match &state {
+                Ok((st, locked)) => {
+                    p id="login-state" {
+                        "Failed logins: " (st.failed) ". "
+                        @if *locked {
+                            strong { "Login forbidden" }
+                            @match st.locked_until { Some(i64::MAX) => " until unlocked.", Some(t) => { " until " (humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0).unsigned_abs()))) " (UTC)." }, None => "" }
+                        } @else { "Not locked." }
+                    }
+                    @if c.may(ctx, "AuthService/UnlockLogin") && (*locked || st.failed > 0) {
+                        form method="post" action={ (path) "/unlock" } {
+                            (csrf_field(&ctx.csrf))
+                            button type="submit" { "Unlock" }
+                        }
+                    }
+                }
+                Err(e) => (error_box(&error_words(e).1)),
+            }
+            @if c.may(ctx, "AuthService/SetPassword") && source.is_some_and(|s| s.writer.is_some()) {
+                h3 { "Set password" }
+                form method="post" action={ (path) "/password" } {
+                    (csrf_field(&ctx.csrf))
+                    label for="f-new-password" { "New password" }
+                    input type="password" id="f-new-password" name="password" autocomplete="new-password"
+                        aria-invalid=[v.iter().any(|x| x.field == "password").then_some("true")];
+                    (view::violations_of("password", v))
+                    button type="submit" { "Set password" }
+                }
+            }
+        }
+        @if let Some(p) = permissions {
+            section aria-labelledby="h-perms" {
+                h2 id="h-perms" { "Effective permissions" }
+                @match p {
+                    Ok(groups) if groups.is_empty() => p { "No permissions." },
+                    Ok(groups) => table id="effective-permissions" {
+                        thead { tr { th { "Group" } th { "Permission" } th { "Why" } } }
+                        tbody {
+                            @for (g, keys) in &groups { @for (k, reasons) in keys {
+                                tr { td { (g) } td { (k) } td { (reasons.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")) } }
+                            } }
+                        }
+                    },
+                    Err(e) => (error_box(&error_words(&e).1)),
+                }
+                @if c.may(ctx, "GroupService/SetCustomerUserPermissions") {
+                    (grant_form(&format!("{path}/groups"), &ctx.csrf, &groups, None))
+                }
+            }
+        }
+    };
+    c.render(ctx, status, &format!("Customer user {}", user.login), body)
+}
+
+/// The form granting or revoking one key of a group (to a customer user, or with contexts to
+/// a customer).
+fn grant_form(action: &str, csrf: &str, groups: &[Group], contexts: Option<()>) -> Markup {
+    html! {
+        h3 { "Grant or revoke a group permission" }
+        form method="post" action=(action) {
+            (csrf_field(csrf))
+            label for="f-group" { "Group" }
+            select id="f-group" name="group" { @for g in groups { option value=(g.name) { (g.name) } } }
+            label for="f-permission" { "Permission key (e.g. ro, rw)" }
+            input type="text" id="f-permission" name="permission" value="ro";
+            @if contexts.is_some() {
+                label for="f-context" { "Context" }
+                select id="f-context" name="context" {
+                    option value="SAME_CUSTOMER" { "same customer (its users get the group)" }
+                    option value="OTHER_CUSTOMERS" { "other customers" }
+                }
+            }
+            label for="f-granted" { "Granted" }
+            select id="f-granted" name="granted" { option value="true" { "grant" } option value="false" { "revoke" } }
+            button type="submit" { "Apply" }
+        }
+    }
+}
+
+async fn user_view(State(c): S, headers: HeaderMap, Path(login): Path<String>) -> Page {
+    let ctx = c.ctx(&headers)?;
+    Ok(user_page(&c, &ctx, &login, None, &[], StatusCode::OK).await)
+}
+
+async fn user_update(
+    State(c): S,
+    headers: HeaderMap,
+    Path(login): Path<String>,
+    body: Bytes,
+) -> Page {
+    let f = form(&body);
+    let ctx = c.post_ctx(&headers, &f)?;
+    c.require(&ctx, "CustomerUserService/UpdateCustomerUser")?;
+    let until = c.deadline();
+    let current = c.dir.get_user(&login, until).await;
+    let Some(source) = current
+        .as_ref()
+        .ok()
+        .and_then(|u| c.dir.user_sources().find(|s| s.name() == u.source))
+    else {
+        return Ok(user_page(&c, &ctx, &login, None, &[], StatusCode::NOT_FOUND).await);
+    };
+    let mut v = Vec::new();
+    let mut patch: Patch<CustomerUser> = record_from(source.reader.schema(), &f, &mut v);
+    // Read-only attributes are rendered disabled (so not posted); keep only the editable ones.
+    patch
+        .fields
+        .retain(|a| source.reader.schema().rule(a).is_none_or(|r| !r.read_only));
+    let result = match v.is_empty() {
+        true => c.dir.update_user(&login, patch, until).await,
+        false => Err(Error::InvalidArgument(v)),
+    };
+    Ok(match result {
+        Ok(u) => {
+            let m = notice(&format!("Customer user {} saved.", u.login));
+            user_page(&c, &ctx, &u.login, Some(m), &[], StatusCode::OK).await
+        }
+        Err(Error::InvalidArgument(v)) => {
+            user_page(&c, &ctx, &login, None, &v, StatusCode::BAD_REQUEST).await
+        }
+        Err(e) => {
+            user_page(
+                &c,
+                &ctx,
+                &login,
+                Some(error_box(&error_words(&e).1)),
+                &[],
+                error_words(&e).0,
+            )
+            .await
+        }
+    })
+}
+
+async fn user_unlock(
+    State(c): S,
+    headers: HeaderMap,
+    Path(login): Path<String>,
+    body: Bytes,
+) -> Page {
+    let ctx = c.post_ctx(&headers, &form(&body))?;
+    c.require(&ctx, "AuthService/UnlockLogin")?;
+    let m = match c.dir.unlock_login(&login, c.deadline()).await {
+        Ok(()) => notice("Login unlocked."),
+        Err(e) => error_box(&error_words(&e).1),
+    };
+    Ok(user_page(&c, &ctx, &login, Some(m), &[], StatusCode::OK).await)
+}
+
+async fn user_password(
+    State(c): S,
+    headers: HeaderMap,
+    Path(login): Path<String>,
+    body: Bytes,
+) -> Page {
+    let f = form(&body);
+    let ctx = c.post_ctx(&headers, &f)?;
+    c.require(&ctx, "AuthService/SetPassword")?;
+    Ok(
+        match c
+            .dir
+            .set_password(&login, f.get("password"), c.deadline())
+            .await
+        {
+            Ok(()) => {
+                user_page(
+                    &c,
+                    &ctx,
+                    &login,
+                    Some(notice("Password set.")),
+                    &[],
+                    StatusCode::OK,
+                )
+                .await
+            }
+            Err(Error::InvalidArgument(v)) => {
+                user_page(&c, &ctx, &login, None, &v, StatusCode::BAD_REQUEST).await
+            }
+            Err(e) => {
+                user_page(
+                    &c,
+                    &ctx,
+                    &login,
+                    Some(error_box(&error_words(&e).1)),
+                    &[],
+                    error_words(&e).0,
+                )
+                .await
+            }
+        },
+    )
+}
+
+fn grant_of(f: &Form) -> BTreeMap<String, bool> {
+    BTreeMap::from([(
+        f.get("permission").trim().to_owned(),
+        f.get("granted") != "false",
+    )])
+}
+
+async fn user_grant(
+    State(c): S,
+    headers: HeaderMap,
+    Path(login): Path<String>,
+    body: Bytes,
+) -> Page {
+    let f = form(&body);
+    let ctx = c.post_ctx(&headers, &f)?;
+    c.require(&ctx, "GroupService/SetCustomerUserPermissions")?;
+    let m = match c
+        .dir
+        .set_user_permissions(&login, f.get("group"), grant_of(&f), c.deadline())
+        .await
+    {
+        Ok(keys) => notice(&format!(
+            "Permissions on {}: {}.",
+            f.get("group"),
+            if keys.is_empty() {
+                "none".to_owned()
+            } else {
+                keys.join(", ")
+            }
+        )),
+        Err(e) => error_box(&error_words(&e).1),
+    };
+    Ok(user_page(&c, &ctx, &login, Some(m), &[], StatusCode::OK).await)
+}
+
+// ---- customers ----
+
+fn customer_target<'a>(
+    c: &'a Console,
+    chosen: &str,
+) -> (
+    Vec<&'a str>,
+    Option<&'a crate::source::CustomerSourceBundle>,
+) {
+    let writable: Vec<_> = c
+        .dir
+        .customer_sources()
+        .filter(|s| s.writer.is_some())
+        .collect();
+    let names = writable.iter().map(|s| s.name()).collect();
+    let target = writable
+        .iter()
+        .find(|s| s.name() == chosen)
+        .or(writable.first())
+        .copied();
+    (names, target)
+}
+
+async fn customers(
+    State(c): S,
+    headers: HeaderMap,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Page {
+    let ctx = c.ctx(&headers)?;
+    let query = q.get("q").map_or("*", |s| s.as_str()).to_owned();
+    let page: usize = q
+        .get("page")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    let result = match parse_within(&query, Grammar::Full, c.query_limits) {
+        Ok(expr) => {
+            c.dir
+                .search_customers(
+                    CustomerSearch {
+                        query: expr,
+                        include_invalid: true,
+                        limit: c.list_limit,
+                    },
+                    &[],
+                    c.deadline(),
+                )
+                .await
+        }
+        Err(e) => Err(Error::invalid("q", e.to_string())),
+    };
+    let body = html! {
+        form method="get" action="/customers" role="search" {
+            label for="f-q" { "Search (OTRS grammar)" }
+            input type="search" id="f-q" name="q" value=(query);
+            button type="submit" { "Search" }
+        }
+        @if c.may(&ctx, "CustomerService/CreateCustomer") { p { a href="/customers/new" { "Add customer" } } }
+        @match &result {
+            Err(Error::InvalidArgument(v)) => { @for x in v { p.violation { (x.description) } } }
+            Err(e) => (error_box(&error_words(e).1)),
+            Ok(m) => {
+                p { (m.items.len()) " customers" @if m.truncated { " — only the first " (c.list_limit) " are listed; narrow the search" } }
+                table {
+                    thead { tr { th { "Customer ID" } th { "Name" } th { "City" } th { "Source" } th { "Validity" } } }
+                    tbody {
+                        @for x in m.items.iter().skip((page - 1) * PAGE).take(PAGE) {
+                            tr { td { a href={ "/customers/" (escape_path(&x.customer_id)) } { (x.customer_id) } } td { (x.name) } td { (x.city) } td { (x.source) } td { (x.validity) } }
+                        }
+                    }
+                }
+                (pager("/customers", &query, page, m.items.len()))
+            }
+        }
+    };
+    Ok(c.render(&ctx, StatusCode::OK, "Customers", body))
+}
+
+fn customer_new_form(
+    c: &Console,
+    ctx: &Ctx,
+    chosen: &str,
+    customer: &Customer,
+    v: &[FieldViolation],
+) -> Markup {
+    let (names, target) = customer_target(c, chosen);
+    let Some(target) = target else {
+        return error_box("no customer source is writable");
+    };
+    let mut shown: Vec<String> = view::text_attrs(target.reader.schema())
+        .iter()
+        .map(|r| view::field_name(&r.attr))
+        .collect();
+    shown.push("validity".into());
+    html! {
+        (view::other_violations(&shown, v))
+        form method="post" action="/customers/new" {
+            (csrf_field(&ctx.csrf))
+            @if names.len() > 1 {
+                label for="f-source" { "Data source" }
+                select id="f-source" name="source" { @for n in &names { option value=(n) selected[*n == target.name()] { (n) } } }
+            } @else { input type="hidden" name="source" value=(target.name()); }
+            (record_fields(target.reader.schema(), customer, false, true, v))
+            button type="submit" { "Create" }
+        }
+    }
+}
+
+async fn customer_new(State(c): S, headers: HeaderMap) -> Page {
+    let ctx = c.ctx(&headers)?;
+    c.require(&ctx, "CustomerService/CreateCustomer")?;
+    let body = customer_new_form(&c, &ctx, "", &Customer::default(), &[]);
+    Ok(c.render(&ctx, StatusCode::OK, "Add customer", body))
+}
+
+async fn customer_create(State(c): S, headers: HeaderMap, body: Bytes) -> Page {
+    let f = form(&body);
+    let ctx = c.post_ctx(&headers, &f)?;
+    c.require(&ctx, "CustomerService/CreateCustomer")?;
+    let (_, target) = customer_target(&c, f.get("source"));
+    let Some(target) = target else {
+        return Ok(c.render(
+            &ctx,
+            StatusCode::CONFLICT,
+            "Add customer",
+            error_box("no customer source is writable"),
+        ));
+    };
+    let source = target.name().to_owned();
+    let mut v = Vec::new();
+    let customer: Customer = record_from(target.reader.schema(), &f, &mut v).values;
+    let result = match v.is_empty() {
+        true => {
+            c.dir
+                .create_customer(Some(&source), customer.clone(), c.deadline())
+                .await
+        }
+        false => Err(Error::InvalidArgument(v)),
+    };
+    Ok(match result {
+        Ok(x) => customer_page(&c, &ctx, &x.customer_id, Some(notice(&format!("Customer {} created.", x.customer_id))), &[], StatusCode::CREATED).await,
+        Err(Error::InvalidArgument(v)) => c.render(&ctx, StatusCode::BAD_REQUEST, "Add customer", customer_new_form(&c, &ctx, &source, &customer, &v)),
+        Err(e) => c.render(&ctx, error_words(&e).0, "Add customer", html! { (error_box(&error_words(&e).1)) (customer_new_form(&c, &ctx, &source, &customer, &[])) }),
+    })
+}
+
+async fn customer_page(
+    c: &Console,
+    ctx: &Ctx,
+    id: &str,
+    message: Option<Markup>,
+    v: &[FieldViolation],
+    status: StatusCode,
+) -> Response {
+    let until = c.deadline();
+    let customer = match c.dir.get_customer(id, until).await {
+        Ok(x) => x,
+        Err(e) => return fail(c, ctx, &e),
+    };
+    let source = c
+        .dir
+        .customer_sources()
+        .find(|s| s.name() == customer.source);
+    let writable =
+        source.is_some_and(|s| s.writer.is_some()) && c.may(ctx, "CustomerService/UpdateCustomer");
+    let path = format!("/customers/{}", escape_path(&customer.customer_id));
+    let users = if c.may(ctx, "CustomerService/ListCustomerUsersOfCustomer") {
+        Some(
+            c.dir
+                .customer_users_of(&customer.customer_id, true, c.list_limit, until)
+                .await,
+        )
+    } else {
+        None
+    };
+    let groups = c.dir.list_groups(false).await.unwrap_or_default();
+    let body = html! {
+        @if let Some(m) = message { (m) }
+        @if let Some(s) = source {
+            @let shown: Vec<String> = view::text_attrs(s.reader.schema()).iter().map(|r| view::field_name(&r.attr)).chain(["validity".to_owned()]).collect();
+            (view::other_violations(&shown, v))
+            form method="post" action=(path) {
+                (csrf_field(&ctx.csrf))
+                (record_fields(s.reader.schema(), &customer, true, writable, v))
+                @if writable { button type="submit" { "Save" } p.muted { "Renaming the customer ID carries its customer users with it." } }
+            }
+        }
+        @if let Some(users) = users {
+            section aria-labelledby="h-users" {
+                h2 id="h-users" { "Customer users" }
+                @match users { Ok(m) => (user_table(&m.items)), Err(e) => (error_box(&error_words(&e).1)) }
+            }
+        }
+        @if c.may(ctx, "GroupService/SetCustomerPermissions") {
+            section { (grant_form(&format!("{path}/groups"), &ctx.csrf, &groups, Some(()))) }
+        }
+    };
+    c.render(
+        ctx,
+        status,
+        &format!("Customer {}", customer.customer_id),
+        body,
+    )
+}
+
+async fn customer_view(State(c): S, headers: HeaderMap, Path(id): Path<String>) -> Page {
+    let ctx = c.ctx(&headers)?;
+    Ok(customer_page(&c, &ctx, &id, None, &[], StatusCode::OK).await)
+}
+
+async fn customer_update(
+    State(c): S,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Page {
+    let f = form(&body);
+    let ctx = c.post_ctx(&headers, &f)?;
+    c.require(&ctx, "CustomerService/UpdateCustomer")?;
+    let until = c.deadline();
+    let current = c.dir.get_customer(&id, until).await;
+    let Some(source) = current
+        .as_ref()
+        .ok()
+        .and_then(|x| c.dir.customer_sources().find(|s| s.name() == x.source))
+    else {
+        return Ok(customer_page(&c, &ctx, &id, None, &[], StatusCode::NOT_FOUND).await);
+    };
+    let mut v = Vec::new();
+    let mut patch: Patch<Customer> = record_from(source.reader.schema(), &f, &mut v);
+    patch
+        .fields
+        .retain(|a| source.reader.schema().rule(a).is_none_or(|r| !r.read_only));
+    let result = match v.is_empty() {
+        true => c.dir.update_customer(&id, patch, until).await,
+        false => Err(Error::InvalidArgument(v)),
+    };
+    Ok(match result {
+        Ok(x) => {
+            customer_page(
+                &c,
+                &ctx,
+                &x.customer_id,
+                Some(notice(&format!("Customer {} saved.", x.customer_id))),
+                &[],
+                StatusCode::OK,
+            )
+            .await
+        }
+        Err(Error::InvalidArgument(v)) => {
+            customer_page(&c, &ctx, &id, None, &v, StatusCode::BAD_REQUEST).await
+        }
+        Err(e) => {
+            customer_page(
+                &c,
+                &ctx,
+                &id,
+                Some(error_box(&error_words(&e).1)),
+                &[],
+                error_words(&e).0,
+            )
+            .await
+        }
+    })
+}
+
+async fn customer_grant(
+    State(c): S,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Page {
+    let f = form(&body);
+    let ctx = c.post_ctx(&headers, &f)?;
+    c.require(&ctx, "GroupService/SetCustomerPermissions")?;
+    let context = match f.get("context") {
+        "OTHER_CUSTOMERS" => Context::OtherCustomers,
+        _ => Context::SameCustomer,
+    };
+    let m = match c
+        .dir
+        .set_customer_permissions(&id, f.get("group"), context, grant_of(&f), c.deadline())
+        .await
+    {
+        Ok(keys) => notice(&format!(
+            "Permissions on {}: {}.",
+            f.get("group"),
+            if keys.is_empty() {
+                "none".to_owned()
+            } else {
+                keys.join(", ")
+            }
+        )),
+        Err(e) => error_box(&error_words(&e).1),
+    };
+    Ok(customer_page(&c, &ctx, &id, Some(m), &[], StatusCode::OK).await)
+}
+
+// ---- groups ----
+
+fn group_fields(g: &Group, writable: bool, v: &[FieldViolation]) -> Markup {
+    html! {
+        (text_input("name", "Name", &g.name, true, !writable, v))
+        (text_input("comment", "Comment", &g.comment, false, !writable, v))
+        (view::validity_select(g.validity, !writable))
+    }
+}
+
+fn group_from(f: &Form, v: &mut Vec<FieldViolation>) -> Group {
+    Group {
+        name: f.get("name").trim().to_owned(),
+        comment: f.get("comment").trim().to_owned(),
+        validity: validity_of(f, v),
+        extra: BTreeMap::new(),
+    }
+}
+
+async fn groups(State(c): S, headers: HeaderMap) -> Page {
+    let ctx = c.ctx(&headers)?;
+    let list = c.dir.list_groups(true).await;
+    let body = html! {
+        @if c.may(&ctx, "GroupService/CreateGroup") { p { a href="/groups/new" { "Add group" } } }
+        @match list {
+            Ok(gs) => table {
+                thead { tr { th { "Name" } th { "Validity" } th { "Comment" } } }
+                tbody { @for g in gs { tr { td { a href={ "/groups/" (escape_path(&g.name)) } { (g.name) } } td { (g.validity) } td { (g.comment) } } } }
+            },
+            Err(e) => (error_box(&error_words(&e).1)),
+        }
+    };
+    Ok(c.render(&ctx, StatusCode::OK, "Groups", body))
+}
+
+fn group_new_form(ctx: &Ctx, g: &Group, v: &[FieldViolation]) -> Markup {
+    html! {
+        (view::other_violations(&["name".into(), "comment".into(), "validity".into()], v))
+        form method="post" action="/groups/new" {
+            (csrf_field(&ctx.csrf))
+            (group_fields(g, true, v))
+            button type="submit" { "Create" }
+        }
+    }
+}
+
+async fn group_new(State(c): S, headers: HeaderMap) -> Page {
+    let ctx = c.ctx(&headers)?;
+    c.require(&ctx, "GroupService/CreateGroup")?;
+    Ok(c.render(
+        &ctx,
+        StatusCode::OK,
+        "Add group",
+        group_new_form(&ctx, &Group::default(), &[]),
+    ))
+}
+
+async fn group_create(State(c): S, headers: HeaderMap, body: Bytes) -> Page {
+    let f = form(&body);
+    let ctx = c.post_ctx(&headers, &f)?;
+    c.require(&ctx, "GroupService/CreateGroup")?;
+    let mut v = Vec::new();
+    let g = group_from(&f, &mut v);
+    let result = match v.is_empty() {
+        true => c.dir.create_group(g.clone()).await,
+        false => Err(Error::InvalidArgument(v)),
+    };
+    Ok(match result {
+        Ok(g) => {
+            group_page(
+                &c,
+                &ctx,
+                &g.name,
+                Some(notice(&format!("Group {} created.", g.name))),
+                &[],
+                StatusCode::CREATED,
+            )
+            .await
+        }
+        Err(Error::InvalidArgument(v)) => c.render(
+            &ctx,
+            StatusCode::BAD_REQUEST,
+            "Add group",
+            group_new_form(&ctx, &g, &v),
+        ),
+        Err(e) => c.render(
+            &ctx,
+            error_words(&e).0,
+            "Add group",
+            html! { (error_box(&error_words(&e).1)) (group_new_form(&ctx, &g, &[])) },
+        ),
+    })
+}
+
+async fn group_page(
+    c: &Console,
+    ctx: &Ctx,
+    name: &str,
+    message: Option<Markup>,
+    v: &[FieldViolation],
+    status: StatusCode,
+) -> Response {
+    let g = match c.dir.get_group(name).await {
+        Ok(g) => g,
+        Err(e) => return fail(c, ctx, &e),
+    };
+    let writable = c.may(ctx, "GroupService/UpdateGroup");
+    let members = c
+        .dir
+        .group_customer_users(&g.name, "ro", c.list_limit, c.deadline())
+        .await;
+    let path = format!("/groups/{}", escape_path(&g.name));
+    let body = html! {
+        @if let Some(m) = message { (m) }
+        (view::other_violations(&["name".into(), "comment".into(), "validity".into()], v))
+        form method="post" action=(path) {
+            (csrf_field(&ctx.csrf))
+            (group_fields(&g, writable, v))
+            @if writable { button type="submit" { "Save" } }
+        }
+        section aria-labelledby="h-members" {
+            h2 id="h-members" { "Customer users with ro" }
+            @match members {
+                Ok((logins, truncated)) => {
+                    ul { @for l in &logins { li { a href={ "/customer-users/" (escape_path(l)) } { (l) } } } }
+                    @if truncated { p { "only the first " (c.list_limit) " are listed" } }
+                }
+                Err(e) => (error_box(&error_words(&e).1)),
+            }
+            @if c.may(ctx, "GroupService/SetCustomerUserPermissions") {
+                p.muted { "Assign customer users on their page (" a href="/customer-users" { "customer users" } "), customers on theirs (" a href="/customers" { "customers" } ", with contexts)." }
+            }
+        }
+    };
+    c.render(ctx, status, &format!("Group {}", g.name), body)
+}
+
+async fn group_view(State(c): S, headers: HeaderMap, Path(name): Path<String>) -> Page {
+    let ctx = c.ctx(&headers)?;
+    Ok(group_page(&c, &ctx, &name, None, &[], StatusCode::OK).await)
+}
+
+async fn group_update(
+    State(c): S,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Page {
+    let f = form(&body);
+    let ctx = c.post_ctx(&headers, &f)?;
+    c.require(&ctx, "GroupService/UpdateGroup")?;
+    let mut v = Vec::new();
+    let values = group_from(&f, &mut v);
+    let patch = Patch {
+        values,
+        fields: crate::domain::group::GroupField::RECORD
+            .iter()
+            .map(|f| Attr::Field(*f))
+            .collect(),
+    };
+    let result = match v.is_empty() {
+        true => c.dir.update_group(&name, patch).await,
+        false => Err(Error::InvalidArgument(v)),
+    };
+    Ok(match result {
+        Ok(g) => {
+            group_page(
+                &c,
+                &ctx,
+                &g.name,
+                Some(notice(&format!("Group {} saved.", g.name))),
+                &[],
+                StatusCode::OK,
+            )
+            .await
+        }
+        Err(Error::InvalidArgument(v)) => {
+            group_page(&c, &ctx, &name, None, &v, StatusCode::BAD_REQUEST).await
+        }
+        Err(e) => {
+            group_page(
+                &c,
+                &ctx,
+                &name,
+                Some(error_box(&error_words(&e).1)),
+                &[],
+                error_words(&e).0,
+            )
+            .await
+        }
+    })
+}
+
+async fn sources(State(c): S, headers: HeaderMap) -> Page {
+    let ctx = c.ctx(&headers)?;
+    let probes = c.dir.probe(Some(std::time::Duration::from_secs(5))).await;
+    let health = |section: &str, name: &str| {
+        let section = match section {
+            "customer users" => "customer_user_sources",
+            _ => "customer_sources",
+        };
+        probes
+            .iter()
+            .find(|p| p.section == section && p.name == name)
+            .map(|p| p.result.clone())
+    };
+    let body = html! {
+        table {
+            thead { tr { th { "Source" } th { "Of" } th { "Kind" } th { "Read only" } th { "Health" } } }
+            tbody {
+                @for (section, name, kind, ro) in &c.sources {
+                    tr {
+                        td { (name) } td { (section) } td { (kind) } td { @if *ro { "yes" } @else { "no" } }
+                        td { @match health(section, name) { Some(Ok(())) => "ok", Some(Err(e)) => { "failing: " (e) }, None => "?" } }
+                    }
+                }
+            }
+        }
+        @if let Some(p) = probes.iter().find(|p| p.section == "groups") {
+            p { "Group store: " @match &p.result { Ok(()) => "ok", Err(e) => { "failing: " (e) } } }
+        }
+    };
+    Ok(c.render(&ctx, StatusCode::OK, "Sources", body))
+}
