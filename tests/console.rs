@@ -294,7 +294,7 @@ fn a_public_console_without_callers_refuses_to_start() {
 }
 
 /// chromedriver on a free port, or `None` (skipped, with a message) when chromium is missing.
-fn chromedriver() -> Option<(std::process::Child, u16)> {
+fn chromedriver() -> Option<(Kill, u16)> {
     let present = std::path::Path::new("/usr/bin/chromium").exists()
         && std::path::Path::new("/usr/bin/chromedriver").exists();
     if !present {
@@ -311,12 +311,14 @@ fn chromedriver() -> Option<(std::process::Child, u16)> {
         .local_addr()
         .unwrap()
         .port();
-    let child = std::process::Command::new("/usr/bin/chromedriver")
-        .arg(format!("--port={port}"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = Kill(
+        std::process::Command::new("/usr/bin/chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     for _ in 0..200 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return Some((child, port));
@@ -362,10 +364,9 @@ async fn press(b: &fantoccini::Client, form_action: &str, label: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seed_workflow_in_a_real_browser() {
-    let Some((driver, port)) = chromedriver() else {
+    let Some((_driver, port)) = chromedriver() else {
         return;
     };
-    let _driver = Kill(driver);
     let s = serve().await;
     let mut caps = serde_json::Map::new();
     caps.insert(

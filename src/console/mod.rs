@@ -20,6 +20,10 @@
 //! - Nothing secret in URLs (tokens and passwords are POSTed) or logs; a generated password is
 //!   shown once, in the response body of the create.
 
+// A handler's early answer (redirect, 403) is its `Err`: axum's idiom, and a page is rendered
+// once per request, so the size of `Response` costs nothing that matters.
+#![allow(clippy::result_large_err)]
+
 mod pages;
 mod view;
 

@@ -428,8 +428,7 @@ async fn user_page(
             h2 id="h-attrs" { "Attributes" }
             p.muted { "Source: " (user.source) ". " @if !writable { "Read only for you or in this source." } }
             @if let Some(s) = source {
-                @let mut shown: Vec<String> = view::text_attrs(s.reader.schema()).iter().map(|r| view::field_name(&r.attr)).collect();
-                @let _ = { shown.push("validity".into()); };
+                @let shown: Vec<String> = view::text_attrs(s.reader.schema()).iter().map(|r| view::field_name(&r.attr)).chain(["validity".to_owned()]).collect();
                 (view::other_violations(&shown, v))
                 form method="post" action=(path) {
                     (csrf_field(&ctx.csrf))
