@@ -118,7 +118,15 @@ fn enc(s: &str) -> String {
 
 /// Signs in with `token`: the session cookie.
 async fn sign_in(addr: SocketAddr, token: &str) -> String {
-    let a = http(addr, "POST", "/login", "", &format!("token={}", enc(token))).await;
+    let (cookie, csrf) = login_csrf(addr).await;
+    let a = http(
+        addr,
+        "POST",
+        "/login",
+        &cookie,
+        &format!("csrf={csrf}&token={}", enc(token)),
+    )
+    .await;
     assert_eq!(a.status, 303, "{}", a.head);
     let line = a
         .head
@@ -140,6 +148,27 @@ async fn sign_in(addr: SocketAddr, token: &str) -> String {
         .to_owned()
 }
 
+/// The sign-in form's double-submit cookie and CSRF value.
+async fn login_csrf(addr: SocketAddr) -> (String, String) {
+    let a = http(addr, "GET", "/login", "", "").await;
+    assert_eq!(a.status, 200);
+    let line = a
+        .head
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .expect("the sign-in CSRF cookie");
+    let cookie = line
+        .split_once(':')
+        .unwrap()
+        .1
+        .trim()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    (cookie, csrf_of(&a.body))
+}
+
 fn csrf_of(body: &str) -> String {
     let i = body.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
     body[i..i + 64].to_owned()
@@ -152,9 +181,29 @@ async fn sign_in_csrf_and_scopes_over_plain_http() {
     let a = http(s.console, "GET", "/customer-users", "", "").await;
     assert_eq!(a.status, 303);
     assert!(a.head.contains("location: /login"), "{}", a.head);
-    let a = http(s.console, "POST", "/login", "", "token=wrong").await;
+    let (cookie, csrf) = login_csrf(s.console).await;
+    let a = http(
+        s.console,
+        "POST",
+        "/login",
+        &cookie,
+        &format!("csrf={csrf}&token=wrong"),
+    )
+    .await;
     assert_eq!(a.status, 401);
-    assert!(!a.head.to_ascii_lowercase().contains("set-cookie"));
+    assert!(!a.head.contains("clientele_session"));
+    // The sign-in form's CSRF token is checked too (a forged sign-in is refused).
+    let a = http(s.console, "POST", "/login", "", &format!("token={ADMIN}")).await;
+    assert_eq!(a.status, 403);
+    let a = http(
+        s.console,
+        "POST",
+        "/login",
+        &cookie,
+        &format!("csrf={}&token={ADMIN}", "1".repeat(64)),
+    )
+    .await;
+    assert_eq!(a.status, 403);
 
     let admin = sign_in(s.console, ADMIN).await;
     let page = http(s.console, "GET", "/customers/new", &admin, "").await;

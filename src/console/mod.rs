@@ -12,8 +12,10 @@
 //! - A session is a random 256-bit id in an `HttpOnly; SameSite=Strict` cookie, kept in a
 //!   server-side table of at most [`MAX_SESSIONS`] entries (the oldest is dropped when full)
 //!   for [`SESSION_LIFETIME`]; the token is never stored in it, only the caller's name.
-//! - Every form carries the session's CSRF token (`csrf`), compared in constant time on every
-//!   POST; a POST without it is 403.
+//! - Every form that POSTs carries the session's CSRF token (`csrf`), compared in constant time
+//!   on every POST; a POST without it is 403. The sign-in form, before any session, uses a
+//!   double submit (the same random value in a short-lived cookie and in the form). Search
+//!   forms are GETs that change nothing and carry no token (it would end up in URLs).
 //! - Every action is allowed by the scope of the RPC it stands for ([`Access::may_call`] over
 //!   `access::SCOPE_TABLE`): without the write scope no edit control is rendered, and a POST by
 //!   hand is 403.
@@ -49,6 +51,8 @@ pub const SESSION_LIFETIME: Duration = Duration::from_secs(8 * 3600);
 /// The most sessions kept at once.
 pub const MAX_SESSIONS: usize = 10_000;
 const COOKIE: &str = "clientele_session";
+/// The double-submit CSRF cookie of the sign-in form (there is no session yet).
+const LOGIN_COOKIE: &str = "clientele_login_csrf";
 
 /// What the console needs: the directory, the callers, the limits.
 pub struct Console {
@@ -200,8 +204,7 @@ impl Console {
         let s = self
             .session_of(headers)
             .ok_or_else(|| forbidden("no session: reload the page and sign in"))?;
-        let sent = form.get("csrf");
-        if !bool::from(sent.as_bytes().ct_eq(s.csrf.as_bytes())) || sent.is_empty() {
+        if !same_secret(Some(&s.csrf), form.get("csrf")) {
             return Err(forbidden(
                 "the form's CSRF token is missing or wrong; reload the page",
             ));
@@ -252,7 +255,16 @@ fn set_cookie(id: &str) -> String {
     )
 }
 
+/// Whether `sent` is the non-empty `expected`, compared in constant time.
+fn same_secret(expected: Option<&str>, sent: &str) -> bool {
+    expected.is_some_and(|e| !e.is_empty() && bool::from(e.as_bytes().ct_eq(sent.as_bytes())))
+}
+
 fn cookie(headers: &HeaderMap) -> Option<String> {
+    cookie_named(headers, COOKIE)
+}
+
+fn cookie_named(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -260,7 +272,7 @@ fn cookie(headers: &HeaderMap) -> Option<String> {
         .flat_map(|v| v.split(';'))
         .find_map(|kv| {
             let (k, v) = kv.trim().split_once('=')?;
-            (k == COOKIE).then(|| v.to_owned())
+            (k == name).then(|| v.to_owned())
         })
 }
 

@@ -93,13 +93,18 @@ async fn login_page(State(c): S) -> Response {
     login_form(&c, StatusCode::OK, None)
 }
 
+/// The sign-in form. It has no session yet, so its CSRF token is a double submit: a random
+/// value in a short-lived `HttpOnly; SameSite=Strict` cookie and in the form, which `login`
+/// compares.
 fn login_form(c: &Console, status: StatusCode, error: Option<&str>) -> Response {
     if c.access.callers.is_empty() {
         return Redirect::to("/").into_response();
     }
+    let csrf = super::random_id();
     let body = html! {
         @if let Some(e) = error { (error_box(e)) }
         form method="post" action="/login" {
+            (csrf_field(&csrf))
             label for="f-token" { "Caller token" }
             input type="password" id="f-token" name="token" autocomplete="current-password";
             button type="submit" { "Sign in" }
@@ -107,11 +112,27 @@ fn login_form(c: &Console, status: StatusCode, error: Option<&str>) -> Response 
         p.muted { "Sign in with the bearer token of a configured caller; its scopes apply." }
     };
     let html = view::page("Sign in", None, "", body).into_string();
-    (status, axum::response::Html(html)).into_response()
+    let mut r = (status, axum::response::Html(html)).into_response();
+    let cookie = format!(
+        "{}={csrf}; Path=/login; HttpOnly; SameSite=Strict; Max-Age=900",
+        super::LOGIN_COOKIE
+    );
+    if let Ok(v) = cookie.parse() {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
 }
 
-async fn login(State(c): S, body: Bytes) -> Response {
+async fn login(State(c): S, headers: HeaderMap, body: Bytes) -> Response {
     let f = form(&body);
+    if !super::same_secret(
+        super::cookie_named(&headers, super::LOGIN_COOKIE).as_deref(),
+        f.get("csrf"),
+    ) {
+        return super::forbidden(
+            "the sign-in form's CSRF token is missing or wrong; reload the page",
+        );
+    }
     let Some(caller) = c.access.by_token(f.get("token")).map(|c| c.name.clone()) else {
         tracing::warn!("console: sign-in with an unknown token");
         return login_form(&c, StatusCode::UNAUTHORIZED, Some("unknown token"));
@@ -182,6 +203,67 @@ fn record_from<R: Record>(
         fields.push(Attr::Field(R::Field::VALIDITY));
     }
     Patch { values: r, fields }
+}
+
+/// What an action leaves to show on the page it returns to: a message (done, or the error in
+/// words), the field violations (shown next to their fields) and the status.
+#[derive(Default)]
+struct Feedback {
+    message: Option<Markup>,
+    violations: Vec<FieldViolation>,
+    status: StatusCode,
+}
+
+impl Feedback {
+    /// The outcome of an action: `done` says what it did.
+    fn of<T>(r: &Result<T, Error>, done: impl FnOnce(&T) -> String) -> Self {
+        match r {
+            Ok(x) => Self {
+                message: Some(notice(&done(x))),
+                ..Self::default()
+            },
+            Err(Error::InvalidArgument(v)) => Self {
+                violations: v.clone(),
+                status: StatusCode::BAD_REQUEST,
+                ..Self::default()
+            },
+            Err(e) => {
+                let (status, words) = error_words(e);
+                Self {
+                    message: Some(error_box(&words)),
+                    status,
+                    ..Self::default()
+                }
+            }
+        }
+    }
+
+    fn status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+}
+
+/// The update of a record of `schema` from the form: the attributes posted, less the read-only
+/// ones (rendered disabled, so a hand-made post cannot change them either).
+fn edit_patch<R: Record>(schema: &Schema<R::Field>, f: &Form) -> Result<Patch<R>, Error> {
+    let mut v = Vec::new();
+    let mut patch: Patch<R> = record_from(schema, f, &mut v);
+    patch
+        .fields
+        .retain(|a| schema.rule(a).is_none_or(|r| !r.read_only));
+    match v.is_empty() {
+        true => Ok(patch),
+        false => Err(Error::InvalidArgument(v)),
+    }
+}
+
+/// What a grant left: the keys held now on `group`.
+fn held(group: &str, keys: &[String]) -> String {
+    match keys.is_empty() {
+        true => format!("Permissions on {group}: none."),
+        false => format!("Permissions on {group}: {}.", keys.join(", ")),
+    }
 }
 
 fn user_row(u: &CustomerUser) -> Markup {
@@ -398,14 +480,13 @@ async fn user_create(State(c): S, headers: HeaderMap, body: Bytes) -> Page {
     })
 }
 
-async fn user_page(
-    c: &Console,
-    ctx: &Ctx,
-    login: &str,
-    message: Option<Markup>,
-    v: &[FieldViolation],
-    status: StatusCode,
-) -> Response {
+async fn user_page(c: &Console, ctx: &Ctx, login: &str, fb: Feedback) -> Response {
+    let Feedback {
+        message,
+        violations,
+        status,
+    } = fb;
+    let v = violations.as_slice();
     let until = c.deadline();
     let user = match c.dir.get_user(login, until).await {
         Ok(u) => u,
@@ -520,7 +601,7 @@ fn grant_form(action: &str, csrf: &str, groups: &[Group], contexts: Option<()>) 
 
 async fn user_view(State(c): S, headers: HeaderMap, Path(login): Path<String>) -> Page {
     let ctx = c.ctx(&headers)?;
-    Ok(user_page(&c, &ctx, &login, None, &[], StatusCode::OK).await)
+    Ok(user_page(&c, &ctx, &login, Feedback::default()).await)
 }
 
 async fn user_update(
@@ -533,44 +614,19 @@ async fn user_update(
     let ctx = c.post_ctx(&headers, &f)?;
     c.require(&ctx, "CustomerUserService/UpdateCustomerUser")?;
     let until = c.deadline();
-    let current = c.dir.get_user(&login, until).await;
-    let Some(source) = current
-        .as_ref()
-        .ok()
-        .and_then(|u| c.dir.user_sources().find(|s| s.name() == u.source))
-    else {
-        return Ok(user_page(&c, &ctx, &login, None, &[], StatusCode::NOT_FOUND).await);
+    let result = match c.dir.get_user(&login, until).await {
+        Ok(u) => match c.dir.user_sources().find(|s| s.name() == u.source) {
+            Some(source) => match edit_patch(source.reader.schema(), &f) {
+                Ok(patch) => c.dir.update_user(&login, patch, until).await,
+                Err(e) => Err(e),
+            },
+            None => Err(Error::not_found("customer user", &login)),
+        },
+        Err(e) => Err(e),
     };
-    let mut v = Vec::new();
-    let mut patch: Patch<CustomerUser> = record_from(source.reader.schema(), &f, &mut v);
-    // Read-only attributes are rendered disabled (so not posted); keep only the editable ones.
-    patch
-        .fields
-        .retain(|a| source.reader.schema().rule(a).is_none_or(|r| !r.read_only));
-    let result = match v.is_empty() {
-        true => c.dir.update_user(&login, patch, until).await,
-        false => Err(Error::InvalidArgument(v)),
-    };
-    Ok(match result {
-        Ok(u) => {
-            let m = notice(&format!("Customer user {} saved.", u.login));
-            user_page(&c, &ctx, &u.login, Some(m), &[], StatusCode::OK).await
-        }
-        Err(Error::InvalidArgument(v)) => {
-            user_page(&c, &ctx, &login, None, &v, StatusCode::BAD_REQUEST).await
-        }
-        Err(e) => {
-            user_page(
-                &c,
-                &ctx,
-                &login,
-                Some(error_box(&error_words(&e).1)),
-                &[],
-                error_words(&e).0,
-            )
-            .await
-        }
-    })
+    let key = result.as_ref().map_or(login.clone(), |u| u.login.clone());
+    let fb = Feedback::of(&result, |u| format!("Customer user {} saved.", u.login));
+    Ok(user_page(&c, &ctx, &key, fb).await)
 }
 
 async fn user_unlock(
@@ -581,11 +637,9 @@ async fn user_unlock(
 ) -> Page {
     let ctx = c.post_ctx(&headers, &form(&body))?;
     c.require(&ctx, "AuthService/UnlockLogin")?;
-    let m = match c.dir.unlock_login(&login, c.deadline()).await {
-        Ok(()) => notice("Login unlocked."),
-        Err(e) => error_box(&error_words(&e).1),
-    };
-    Ok(user_page(&c, &ctx, &login, Some(m), &[], StatusCode::OK).await)
+    let r = c.dir.unlock_login(&login, c.deadline()).await;
+    let fb = Feedback::of(&r, |()| "Login unlocked.".into());
+    Ok(user_page(&c, &ctx, &login, fb).await)
 }
 
 async fn user_password(
@@ -597,39 +651,12 @@ async fn user_password(
     let f = form(&body);
     let ctx = c.post_ctx(&headers, &f)?;
     c.require(&ctx, "AuthService/SetPassword")?;
-    Ok(
-        match c
-            .dir
-            .set_password(&login, f.get("password"), c.deadline())
-            .await
-        {
-            Ok(()) => {
-                user_page(
-                    &c,
-                    &ctx,
-                    &login,
-                    Some(notice("Password set.")),
-                    &[],
-                    StatusCode::OK,
-                )
-                .await
-            }
-            Err(Error::InvalidArgument(v)) => {
-                user_page(&c, &ctx, &login, None, &v, StatusCode::BAD_REQUEST).await
-            }
-            Err(e) => {
-                user_page(
-                    &c,
-                    &ctx,
-                    &login,
-                    Some(error_box(&error_words(&e).1)),
-                    &[],
-                    error_words(&e).0,
-                )
-                .await
-            }
-        },
-    )
+    let r = c
+        .dir
+        .set_password(&login, f.get("password"), c.deadline())
+        .await;
+    let fb = Feedback::of(&r, |()| "Password set.".into());
+    Ok(user_page(&c, &ctx, &login, fb).await)
 }
 
 fn grant_of(f: &Form) -> BTreeMap<String, bool> {
@@ -648,23 +675,13 @@ async fn user_grant(
     let f = form(&body);
     let ctx = c.post_ctx(&headers, &f)?;
     c.require(&ctx, "GroupService/SetCustomerUserPermissions")?;
-    let m = match c
+    let group = f.get("group");
+    let r = c
         .dir
-        .set_user_permissions(&login, f.get("group"), grant_of(&f), c.deadline())
-        .await
-    {
-        Ok(keys) => notice(&format!(
-            "Permissions on {}: {}.",
-            f.get("group"),
-            if keys.is_empty() {
-                "none".to_owned()
-            } else {
-                keys.join(", ")
-            }
-        )),
-        Err(e) => error_box(&error_words(&e).1),
-    };
-    Ok(user_page(&c, &ctx, &login, Some(m), &[], StatusCode::OK).await)
+        .set_user_permissions(&login, group, grant_of(&f), c.deadline())
+        .await;
+    let fb = Feedback::of(&r, |keys| held(group, keys));
+    Ok(user_page(&c, &ctx, &login, fb).await)
 }
 
 // ---- customers ----
@@ -807,20 +824,32 @@ async fn customer_create(State(c): S, headers: HeaderMap, body: Bytes) -> Page {
         false => Err(Error::InvalidArgument(v)),
     };
     Ok(match result {
-        Ok(x) => customer_page(&c, &ctx, &x.customer_id, Some(notice(&format!("Customer {} created.", x.customer_id))), &[], StatusCode::CREATED).await,
-        Err(Error::InvalidArgument(v)) => c.render(&ctx, StatusCode::BAD_REQUEST, "Add customer", customer_new_form(&c, &ctx, &source, &customer, &v)),
-        Err(e) => c.render(&ctx, error_words(&e).0, "Add customer", html! { (error_box(&error_words(&e).1)) (customer_new_form(&c, &ctx, &source, &customer, &[])) }),
+        Ok(x) => {
+            let fb = Feedback::of(&Ok::<_, Error>(()), |()| {
+                format!("Customer {} created.", x.customer_id)
+            });
+            customer_page(&c, &ctx, &x.customer_id, fb.status(StatusCode::CREATED)).await
+        }
+        Err(e) => {
+            let fb = Feedback::of(&Err::<(), _>(e), |()| String::new());
+            let form = customer_new_form(&c, &ctx, &source, &customer, &fb.violations);
+            c.render(
+                &ctx,
+                fb.status,
+                "Add customer",
+                html! { @if let Some(m) = fb.message { (m) } (form) },
+            )
+        }
     })
 }
 
-async fn customer_page(
-    c: &Console,
-    ctx: &Ctx,
-    id: &str,
-    message: Option<Markup>,
-    v: &[FieldViolation],
-    status: StatusCode,
-) -> Response {
+async fn customer_page(c: &Console, ctx: &Ctx, id: &str, fb: Feedback) -> Response {
+    let Feedback {
+        message,
+        violations,
+        status,
+    } = fb;
+    let v = violations.as_slice();
     let until = c.deadline();
     let customer = match c.dir.get_customer(id, until).await {
         Ok(x) => x,
@@ -874,7 +903,7 @@ async fn customer_page(
 
 async fn customer_view(State(c): S, headers: HeaderMap, Path(id): Path<String>) -> Page {
     let ctx = c.ctx(&headers)?;
-    Ok(customer_page(&c, &ctx, &id, None, &[], StatusCode::OK).await)
+    Ok(customer_page(&c, &ctx, &id, Feedback::default()).await)
 }
 
 async fn customer_update(
@@ -887,50 +916,21 @@ async fn customer_update(
     let ctx = c.post_ctx(&headers, &f)?;
     c.require(&ctx, "CustomerService/UpdateCustomer")?;
     let until = c.deadline();
-    let current = c.dir.get_customer(&id, until).await;
-    let Some(source) = current
+    let result = match c.dir.get_customer(&id, until).await {
+        Ok(x) => match c.dir.customer_sources().find(|s| s.name() == x.source) {
+            Some(source) => match edit_patch(source.reader.schema(), &f) {
+                Ok(patch) => c.dir.update_customer(&id, patch, until).await,
+                Err(e) => Err(e),
+            },
+            None => Err(Error::not_found("customer", &id)),
+        },
+        Err(e) => Err(e),
+    };
+    let key = result
         .as_ref()
-        .ok()
-        .and_then(|x| c.dir.customer_sources().find(|s| s.name() == x.source))
-    else {
-        return Ok(customer_page(&c, &ctx, &id, None, &[], StatusCode::NOT_FOUND).await);
-    };
-    let mut v = Vec::new();
-    let mut patch: Patch<Customer> = record_from(source.reader.schema(), &f, &mut v);
-    patch
-        .fields
-        .retain(|a| source.reader.schema().rule(a).is_none_or(|r| !r.read_only));
-    let result = match v.is_empty() {
-        true => c.dir.update_customer(&id, patch, until).await,
-        false => Err(Error::InvalidArgument(v)),
-    };
-    Ok(match result {
-        Ok(x) => {
-            customer_page(
-                &c,
-                &ctx,
-                &x.customer_id,
-                Some(notice(&format!("Customer {} saved.", x.customer_id))),
-                &[],
-                StatusCode::OK,
-            )
-            .await
-        }
-        Err(Error::InvalidArgument(v)) => {
-            customer_page(&c, &ctx, &id, None, &v, StatusCode::BAD_REQUEST).await
-        }
-        Err(e) => {
-            customer_page(
-                &c,
-                &ctx,
-                &id,
-                Some(error_box(&error_words(&e).1)),
-                &[],
-                error_words(&e).0,
-            )
-            .await
-        }
-    })
+        .map_or(id.clone(), |x| x.customer_id.clone());
+    let fb = Feedback::of(&result, |x| format!("Customer {} saved.", x.customer_id));
+    Ok(customer_page(&c, &ctx, &key, fb).await)
 }
 
 async fn customer_grant(
@@ -946,23 +946,13 @@ async fn customer_grant(
         "OTHER_CUSTOMERS" => Context::OtherCustomers,
         _ => Context::SameCustomer,
     };
-    let m = match c
+    let group = f.get("group");
+    let r = c
         .dir
-        .set_customer_permissions(&id, f.get("group"), context, grant_of(&f), c.deadline())
-        .await
-    {
-        Ok(keys) => notice(&format!(
-            "Permissions on {}: {}.",
-            f.get("group"),
-            if keys.is_empty() {
-                "none".to_owned()
-            } else {
-                keys.join(", ")
-            }
-        )),
-        Err(e) => error_box(&error_words(&e).1),
-    };
-    Ok(customer_page(&c, &ctx, &id, Some(m), &[], StatusCode::OK).await)
+        .set_customer_permissions(&id, group, context, grant_of(&f), c.deadline())
+        .await;
+    let fb = Feedback::of(&r, |keys| held(group, keys));
+    Ok(customer_page(&c, &ctx, &id, fb).await)
 }
 
 // ---- groups ----
@@ -1034,39 +1024,31 @@ async fn group_create(State(c): S, headers: HeaderMap, body: Bytes) -> Page {
     };
     Ok(match result {
         Ok(g) => {
-            group_page(
-                &c,
-                &ctx,
-                &g.name,
-                Some(notice(&format!("Group {} created.", g.name))),
-                &[],
-                StatusCode::CREATED,
-            )
-            .await
+            let fb = Feedback::of(&Ok::<_, Error>(()), |()| {
+                format!("Group {} created.", g.name)
+            });
+            group_page(&c, &ctx, &g.name, fb.status(StatusCode::CREATED)).await
         }
-        Err(Error::InvalidArgument(v)) => c.render(
-            &ctx,
-            StatusCode::BAD_REQUEST,
-            "Add group",
-            group_new_form(&ctx, &g, &v),
-        ),
-        Err(e) => c.render(
-            &ctx,
-            error_words(&e).0,
-            "Add group",
-            html! { (error_box(&error_words(&e).1)) (group_new_form(&ctx, &g, &[])) },
-        ),
+        Err(e) => {
+            let fb = Feedback::of(&Err::<(), _>(e), |()| String::new());
+            let form = group_new_form(&ctx, &g, &fb.violations);
+            c.render(
+                &ctx,
+                fb.status,
+                "Add group",
+                html! { @if let Some(m) = fb.message { (m) } (form) },
+            )
+        }
     })
 }
 
-async fn group_page(
-    c: &Console,
-    ctx: &Ctx,
-    name: &str,
-    message: Option<Markup>,
-    v: &[FieldViolation],
-    status: StatusCode,
-) -> Response {
+async fn group_page(c: &Console, ctx: &Ctx, name: &str, fb: Feedback) -> Response {
+    let Feedback {
+        message,
+        violations,
+        status,
+    } = fb;
+    let v = violations.as_slice();
     let g = match c.dir.get_group(name).await {
         Ok(g) => g,
         Err(e) => return fail(c, ctx, &e),
@@ -1104,7 +1086,7 @@ async fn group_page(
 
 async fn group_view(State(c): S, headers: HeaderMap, Path(name): Path<String>) -> Page {
     let ctx = c.ctx(&headers)?;
-    Ok(group_page(&c, &ctx, &name, None, &[], StatusCode::OK).await)
+    Ok(group_page(&c, &ctx, &name, Feedback::default()).await)
 }
 
 async fn group_update(
@@ -1129,33 +1111,9 @@ async fn group_update(
         true => c.dir.update_group(&name, patch).await,
         false => Err(Error::InvalidArgument(v)),
     };
-    Ok(match result {
-        Ok(g) => {
-            group_page(
-                &c,
-                &ctx,
-                &g.name,
-                Some(notice(&format!("Group {} saved.", g.name))),
-                &[],
-                StatusCode::OK,
-            )
-            .await
-        }
-        Err(Error::InvalidArgument(v)) => {
-            group_page(&c, &ctx, &name, None, &v, StatusCode::BAD_REQUEST).await
-        }
-        Err(e) => {
-            group_page(
-                &c,
-                &ctx,
-                &name,
-                Some(error_box(&error_words(&e).1)),
-                &[],
-                error_words(&e).0,
-            )
-            .await
-        }
-    })
+    let key = result.as_ref().map_or(name.clone(), |g| g.name.clone());
+    let fb = Feedback::of(&result, |g| format!("Group {} saved.", g.name));
+    Ok(group_page(&c, &ctx, &key, fb).await)
 }
 
 async fn sources(State(c): S, headers: HeaderMap) -> Page {
