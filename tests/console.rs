@@ -30,26 +30,25 @@ fn sha(t: &str) -> String {
 
 /// The server with its console on loopback ports, two callers (admin, read-only).
 async fn serve() -> Served {
+    serve_with("", true).await
+}
+
+/// [`serve`] with `server` lines added to `[server]`, with or without the callers.
+async fn serve_with(server: &str, callers: bool) -> Served {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("c.db").display());
     let config = format!(
         r#"
 [server]
 metrics_listen = ""
+{server}
 [auth]
 max_failed_logins = 3
 lockout_duration = "until-unlocked"
 [groups]
 customer_group_support = true
 always_groups = []
-[[callers]]
-name = "admin"
-token_sha256 = "{}"
-scopes = ["admin"]
-[[callers]]
-name = "reader"
-token_sha256 = "{}"
-scopes = ["customer_users:read", "customers:read", "groups:read"]
+{callers}
 [[customer_user_sources]]
 name = "local"
 kind = "sql"
@@ -59,8 +58,14 @@ name = "local"
 kind = "sql"
 url = "{url}"
 "#,
-        sha(ADMIN),
-        sha(READER)
+        callers = match callers {
+            true => format!(
+                "[[callers]]\nname = \"admin\"\ntoken_sha256 = \"{}\"\nscopes = [\"admin\"]\n[[callers]]\nname = \"reader\"\ntoken_sha256 = \"{}\"\nscopes = [\"customer_users:read\", \"customers:read\", \"groups:read\"]\n",
+                sha(ADMIN),
+                sha(READER)
+            ),
+            false => String::new(),
+        }
     );
     let settings = Config::from_toml(&config, Vec::new())
         .and_then(Config::validate)
@@ -330,6 +335,140 @@ async fn sign_in_csrf_and_scopes_over_plain_http() {
             .await
             .status,
         303
+    );
+}
+
+/// The session cookie a page set (without callers the first visit opens one).
+fn session_of(a: &Answer) -> String {
+    let line = a
+        .head
+        .lines()
+        .find(|l| l.contains("clientele_session="))
+        .expect("a session cookie");
+    line.split_once(':')
+        .unwrap()
+        .1
+        .trim()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_callers_every_visitor_is_anonymous_but_forms_still_need_csrf() {
+    let s = serve_with("console_list_limit = 3", false).await;
+    let a = http(s.console, "GET", "/customers/new", "", "").await;
+    assert_eq!(a.status, 200);
+    assert!(!a.body.contains("Sign out"));
+    let me = session_of(&a);
+    let csrf = csrf_of(&a.body);
+    let a = http(
+        s.console,
+        "POST",
+        "/customers/new",
+        &me,
+        "source=local&customer_id=acme&name=ACME",
+    )
+    .await;
+    assert_eq!(a.status, 403);
+    let a = http(
+        s.console,
+        "POST",
+        "/customers/new",
+        &me,
+        &format!("csrf={csrf}&source=local&customer_id=acme&name=ACME"),
+    )
+    .await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    for login in ["u1", "u2", "u3", "u4"] {
+        let a = http(
+            s.console,
+            "POST",
+            "/customer-users/new",
+            &me,
+            &format!("csrf={csrf}&source=local&login={login}&first_name=U&last_name={login}&email={login}%40acme.example&customer_id=acme&password=Long-Enough-1"),
+        )
+        .await;
+        assert_eq!(a.status, 201, "{}", a.body);
+        assert!(
+            !a.body.contains("generated-password"),
+            "a given password is not shown"
+        );
+    }
+    // The list stops at console_list_limit and says so.
+    let list = http(s.console, "GET", "/customer-users?q=u*", &me, "").await;
+    assert!(
+        list.body.contains("only the first 3 are listed"),
+        "{}",
+        list.body
+    );
+    assert!(list.body.contains(">u3<") && !list.body.contains(">u4<"));
+    // A bad query is an error next to the search box, in words.
+    let bad = http(s.console, "GET", "/customer-users?q=%20", &me, "").await;
+    assert!(bad.body.contains("class=\"violation\""), "{}", bad.body);
+
+    // Renames: a customer user's login, and a customer's id, which its customer users follow.
+    let a = http(s.console, "POST", "/customer-users/u1", &me, &format!("csrf={csrf}&login=u1-renamed&first_name=U&last_name=u1&email=u1%40acme.example&customer_id=acme&validity=VALID")).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(a.body.contains("Customer user u1-renamed saved."));
+    assert_eq!(
+        http(s.console, "GET", "/customer-users/u1", &me, "")
+            .await
+            .status,
+        404
+    );
+    let a = http(
+        s.console,
+        "POST",
+        "/customers/acme",
+        &me,
+        &format!("csrf={csrf}&customer_id=acme-inc&name=ACME%20Inc.&validity=VALID"),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(a.body.contains("Customer acme-inc saved."));
+    let u = http(s.console, "GET", "/customer-users/u2", &me, "").await;
+    assert!(u.body.contains("value=\"acme-inc\""), "{}", u.body);
+    // An update that breaks a rule: the violation next to its field, nothing changed.
+    let a = http(
+        s.console,
+        "POST",
+        "/customer-users/u2",
+        &me,
+        &format!("csrf={csrf}&email=not-an-address"),
+    )
+    .await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(a.body.contains("id=\"err-email\""), "{}", a.body);
+    // Groups: add, edit.
+    let a = http(
+        s.console,
+        "POST",
+        "/groups/new",
+        &me,
+        &format!("csrf={csrf}&name=support&comment=x&validity=VALID"),
+    )
+    .await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    let a = http(
+        s.console,
+        "POST",
+        "/groups/support",
+        &me,
+        &format!("csrf={csrf}&name=support&comment=Support%20portal&validity=VALID"),
+    )
+    .await;
+    assert!(
+        a.body.contains("Group support saved.") && a.body.contains("Support portal"),
+        "{}",
+        a.body
+    );
+    let src = http(s.console, "GET", "/sources", &me, "").await;
+    assert!(
+        src.body.contains("<td>sql</td>") && src.body.contains("ok"),
+        "{}",
+        src.body
     );
 }
 
