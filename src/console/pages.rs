@@ -17,6 +17,7 @@ use maud::{html, Markup};
 
 use super::view::{self, csrf_field, error_box, escape_path, notice, record_fields, text_input};
 use super::{error_words, Console, Ctx, Form};
+use crate::directory::Held;
 use crate::domain::group::Context;
 use crate::domain::group::Group;
 use crate::domain::query::{parse_within, Grammar};
@@ -348,15 +349,13 @@ async fn users(State(c): S, headers: HeaderMap, Query(q): Query<BTreeMap<String,
 }
 
 /// The writable customer-user sources, and the chosen one (by name, else the first).
-fn user_target<'a>(
-    c: &'a Console,
+/// The writable sources among `all` (names in order), and the one named `chosen` (else the
+/// first writable one): the data-source choice of an add screen.
+fn write_choice<'a, B: Held>(
+    all: impl Iterator<Item = &'a B>,
     chosen: &str,
-) -> (Vec<&'a str>, Option<&'a crate::source::UserSourceBundle>) {
-    let writable: Vec<_> = c
-        .dir
-        .user_sources()
-        .filter(|s| s.writer.is_some())
-        .collect();
+) -> (Vec<&'a str>, Option<&'a B>) {
+    let writable: Vec<&B> = all.filter(|s| s.writer().is_some()).collect();
     let names = writable.iter().map(|s| s.name()).collect();
     let target = writable
         .iter()
@@ -373,15 +372,12 @@ fn user_new_form(
     user: &CustomerUser,
     v: &[FieldViolation],
 ) -> Markup {
-    let (names, target) = user_target(c, chosen);
+    let (names, target) = write_choice(c.dir.user_sources(), chosen);
     let Some(target) = target else {
         return error_box("no customer-user source is writable");
     };
-    let mut shown: Vec<String> = view::text_attrs(target.reader.schema())
-        .iter()
-        .map(|r| view::field_name(&r.attr))
-        .collect();
-    shown.extend(["validity", "password", "generate_password", "source"].map(String::from));
+    let mut shown = view::form_fields(target.reader.schema());
+    shown.extend(["password", "generate_password", "source"].map(String::from));
     html! {
         @if names.len() > 1 {
             form method="get" action="/customer-users/new" {
@@ -427,7 +423,7 @@ async fn user_create(State(c): S, headers: HeaderMap, body: Bytes) -> Page {
     let f = form(&body);
     let ctx = c.post_ctx(&headers, &f)?;
     c.require(&ctx, "CustomerUserService/CreateCustomerUser")?;
-    let (_, target) = user_target(&c, f.get("source"));
+    let (_, target) = write_choice(c.dir.user_sources(), f.get("source"));
     let Some(target) = target else {
         return Ok(c.render(
             &ctx,
@@ -509,8 +505,7 @@ async fn user_page(c: &Console, ctx: &Ctx, login: &str, fb: Feedback) -> Respons
             h2 id="h-attrs" { "Attributes" }
             p.muted { "Source: " (user.source) ". " @if !writable { "Read only for you or in this source." } }
             @if let Some(s) = source {
-                @let shown: Vec<String> = view::text_attrs(s.reader.schema()).iter().map(|r| view::field_name(&r.attr)).chain(["validity".to_owned()]).collect();
-                (view::other_violations(&shown, v))
+                (view::other_violations(&view::form_fields(s.reader.schema()), v))
                 form method="post" action=(path) {
                     (csrf_field(&ctx.csrf))
                     (record_fields(s.reader.schema(), &user, true, writable, v))
@@ -686,27 +681,6 @@ async fn user_grant(
 
 // ---- customers ----
 
-fn customer_target<'a>(
-    c: &'a Console,
-    chosen: &str,
-) -> (
-    Vec<&'a str>,
-    Option<&'a crate::source::CustomerSourceBundle>,
-) {
-    let writable: Vec<_> = c
-        .dir
-        .customer_sources()
-        .filter(|s| s.writer.is_some())
-        .collect();
-    let names = writable.iter().map(|s| s.name()).collect();
-    let target = writable
-        .iter()
-        .find(|s| s.name() == chosen)
-        .or(writable.first())
-        .copied();
-    (names, target)
-}
-
 async fn customers(
     State(c): S,
     headers: HeaderMap,
@@ -769,15 +743,11 @@ fn customer_new_form(
     customer: &Customer,
     v: &[FieldViolation],
 ) -> Markup {
-    let (names, target) = customer_target(c, chosen);
+    let (names, target) = write_choice(c.dir.customer_sources(), chosen);
     let Some(target) = target else {
         return error_box("no customer source is writable");
     };
-    let mut shown: Vec<String> = view::text_attrs(target.reader.schema())
-        .iter()
-        .map(|r| view::field_name(&r.attr))
-        .collect();
-    shown.push("validity".into());
+    let shown = view::form_fields(target.reader.schema());
     html! {
         (view::other_violations(&shown, v))
         form method="post" action="/customers/new" {
@@ -803,7 +773,7 @@ async fn customer_create(State(c): S, headers: HeaderMap, body: Bytes) -> Page {
     let f = form(&body);
     let ctx = c.post_ctx(&headers, &f)?;
     c.require(&ctx, "CustomerService/CreateCustomer")?;
-    let (_, target) = customer_target(&c, f.get("source"));
+    let (_, target) = write_choice(c.dir.customer_sources(), f.get("source"));
     let Some(target) = target else {
         return Ok(c.render(
             &ctx,
@@ -875,8 +845,7 @@ async fn customer_page(c: &Console, ctx: &Ctx, id: &str, fb: Feedback) -> Respon
     let body = html! {
         @if let Some(m) = message { (m) }
         @if let Some(s) = source {
-            @let shown: Vec<String> = view::text_attrs(s.reader.schema()).iter().map(|r| view::field_name(&r.attr)).chain(["validity".to_owned()]).collect();
-            (view::other_violations(&shown, v))
+            (view::other_violations(&view::form_fields(s.reader.schema()), v))
             form method="post" action=(path) {
                 (csrf_field(&ctx.csrf))
                 (record_fields(s.reader.schema(), &customer, true, writable, v))

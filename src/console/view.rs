@@ -179,6 +179,16 @@ pub fn text_attrs<F: Field>(schema: &Schema<F>) -> Vec<&crate::domain::AttrRule<
         .collect()
 }
 
+/// The form field names [`record_fields`] renders for `schema` (its violations are shown next
+/// to them; [`other_violations`] shows the rest).
+pub fn form_fields<F: Field>(schema: &Schema<F>) -> Vec<String> {
+    text_attrs(schema)
+        .iter()
+        .map(|r| field_name(&r.attr))
+        .chain(["validity".to_owned()])
+        .collect()
+}
+
 /// Every mapped attribute of a record as labelled inputs (required ones marked; read-only ones
 /// disabled when `editing`; all disabled when `!writable`), then its validity.
 pub fn record_fields<R: Record>(
