@@ -464,6 +464,42 @@ async fn without_callers_every_visitor_is_anonymous_but_forms_still_need_csrf() 
         "{}",
         a.body
     );
+    // Assignments on the group's page: a customer user, and a customer (with its context),
+    // whose customer users then hold the group.
+    let a = http(
+        s.console,
+        "POST",
+        "/groups/support/customer-users",
+        &me,
+        &format!("csrf={csrf}&login=u3&permission=ro&granted=true"),
+    )
+    .await;
+    assert!(
+        a.body.contains("u3: Permissions on support: ro."),
+        "{}",
+        a.body
+    );
+    let a = http(
+        s.console,
+        "POST",
+        "/groups/support/customers",
+        &me,
+        &format!(
+            "csrf={csrf}&customer_id=acme-inc&context=SAME_CUSTOMER&permission=ro&granted=true"
+        ),
+    )
+    .await;
+    assert!(
+        a.body.contains("acme-inc: Permissions on support: ro."),
+        "{}",
+        a.body
+    );
+    let u = http(s.console, "GET", "/customer-users/u2", &me, "").await;
+    assert!(
+        u.body.contains("customer acme-inc (same customer)"),
+        "{}",
+        u.body
+    );
     let src = http(s.console, "GET", "/sources", &me, "").await;
     assert!(
         src.body.contains("<td>sql</td>") && src.body.contains("ok"),

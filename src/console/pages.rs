@@ -50,6 +50,8 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/groups", get(groups))
         .route("/groups/new", get(group_new).post(group_create))
         .route("/groups/{name}", get(group_view).post(group_update))
+        .route("/groups/{name}/customer-users", post(group_grant_user))
+        .route("/groups/{name}/customers", post(group_grant_customer))
         .route("/sources", get(sources))
         .with_state(console)
 }
@@ -561,7 +563,8 @@ async fn user_page(c: &Console, ctx: &Ctx, login: &str, fb: Feedback) -> Respons
                     Err(e) => (error_box(&error_words(&e).1)),
                 }
                 @if c.may(ctx, "GroupService/SetCustomerUserPermissions") {
-                    (grant_form(&format!("{path}/groups"), &ctx.csrf, &groups, None))
+                    h3 { "Grant or revoke a group permission" }
+                    (grant_form(&format!("{path}/groups"), &ctx.csrf, "f", Some(&groups), None, false))
                 }
             }
         }
@@ -571,26 +574,45 @@ async fn user_page(c: &Console, ctx: &Ctx, login: &str, fb: Feedback) -> Respons
 
 /// The form granting or revoking one key of a group (to a customer user, or with contexts to
 /// a customer).
-fn grant_form(action: &str, csrf: &str, groups: &[Group], contexts: Option<()>) -> Markup {
+fn grant_form(
+    action: &str,
+    csrf: &str,
+    id: &str,
+    groups: Option<&[Group]>,
+    who: Option<(&str, &str)>,
+    contexts: bool,
+) -> Markup {
     html! {
-        h3 { "Grant or revoke a group permission" }
         form method="post" action=(action) {
             (csrf_field(csrf))
-            label for="f-group" { "Group" }
-            select id="f-group" name="group" { @for g in groups { option value=(g.name) { (g.name) } } }
-            label for="f-permission" { "Permission key (e.g. ro, rw)" }
-            input type="text" id="f-permission" name="permission" value="ro";
-            @if contexts.is_some() {
-                label for="f-context" { "Context" }
-                select id="f-context" name="context" {
+            @if let Some((name, label)) = who {
+                label for={ (id) "-" (name) } { (label) }
+                input type="text" id={ (id) "-" (name) } name=(name);
+            }
+            @if let Some(groups) = groups {
+                label for={ (id) "-group" } { "Group" }
+                select id={ (id) "-group" } name="group" { @for g in groups { option value=(g.name) { (g.name) } } }
+            }
+            label for={ (id) "-permission" } { "Permission key (e.g. ro, rw)" }
+            input type="text" id={ (id) "-permission" } name="permission" value="ro";
+            @if contexts {
+                label for={ (id) "-context" } { "Context" }
+                select id={ (id) "-context" } name="context" {
                     option value="SAME_CUSTOMER" { "same customer (its users get the group)" }
                     option value="OTHER_CUSTOMERS" { "other customers" }
                 }
             }
-            label for="f-granted" { "Granted" }
-            select id="f-granted" name="granted" { option value="true" { "grant" } option value="false" { "revoke" } }
+            label for={ (id) "-granted" } { "Grant or revoke" }
+            select id={ (id) "-granted" } name="granted" { option value="true" { "grant" } option value="false" { "revoke" } }
             button type="submit" { "Apply" }
         }
+    }
+}
+
+fn context_of(f: &Form) -> Context {
+    match f.get("context") {
+        "OTHER_CUSTOMERS" => Context::OtherCustomers,
+        _ => Context::SameCustomer,
     }
 }
 
@@ -859,7 +881,10 @@ async fn customer_page(c: &Console, ctx: &Ctx, id: &str, fb: Feedback) -> Respon
             }
         }
         @if c.may(ctx, "GroupService/SetCustomerPermissions") {
-            section { (grant_form(&format!("{path}/groups"), &ctx.csrf, &groups, Some(()))) }
+            section {
+                h2 { "Grant or revoke a group permission" }
+                (grant_form(&format!("{path}/groups"), &ctx.csrf, "f", Some(&groups), None, true))
+            }
         }
     };
     c.render(
@@ -911,10 +936,7 @@ async fn customer_grant(
     let f = form(&body);
     let ctx = c.post_ctx(&headers, &f)?;
     c.require(&ctx, "GroupService/SetCustomerPermissions")?;
-    let context = match f.get("context") {
-        "OTHER_CUSTOMERS" => Context::OtherCustomers,
-        _ => Context::SameCustomer,
-    };
+    let context = context_of(&f);
     let group = f.get("group");
     let r = c
         .dir
@@ -1046,7 +1068,12 @@ async fn group_page(c: &Console, ctx: &Ctx, name: &str, fb: Feedback) -> Respons
                 Err(e) => (error_box(&error_words(&e).1)),
             }
             @if c.may(ctx, "GroupService/SetCustomerUserPermissions") {
-                p.muted { "Assign customer users on their page (" a href="/customer-users" { "customer users" } "), customers on theirs (" a href="/customers" { "customers" } ", with contexts)." }
+                h3 { "Assign a customer user" }
+                (grant_form(&format!("{path}/customer-users"), &ctx.csrf, "u", None, Some(("login", "Login")), false))
+            }
+            @if c.may(ctx, "GroupService/SetCustomerPermissions") {
+                h3 { "Assign a customer" }
+                (grant_form(&format!("{path}/customers"), &ctx.csrf, "c", None, Some(("customer_id", "Customer ID")), true))
             }
         }
     };
@@ -1083,6 +1110,42 @@ async fn group_update(
     let key = result.as_ref().map_or(name.clone(), |g| g.name.clone());
     let fb = Feedback::of(&result, |g| format!("Group {} saved.", g.name));
     Ok(group_page(&c, &ctx, &key, fb).await)
+}
+
+async fn group_grant_user(
+    State(c): S,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Page {
+    let f = form(&body);
+    let ctx = c.post_ctx(&headers, &f)?;
+    c.require(&ctx, "GroupService/SetCustomerUserPermissions")?;
+    let login = f.get("login").trim();
+    let r = c
+        .dir
+        .set_user_permissions(login, &name, grant_of(&f), c.deadline())
+        .await;
+    let fb = Feedback::of(&r, |keys| format!("{login}: {}", held(&name, keys)));
+    Ok(group_page(&c, &ctx, &name, fb).await)
+}
+
+async fn group_grant_customer(
+    State(c): S,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Page {
+    let f = form(&body);
+    let ctx = c.post_ctx(&headers, &f)?;
+    c.require(&ctx, "GroupService/SetCustomerPermissions")?;
+    let id = f.get("customer_id").trim();
+    let r = c
+        .dir
+        .set_customer_permissions(id, &name, context_of(&f), grant_of(&f), c.deadline())
+        .await;
+    let fb = Feedback::of(&r, |keys| format!("{id}: {}", held(&name, keys)));
+    Ok(group_page(&c, &ctx, &name, fb).await)
 }
 
 async fn sources(State(c): S, headers: HeaderMap) -> Page {
