@@ -100,9 +100,21 @@ struct Answer {
 
 /// One HTTP/1.1 request over a fresh connection.
 async fn http(addr: SocketAddr, method: &str, path: &str, cookie: &str, form: &str) -> Answer {
+    http_as(&addr.to_string(), addr, method, path, cookie, form).await
+}
+
+/// [`http`] with the `Host` header `host`.
+async fn http_as(
+    host: &str,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    cookie: &str,
+    form: &str,
+) -> Answer {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nCookie: {cookie}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nCookie: {cookie}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
         form.len()
     );
     s.write_all(req.as_bytes()).await.unwrap();
@@ -363,6 +375,20 @@ async fn without_callers_every_visitor_is_anonymous_but_forms_still_need_csrf() 
     assert!(!a.body.contains("Sign out"));
     let me = session_of(&a);
     let csrf = csrf_of(&a.body);
+    // A page reached by another host name (a DNS-rebinding page) gets nothing.
+    let a = http_as(
+        "evil.example:8080",
+        s.console,
+        "GET",
+        "/customers/new",
+        "",
+        "",
+    )
+    .await;
+    assert_eq!(a.status, 403);
+    assert!(!a.head.contains("clientele_session"));
+    let a = http_as("localhost:8080", s.console, "GET", "/", "", "").await;
+    assert_eq!(a.status, 200);
     let a = http(
         s.console,
         "POST",

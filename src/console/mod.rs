@@ -64,6 +64,8 @@ pub struct Console {
     /// (section, name, kind, read-only) of every configured source.
     sources: Vec<(&'static str, String, &'static str, bool)>,
     sessions: Mutex<HashMap<String, Session>>,
+    /// `server.insecure`: no host check without callers (the operator opened it to everyone).
+    insecure: bool,
 }
 
 #[derive(Clone)]
@@ -127,6 +129,7 @@ impl Console {
             },
             sources,
             sessions: Mutex::new(HashMap::new()),
+            insecure: settings.server.insecure,
         })
     }
 
@@ -179,6 +182,7 @@ impl Console {
     /// The visitor, or the way to the sign-in page. Without callers a session is opened on
     /// the first visit (it carries the CSRF token).
     fn ctx(&self, headers: &HeaderMap) -> Result<Ctx, Response> {
+        self.check_host(headers)?;
         if let Some(s) = self.session_of(headers) {
             return Ok(Ctx {
                 caller: s.caller,
@@ -201,6 +205,7 @@ impl Console {
 
     /// [`Console::ctx`] for a POST: the form's `csrf` must be the session's.
     fn post_ctx(&self, headers: &HeaderMap, form: &Form) -> Result<Ctx, Response> {
+        self.check_host(headers)?;
         let s = self
             .session_of(headers)
             .ok_or_else(|| forbidden("no session: reload the page and sign in"))?;
@@ -215,6 +220,31 @@ impl Console {
             cookie: None,
             signed_in: !self.access.callers.is_empty(),
         })
+    }
+
+    /// Without callers anyone who reaches the page is allowed everything, so the page must be
+    /// reached as a loopback name: a `Host` other than `localhost`, `127.0.0.1` or `[::1]` (any
+    /// port) is refused, which stops a DNS-rebinding page in the administrator's browser from
+    /// opening an anonymous session. With callers, the sign-in protects the pages; with
+    /// `server.insecure = true` the operator has opened it to everyone anyway.
+    fn check_host(&self, headers: &HeaderMap) -> Result<(), Response> {
+        if !self.access.callers.is_empty() || self.insecure {
+            return Ok(());
+        }
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        let name = match host.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or(""),
+            None => host.split(':').next().unwrap_or(""),
+        };
+        match name {
+            "localhost" | "127.0.0.1" | "::1" => Ok(()),
+            _ => Err(forbidden(
+                "without [[callers]] the console answers only to a loopback host name (localhost, 127.0.0.1, [::1])",
+            )),
+        }
     }
 
     /// Whether the visitor may call the RPC `rpc` (`Service/Method`).
