@@ -100,12 +100,7 @@ impl UserFields {
     /// The message (with `login`) and the mask paths of the attributes given.
     fn into_pb(self, login: String) -> (pb::CustomerUser, Vec<String>) {
         let mut paths = Vec::new();
-        let mut take = |name: &str, v: Option<String>| {
-            if v.is_some() {
-                paths.push(name.to_owned());
-            }
-            v.unwrap_or_default()
-        };
+        let mut take = |name: &str, v: Option<String>| masked(&mut paths, name, v);
         let u = pb::CustomerUser {
             title: take("title", self.title),
             first_name: take("first_name", self.first_name),
@@ -156,12 +151,7 @@ pub struct CustomerFields {
 impl CustomerFields {
     fn into_pb(self, customer_id: String) -> (pb::Customer, Vec<String>) {
         let mut paths = Vec::new();
-        let mut take = |name: &str, v: Option<String>| {
-            if v.is_some() {
-                paths.push(name.to_owned());
-            }
-            v.unwrap_or_default()
-        };
+        let mut take = |name: &str, v: Option<String>| masked(&mut paths, name, v);
         let c = pb::Customer {
             name: take("name", self.name),
             street: take("street", self.street),
@@ -177,6 +167,14 @@ impl CustomerFields {
         };
         (c, paths)
     }
+}
+
+/// The value of an optional attribute; a given one joins the update mask.
+fn masked(paths: &mut Vec<String>, name: &str, v: Option<String>) -> String {
+    if v.is_some() {
+        paths.push(name.to_owned());
+    }
+    v.unwrap_or_default()
 }
 
 fn validity_field(v: Option<ValidityArg>, paths: &mut Vec<String>) -> i32 {
