@@ -350,6 +350,41 @@ impl Form {
     }
 }
 
+/// A GET's visitor ([`Console::ctx`]: signed in, or sent to `/login`).
+pub struct Viewer(Ctx);
+
+impl axum::extract::FromRequestParts<Arc<Console>> for Viewer {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        console: &Arc<Console>,
+    ) -> Result<Self, Response> {
+        console.ctx(&parts.headers).map(Self)
+    }
+}
+
+/// A POST's visitor and form, its CSRF token checked ([`Console::post_ctx`]); the handler's
+/// last argument.
+pub struct Posted(Ctx, Form);
+
+impl axum::extract::FromRequest<Arc<Console>> for Posted {
+    type Rejection = Response;
+
+    async fn from_request(
+        req: axum::extract::Request,
+        console: &Arc<Console>,
+    ) -> Result<Self, Response> {
+        let headers = req.headers().clone();
+        let body = axum::body::Bytes::from_request(req, console)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let form = pages::form(&body);
+        let ctx = console.post_ctx(&headers, &form)?;
+        Ok(Self(ctx, form))
+    }
+}
+
 /// Serves the console on `listener` until `shutdown` completes.
 pub async fn serve(
     console: Arc<Console>,

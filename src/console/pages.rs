@@ -16,7 +16,7 @@ use axum::{
 use maud::{html, Markup};
 
 use super::view::{self, csrf_field, error_box, escape_path, notice, record_fields, text_input};
-use super::{error_words, Console, Ctx, Form};
+use super::{error_words, Console, Ctx, Form, Posted, Viewer};
 use crate::directory::Held;
 use crate::domain::group::Context;
 use crate::domain::group::Group;
@@ -56,7 +56,7 @@ pub fn router(console: Arc<Console>) -> Router {
         .with_state(console)
 }
 
-fn form(body: &Bytes) -> Form {
+pub(super) fn form(body: &Bytes) -> Form {
     Form(url::form_urlencoded::parse(body).into_owned().collect())
 }
 
@@ -78,8 +78,7 @@ async fn css() -> Response {
     ([(header::CONTENT_TYPE, "text/css")], view::CSS).into_response()
 }
 
-async fn overview(State(c): S, headers: HeaderMap) -> Page {
-    let ctx = c.ctx(&headers)?;
+async fn overview(State(c): S, Viewer(ctx): Viewer) -> Page {
     let body = html! {
         p { "Customer users, customers, groups and permissions of this Clientele server." }
         ul {
@@ -300,8 +299,11 @@ fn pager(base: &str, q: &str, page: usize, total: usize) -> Markup {
     }
 }
 
-async fn users(State(c): S, headers: HeaderMap, Query(q): Query<BTreeMap<String, String>>) -> Page {
-    let ctx = c.ctx(&headers)?;
+async fn users(
+    State(c): S,
+    Viewer(ctx): Viewer,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Page {
     let query = q.get("q").map_or("*", |s| s.as_str()).to_owned();
     let page: usize = q
         .get("page")
@@ -411,19 +413,16 @@ fn user_new_form(
 
 async fn user_new(
     State(c): S,
-    headers: HeaderMap,
+    Viewer(ctx): Viewer,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Page {
-    let ctx = c.ctx(&headers)?;
     c.require(&ctx, "CustomerUserService/CreateCustomerUser")?;
     let chosen = q.get("source").cloned().unwrap_or_default();
     let body = user_new_form(&c, &ctx, &chosen, &CustomerUser::default(), &[]);
     Ok(c.render(&ctx, StatusCode::OK, "Add customer user", body))
 }
 
-async fn user_create(State(c): S, headers: HeaderMap, body: Bytes) -> Page {
-    let f = form(&body);
-    let ctx = c.post_ctx(&headers, &f)?;
+async fn user_create(State(c): S, Posted(ctx, f): Posted) -> Page {
     c.require(&ctx, "CustomerUserService/CreateCustomerUser")?;
     let (_, target) = write_choice(c.dir.user_sources(), f.get("source"));
     let Some(target) = target else {
@@ -616,19 +615,11 @@ fn context_of(f: &Form) -> Context {
     }
 }
 
-async fn user_view(State(c): S, headers: HeaderMap, Path(login): Path<String>) -> Page {
-    let ctx = c.ctx(&headers)?;
+async fn user_view(State(c): S, Viewer(ctx): Viewer, Path(login): Path<String>) -> Page {
     Ok(user_page(&c, &ctx, &login, Feedback::default()).await)
 }
 
-async fn user_update(
-    State(c): S,
-    headers: HeaderMap,
-    Path(login): Path<String>,
-    body: Bytes,
-) -> Page {
-    let f = form(&body);
-    let ctx = c.post_ctx(&headers, &f)?;
+async fn user_update(State(c): S, Path(login): Path<String>, Posted(ctx, f): Posted) -> Page {
     c.require(&ctx, "CustomerUserService/UpdateCustomerUser")?;
     let until = c.deadline();
     let result = match c.dir.get_user(&login, until).await {
@@ -646,27 +637,14 @@ async fn user_update(
     Ok(user_page(&c, &ctx, &key, fb).await)
 }
 
-async fn user_unlock(
-    State(c): S,
-    headers: HeaderMap,
-    Path(login): Path<String>,
-    body: Bytes,
-) -> Page {
-    let ctx = c.post_ctx(&headers, &form(&body))?;
+async fn user_unlock(State(c): S, Path(login): Path<String>, Posted(ctx, _): Posted) -> Page {
     c.require(&ctx, "AuthService/UnlockLogin")?;
     let r = c.dir.unlock_login(&login, c.deadline()).await;
     let fb = Feedback::of(&r, |()| "Login unlocked.".into());
     Ok(user_page(&c, &ctx, &login, fb).await)
 }
 
-async fn user_password(
-    State(c): S,
-    headers: HeaderMap,
-    Path(login): Path<String>,
-    body: Bytes,
-) -> Page {
-    let f = form(&body);
-    let ctx = c.post_ctx(&headers, &f)?;
+async fn user_password(State(c): S, Path(login): Path<String>, Posted(ctx, f): Posted) -> Page {
     c.require(&ctx, "AuthService/SetPassword")?;
     let r = c
         .dir
@@ -683,14 +661,7 @@ fn grant_of(f: &Form) -> BTreeMap<String, bool> {
     )])
 }
 
-async fn user_grant(
-    State(c): S,
-    headers: HeaderMap,
-    Path(login): Path<String>,
-    body: Bytes,
-) -> Page {
-    let f = form(&body);
-    let ctx = c.post_ctx(&headers, &f)?;
+async fn user_grant(State(c): S, Path(login): Path<String>, Posted(ctx, f): Posted) -> Page {
     c.require(&ctx, "GroupService/SetCustomerUserPermissions")?;
     let group = f.get("group");
     let r = c
@@ -705,10 +676,9 @@ async fn user_grant(
 
 async fn customers(
     State(c): S,
-    headers: HeaderMap,
+    Viewer(ctx): Viewer,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Page {
-    let ctx = c.ctx(&headers)?;
     let query = q.get("q").map_or("*", |s| s.as_str()).to_owned();
     let page: usize = q
         .get("page")
@@ -784,16 +754,13 @@ fn customer_new_form(
     }
 }
 
-async fn customer_new(State(c): S, headers: HeaderMap) -> Page {
-    let ctx = c.ctx(&headers)?;
+async fn customer_new(State(c): S, Viewer(ctx): Viewer) -> Page {
     c.require(&ctx, "CustomerService/CreateCustomer")?;
     let body = customer_new_form(&c, &ctx, "", &Customer::default(), &[]);
     Ok(c.render(&ctx, StatusCode::OK, "Add customer", body))
 }
 
-async fn customer_create(State(c): S, headers: HeaderMap, body: Bytes) -> Page {
-    let f = form(&body);
-    let ctx = c.post_ctx(&headers, &f)?;
+async fn customer_create(State(c): S, Posted(ctx, f): Posted) -> Page {
     c.require(&ctx, "CustomerService/CreateCustomer")?;
     let (_, target) = write_choice(c.dir.customer_sources(), f.get("source"));
     let Some(target) = target else {
@@ -895,19 +862,11 @@ async fn customer_page(c: &Console, ctx: &Ctx, id: &str, fb: Feedback) -> Respon
     )
 }
 
-async fn customer_view(State(c): S, headers: HeaderMap, Path(id): Path<String>) -> Page {
-    let ctx = c.ctx(&headers)?;
+async fn customer_view(State(c): S, Viewer(ctx): Viewer, Path(id): Path<String>) -> Page {
     Ok(customer_page(&c, &ctx, &id, Feedback::default()).await)
 }
 
-async fn customer_update(
-    State(c): S,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Page {
-    let f = form(&body);
-    let ctx = c.post_ctx(&headers, &f)?;
+async fn customer_update(State(c): S, Path(id): Path<String>, Posted(ctx, f): Posted) -> Page {
     c.require(&ctx, "CustomerService/UpdateCustomer")?;
     let until = c.deadline();
     let result = match c.dir.get_customer(&id, until).await {
@@ -927,14 +886,7 @@ async fn customer_update(
     Ok(customer_page(&c, &ctx, &key, fb).await)
 }
 
-async fn customer_grant(
-    State(c): S,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Page {
-    let f = form(&body);
-    let ctx = c.post_ctx(&headers, &f)?;
+async fn customer_grant(State(c): S, Path(id): Path<String>, Posted(ctx, f): Posted) -> Page {
     c.require(&ctx, "GroupService/SetCustomerPermissions")?;
     let context = context_of(&f);
     let group = f.get("group");
@@ -965,8 +917,7 @@ fn group_from(f: &Form, v: &mut Vec<FieldViolation>) -> Group {
     }
 }
 
-async fn groups(State(c): S, headers: HeaderMap) -> Page {
-    let ctx = c.ctx(&headers)?;
+async fn groups(State(c): S, Viewer(ctx): Viewer) -> Page {
     let list = c.dir.list_groups(true).await;
     let body = html! {
         @if c.may(&ctx, "GroupService/CreateGroup") { p { a href="/groups/new" { "Add group" } } }
@@ -992,8 +943,7 @@ fn group_new_form(ctx: &Ctx, g: &Group, v: &[FieldViolation]) -> Markup {
     }
 }
 
-async fn group_new(State(c): S, headers: HeaderMap) -> Page {
-    let ctx = c.ctx(&headers)?;
+async fn group_new(State(c): S, Viewer(ctx): Viewer) -> Page {
     c.require(&ctx, "GroupService/CreateGroup")?;
     Ok(c.render(
         &ctx,
@@ -1003,9 +953,7 @@ async fn group_new(State(c): S, headers: HeaderMap) -> Page {
     ))
 }
 
-async fn group_create(State(c): S, headers: HeaderMap, body: Bytes) -> Page {
-    let f = form(&body);
-    let ctx = c.post_ctx(&headers, &f)?;
+async fn group_create(State(c): S, Posted(ctx, f): Posted) -> Page {
     c.require(&ctx, "GroupService/CreateGroup")?;
     let mut v = Vec::new();
     let g = group_from(&f, &mut v);
@@ -1080,19 +1028,11 @@ async fn group_page(c: &Console, ctx: &Ctx, name: &str, fb: Feedback) -> Respons
     c.render(ctx, status, &format!("Group {}", g.name), body)
 }
 
-async fn group_view(State(c): S, headers: HeaderMap, Path(name): Path<String>) -> Page {
-    let ctx = c.ctx(&headers)?;
+async fn group_view(State(c): S, Viewer(ctx): Viewer, Path(name): Path<String>) -> Page {
     Ok(group_page(&c, &ctx, &name, Feedback::default()).await)
 }
 
-async fn group_update(
-    State(c): S,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-    body: Bytes,
-) -> Page {
-    let f = form(&body);
-    let ctx = c.post_ctx(&headers, &f)?;
+async fn group_update(State(c): S, Path(name): Path<String>, Posted(ctx, f): Posted) -> Page {
     c.require(&ctx, "GroupService/UpdateGroup")?;
     let mut v = Vec::new();
     let values = group_from(&f, &mut v);
@@ -1112,14 +1052,7 @@ async fn group_update(
     Ok(group_page(&c, &ctx, &key, fb).await)
 }
 
-async fn group_grant_user(
-    State(c): S,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-    body: Bytes,
-) -> Page {
-    let f = form(&body);
-    let ctx = c.post_ctx(&headers, &f)?;
+async fn group_grant_user(State(c): S, Path(name): Path<String>, Posted(ctx, f): Posted) -> Page {
     c.require(&ctx, "GroupService/SetCustomerUserPermissions")?;
     let login = f.get("login").trim();
     let r = c
@@ -1132,12 +1065,9 @@ async fn group_grant_user(
 
 async fn group_grant_customer(
     State(c): S,
-    headers: HeaderMap,
     Path(name): Path<String>,
-    body: Bytes,
+    Posted(ctx, f): Posted,
 ) -> Page {
-    let f = form(&body);
-    let ctx = c.post_ctx(&headers, &f)?;
     c.require(&ctx, "GroupService/SetCustomerPermissions")?;
     let id = f.get("customer_id").trim();
     let r = c
@@ -1148,8 +1078,7 @@ async fn group_grant_customer(
     Ok(group_page(&c, &ctx, &name, fb).await)
 }
 
-async fn sources(State(c): S, headers: HeaderMap) -> Page {
-    let ctx = c.ctx(&headers)?;
+async fn sources(State(c): S, Viewer(ctx): Viewer) -> Page {
     let probes = c.dir.probe(Some(std::time::Duration::from_secs(5))).await;
     let health = |section: &str, name: &str| {
         let section = match section {
