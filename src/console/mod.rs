@@ -66,6 +66,8 @@ pub struct Console {
     sessions: Mutex<HashMap<String, Session>>,
     /// `server.insecure`: no host check without callers (the operator opened it to everyone).
     insecure: bool,
+    /// [`MAX_SESSIONS`] (smaller in tests).
+    max_sessions: usize,
 }
 
 #[derive(Clone)]
@@ -130,6 +132,7 @@ impl Console {
             sources,
             sessions: Mutex::new(HashMap::new()),
             insecure: settings.server.insecure,
+            max_sessions: MAX_SESSIONS,
         })
     }
 
@@ -159,7 +162,7 @@ impl Console {
         };
         if let Ok(mut sessions) = self.sessions.lock() {
             sessions.retain(|_, s| s.created.elapsed() < SESSION_LIFETIME);
-            if sessions.len() >= MAX_SESSIONS {
+            if sessions.len() >= self.max_sessions {
                 if let Some(oldest) = sessions
                     .iter()
                     .min_by_key(|(_, s)| s.created)
@@ -414,4 +417,50 @@ pub fn check_exposure(
         ));
     }
     Ok(Some(addr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn console(max_sessions: usize) -> Console {
+        let settings = crate::config::Config::from_toml("", Vec::new())
+            .and_then(crate::config::Config::validate)
+            .unwrap();
+        let app = crate::app::build(settings.clone()).unwrap();
+        let c = Console::new(app.directory, &settings);
+        let mut c = Arc::try_unwrap(c).ok().unwrap();
+        c.max_sessions = max_sessions;
+        c
+    }
+
+    fn with_cookie(id: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            format!("a=b; {COOKIE}={id}").parse().unwrap(),
+        );
+        h
+    }
+
+    #[tokio::test]
+    async fn the_session_table_is_bounded_and_drops_the_oldest() {
+        let c = console(3);
+        let ids: Vec<String> = (0..5).map(|i| c.open_session(format!("c{i}")).0).collect();
+        assert_eq!(c.sessions.lock().unwrap().len(), 3);
+        assert!(c.session_of(&with_cookie(&ids[0])).is_none());
+        assert!(c.session_of(&with_cookie(&ids[1])).is_none());
+        assert_eq!(c.session_of(&with_cookie(&ids[4])).unwrap().caller, "c4");
+        assert!(c.session_of(&with_cookie("not-a-session")).is_none());
+        c.close_session(&with_cookie(&ids[4]));
+        assert!(c.session_of(&with_cookie(&ids[4])).is_none());
+    }
+
+    #[test]
+    fn secrets_compare_only_when_equal_and_non_empty() {
+        assert!(same_secret(Some("abc"), "abc"));
+        assert!(!same_secret(Some("abc"), "abd"));
+        assert!(!same_secret(Some(""), ""));
+        assert!(!same_secret(None, "abc"));
+    }
 }
