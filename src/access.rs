@@ -270,6 +270,39 @@ pub fn certificate_names(der: &[u8]) -> Vec<String> {
 }
 
 impl Access {
+    /// The caller whose bearer token is `token` (surrounding blanks ignored). Every caller is
+    /// compared, in constant time, so timing tells nothing. Used by the API ([`Access::check`])
+    /// and by the console's sign-in.
+    pub fn by_token(&self, token: &str) -> Option<&Caller> {
+        let digest: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
+        let mut found = None;
+        for c in &self.callers {
+            if let Some(h) = &c.token_sha256 {
+                if bool::from(h.ct_eq(&digest)) && found.is_none() {
+                    found = Some(c);
+                }
+            }
+        }
+        found
+    }
+
+    /// Whether the caller named `caller` may call the RPC at `path` (its scope in
+    /// [`SCOPE_TABLE`]; `admin` for a path not in it). Always true without `[[callers]]`.
+    pub fn may_call(&self, caller: &str, path: &str) -> bool {
+        if self.callers.is_empty() {
+            return true;
+        }
+        let scope = match required_scope(path) {
+            None => return true,
+            Some(Ok(s)) => s,
+            Some(Err(())) => Scope::Admin,
+        };
+        self.callers
+            .iter()
+            .find(|c| c.name == caller)
+            .is_some_and(|c| c.allows(scope))
+    }
+
     /// Decides a call to `path` with the `authorization` header and the names of a verified
     /// client certificate: the caller, or [`Error::Unauthenticated`] (missing/wrong credential)
     /// or [`Error::PermissionDenied`] (missing scope). Deny by default: a path missing from
@@ -295,17 +328,8 @@ impl Access {
                     .ok_or_else(|| {
                         Error::Unauthenticated("authorization must be \"Bearer <token>\"".into())
                     })?;
-                let digest: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
-                // Every caller is compared, in constant time, so timing tells nothing.
-                let mut found = None;
-                for c in &self.callers {
-                    if let Some(h) = &c.token_sha256 {
-                        if bool::from(h.ct_eq(&digest)) && found.is_none() {
-                            found = Some(c);
-                        }
-                    }
-                }
-                found.ok_or_else(|| Error::Unauthenticated("unknown bearer token".into()))?
+                self.by_token(token)
+                    .ok_or_else(|| Error::Unauthenticated("unknown bearer token".into()))?
             }
             None => self
                 .callers

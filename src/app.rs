@@ -145,16 +145,45 @@ impl App {
                     .map_err(|e| format!("server.metrics_listen {addr}: {e}"))?,
             ),
         };
-        self.serve_with(listener, metrics, shutdown).await
+        let console = match crate::console::check_exposure(&self.settings)? {
+            None => None,
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| format!("server.console_listen {addr}: {e}"))?,
+            ),
+        };
+        self.serve_full(listener, metrics, console, shutdown).await
     }
 
-    /// [`App::serve`] with the metrics listener given (`None`: no metrics endpoint).
+    /// [`App::serve`] with the metrics listener given (`None`: no metrics endpoint) and no
+    /// console.
     pub async fn serve_with(
         self,
         listener: TcpListener,
         metrics_listener: Option<TcpListener>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), String> {
+        self.serve_full(listener, metrics_listener, None, shutdown)
+            .await
+    }
+
+    /// [`App::serve`] with the metrics and console listeners given (`None`: off). The
+    /// console stops with the server.
+    pub async fn serve_full(
+        self,
+        listener: TcpListener,
+        metrics_listener: Option<TcpListener>,
+        console_listener: Option<TcpListener>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), String> {
+        let console = console_listener.map(|l| {
+            if let Ok(addr) = l.local_addr() {
+                tracing::info!(%addr, "admin console on http://{addr}/");
+            }
+            let c = crate::console::Console::new(self.directory.clone(), &self.settings);
+            tokio::spawn(crate::console::serve(c, l, std::future::pending()))
+        });
         let server_cfg = self.settings.server.clone();
         let (reporter, health) = tonic_health::server::health_reporter();
         reporter
@@ -263,6 +292,9 @@ impl App {
         probe.abort();
         if let Some(m) = metrics {
             m.abort();
+        }
+        if let Some(c) = console {
+            c.abort();
         }
         for (_, db) in &self.databases {
             db.pool().close().await;
@@ -377,6 +409,7 @@ pub async fn bind(settings: &Settings) -> Result<TcpListener, String> {
         .parse()
         .map_err(|e| format!("server.listen: {e}"))?;
     check_exposure(settings, addr)?;
+    crate::console::check_exposure(settings)?;
     TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))

@@ -1,12 +1,15 @@
 //! The command line: the server commands (`serve`, `migrate`, `check-config`, `add-indexes`,
-//! `seed`) run here on the configuration; the admin client commands (`user …`, `resolve`, `auth
-//! check`) are parsed here and run by [`crate::client`] against a running server.
+//! `seed`) run here on the configuration; the admin client commands (`customer …`, `user …`,
+//! `group …`, `auth …`, `resolve`) are parsed here and run by [`crate::client`] against a
+//! running server.
 
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 
-use crate::client::{AuthCommand, ClientCommand, UserCommand};
+use crate::client::{
+    AuthCommand, ClientCommand, CustomerCommand, GroupCommand, Output, UserCommand,
+};
 use crate::say;
 use crate::{app, config::Config, telemetry};
 
@@ -29,6 +32,9 @@ pub struct Cli {
         global = true
     )]
     pub server: String,
+    /// How the client commands print answers: tab-separated rows, or the whole answer as JSON.
+    #[arg(long, value_enum, default_value = "table", global = true)]
+    pub output: Output,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -63,15 +69,21 @@ pub enum Command {
     /// Add the search and lookup indexes to every SQL customer-user table — also to tables
     /// Clientele does not own (a Znuny database) — and change nothing else.
     AddIndexes,
+    /// Customers (companies) on a running server.
+    #[command(subcommand)]
+    Customer(CustomerCommand),
     /// Customer users on a running server.
     #[command(subcommand)]
     User(UserCommand),
+    /// Groups and permissions on a running server.
+    #[command(subcommand)]
+    Group(GroupCommand),
     /// Resolve mail sender addresses on a running server.
     Resolve {
         #[arg(required = true)]
         addresses: Vec<String>,
     },
-    /// Check a login on a running server.
+    /// Logins on a running server: check, unlock, set a password.
     #[command(subcommand)]
     Auth(AuthCommand),
 }
@@ -80,11 +92,13 @@ pub enum Command {
 pub async fn run(cli: Cli) -> ExitCode {
     let client = match cli.command {
         Command::User(c) => ClientCommand::User(c),
+        Command::Customer(c) => ClientCommand::Customer(c),
+        Command::Group(c) => ClientCommand::Group(c),
         Command::Resolve { addresses } => ClientCommand::Resolve(addresses),
         Command::Auth(c) => ClientCommand::Auth(c),
         server_side => return run_server_command(cli.config, server_side).await,
     };
-    crate::client::run(&cli.server, client).await
+    crate::client::run(&cli.server, cli.output, client).await
 }
 
 async fn run_server_command(config: Option<PathBuf>, command: Command) -> ExitCode {
@@ -166,7 +180,11 @@ async fn run_command(command: Command, settings: crate::config::Settings) -> Exi
             report(built.check_sources().await, "ok")
         }
         // Dispatched to the client by `run` before any configuration is read.
-        Command::User(_) | Command::Resolve { .. } | Command::Auth(_) => ExitCode::FAILURE,
+        Command::User(_)
+        | Command::Customer(_)
+        | Command::Group(_)
+        | Command::Resolve { .. }
+        | Command::Auth(_) => ExitCode::FAILURE,
     }
 }
 

@@ -379,6 +379,7 @@ fn admin_client_commands_talk_to_a_running_server() {
     let mut server = bin()
         .arg("--config")
         .arg(&config)
+        .env("CLIENTELE_SERVER__CONSOLE_LISTEN", "")
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -478,6 +478,7 @@ fn sigterm_drains_and_exits_zero() {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_clientele"))
         .current_dir(dir.path())
         .env("CLIENTELE_SERVER__METRICS_LISTEN", "")
+        .env("CLIENTELE_SERVER__CONSOLE_LISTEN", "")
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .stderr(std::process::Stdio::null())
         .spawn()

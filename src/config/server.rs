@@ -43,6 +43,12 @@ pub struct ServerConfig {
     pub max_query_chars: usize,
     /// The most search terms in one query (default 32); more are INVALID_ARGUMENT naming `query`.
     pub max_query_terms: usize,
+    /// The admin console's address (HTML over HTTP, see `console`); `""` turns it off. Like
+    /// the API, a non-loopback address needs `[[callers]]` (or `insecure = true`).
+    pub console_listen: String,
+    /// The most customer users (and customers) one console list shows (default 1,000, as OTRS's
+    /// "only the first 1000 customer users are listed"); more are marked as truncated.
+    pub console_list_limit: usize,
 }
 
 /// `[server.tls]`
@@ -72,6 +78,8 @@ impl Default for ServerConfig {
             max_request_bytes: 4 * 1024 * 1024,
             max_query_chars: 1000,
             max_query_terms: 32,
+            console_listen: "127.0.0.1:8080".into(),
+            console_list_limit: 1000,
         }
     }
 }
@@ -83,6 +91,12 @@ pub(super) fn check_server(s: &ServerConfig, problems: &mut Vec<String>) {
         problems.push(format!(
             "server.listen: {:?} is not an address:port",
             s.listen
+        ));
+    }
+    if !s.console_listen.is_empty() && s.console_listen.parse::<std::net::SocketAddr>().is_err() {
+        problems.push(format!(
+            "server.console_listen: {:?} is not an address:port (or \"\" for off)",
+            s.console_listen
         ));
     }
     if !matches!(s.log_format.as_str(), "human" | "json") {
@@ -98,6 +112,7 @@ pub(super) fn check_server(s: &ServerConfig, problems: &mut Vec<String>) {
         ("max_request_bytes", s.max_request_bytes),
         ("max_query_chars", s.max_query_chars),
         ("max_query_terms", s.max_query_terms),
+        ("console_list_limit", s.console_list_limit),
     ] {
         if value == 0 {
             problems.push(format!("server.{key}: must be at least 1"));

@@ -33,6 +33,7 @@ mod auth;
 mod fanin;
 mod groups;
 mod health;
+mod login_state;
 mod two_factor;
 
 pub use auth::{AuthOutcome, Authentication};

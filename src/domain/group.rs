@@ -142,6 +142,34 @@ pub enum Reason {
     GroupSupportOff,
 }
 
+/// The reason in words, as the console shows it: `direct`, `customer acme (same customer)`,
+/// `always-group`, `customer always-group (acme)`, `group support off`; ` via rw` when granted
+/// through `rw`.
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let rw = |v: bool| if v { " via rw" } else { "" };
+        match self {
+            Self::Direct { via_rw } => write!(f, "direct{}", rw(*via_rw)),
+            Self::Customer {
+                customer_id,
+                context,
+                via_rw,
+            } => {
+                let c = match context {
+                    Context::SameCustomer => "same customer",
+                    Context::OtherCustomers => "other customers",
+                };
+                write!(f, "customer {customer_id} ({c}){}", rw(*via_rw))
+            }
+            Self::AlwaysGroup => f.write_str("always-group"),
+            Self::CustomerAlwaysGroup { customer_id } => {
+                write!(f, "customer always-group ({customer_id})")
+            }
+            Self::GroupSupportOff => f.write_str("group support off"),
+        }
+    }
+}
+
 impl Reason {
     /// Whether the reason makes the user a member of the group (everything but grants in the
     /// other-customers context).
