@@ -377,11 +377,27 @@ pub enum GroupCommand {
 #[derive(Debug, Subcommand)]
 pub enum AuthCommand {
     /// Check a login's password (from CLIENTELE_PASSWORD or stdin); exit code 1 unless SUCCESS.
+    /// When the answer is SECOND_FACTOR_REQUIRED, the one-time password comes from CLIENTELE_OTP
+    /// or, without it, from the next line of stdin (asked for on stderr).
     Check { login: String },
     /// Clear the failed-login lock of a login.
     Unlock { login: String },
     /// Set a password (from CLIENTELE_PASSWORD or stdin), checked against the policy.
     SetPassword { login: String },
+    /// The second factor (TOTP) of a login.
+    #[command(subcommand)]
+    Totp(TotpCommand),
+}
+
+/// Two-factor enrolment. `enroll` rows: secret, otpauth URI (pending until `confirm`).
+#[derive(Debug, Subcommand)]
+pub enum TotpCommand {
+    /// Start (or restart) the enrolment: prints the new secret and its otpauth:// URI.
+    Enroll { login: String },
+    /// Activate the pending secret with a token (from CLIENTELE_OTP or stdin).
+    Confirm { login: String },
+    /// Remove the active secret and any pending enrolment.
+    Remove { login: String },
 }
 
 /// A client command.
@@ -457,6 +473,19 @@ fn password() -> Result<String, String> {
         .read_line(&mut line)
         .map_err(|e| format!("reading the password from stdin: {e}"))?;
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+/// The one-time password: CLIENTELE_OTP, else the next line of stdin (asked for on stderr).
+fn otp() -> Result<String, String> {
+    if let Ok(p) = std::env::var("CLIENTELE_OTP") {
+        return Ok(p);
+    }
+    eprint!("one-time password: ");
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| format!("reading the one-time password from stdin: {e}"))?;
+    Ok(line.trim().to_owned())
 }
 
 fn validity_name(raw: i32) -> &'static str {
@@ -1120,17 +1149,30 @@ async fn auth(c: &mut Clients, cmd: AuthCommand) -> Result<Out, String> {
     Ok(match cmd {
         AuthCommand::Check { login } => {
             let password = password()?;
-            let r = c
+            let mut request = pb::AuthenticateRequest {
+                login,
+                password,
+                client_ip: String::new(),
+                otp: std::env::var("CLIENTELE_OTP").unwrap_or_default(),
+            };
+            let mut r = c
                 .auth
-                .authenticate(authed(pb::AuthenticateRequest {
-                    login,
-                    password,
-                    client_ip: String::new(),
-                    otp: String::new(),
-                })?)
+                .authenticate(authed(request.clone())?)
                 .await
                 .map_err(status)?
                 .into_inner();
+            // A second factor is asked for only after the right password (nothing counted).
+            if r.outcome == pb::Outcome::SecondFactorRequired as i32 && request.otp.is_empty() {
+                request.otp = otp()?;
+                if !request.otp.is_empty() {
+                    r = c
+                        .auth
+                        .authenticate(authed(request)?)
+                        .await
+                        .map_err(status)?
+                        .into_inner();
+                }
+            }
             let outcome = pb::Outcome::try_from(r.outcome).map_or("?", |o| o.as_str_name());
             let mut out = Out::new(
                 json!({
@@ -1159,6 +1201,39 @@ async fn auth(c: &mut Clients, cmd: AuthCommand) -> Result<Out, String> {
             Out::message("unlocked")
         }
         AuthCommand::SetPassword { login } => set_password(c, login).await?,
+        AuthCommand::Totp(cmd) => totp(c, cmd).await?,
+    })
+}
+
+async fn totp(c: &mut Clients, cmd: TotpCommand) -> Result<Out, String> {
+    Ok(match cmd {
+        TotpCommand::Enroll { login } => {
+            let r = c
+                .auth
+                .enroll_totp(authed(pb::EnrollTotpRequest { login })?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            Out::new(
+                json!({ "secret": r.secret, "otpauth_uri": r.otpauth_uri }),
+                vec![vec![r.secret.clone(), r.otpauth_uri.clone()]],
+            )
+        }
+        TotpCommand::Confirm { login } => {
+            let otp = otp()?;
+            c.auth
+                .confirm_totp(authed(pb::ConfirmTotpRequest { login, otp })?)
+                .await
+                .map_err(status)?;
+            Out::message("second factor active")
+        }
+        TotpCommand::Remove { login } => {
+            c.auth
+                .remove_totp(authed(pb::RemoveTotpRequest { login })?)
+                .await
+                .map_err(status)?;
+            Out::message("second factor removed")
+        }
     })
 }
 

@@ -3,8 +3,12 @@
 //! a fresh working directory), so the README cannot drift from the binary.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
 
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+
+#[path = "common/totp.rs"]
+mod totp;
 
 const README: &str = include_str!("../README.md");
 
@@ -40,6 +44,11 @@ impl Drop for Served {
 
 /// `clientele serve` with no configuration in `dir` (metrics and console off, a free port).
 fn serve(dir: &Path) -> Served {
+    serve_with(dir, &[])
+}
+
+/// [`serve`] with configuration overrides (`CLIENTELE_*` variables).
+fn serve_with(dir: &Path, env: &[(&str, &str)]) -> Served {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -50,6 +59,7 @@ fn serve(dir: &Path) -> Served {
         .env_remove("CLIENTELE_CONFIG")
         .env("CLIENTELE_SERVER__METRICS_LISTEN", "")
         .env("CLIENTELE_SERVER__CONSOLE_LISTEN", "")
+        .envs(env.iter().copied())
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .stderr(Stdio::null())
         .spawn()
@@ -162,4 +172,148 @@ fn errors_are_words_and_exit_one() {
     assert!(out.status.success(), "{out:?}");
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(doc["groups"].is_array(), "{doc}");
+}
+
+/// The second factor from the command line: enrol, confirm with a token computed by the
+/// test's own TOTP, `auth check` asking for the token (SECOND_FACTOR_REQUIRED without one, the
+/// token read from stdin after the prompt), remove.
+#[test]
+fn two_factor_enrol_confirm_check_and_remove() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve_with(
+        dir.path(),
+        &[("CLIENTELE_AUTH__TWO_FACTOR__ENABLED", "true")],
+    );
+    let run = |args: &[&str], env: &[(&str, &str)], stdin: &str| -> Output {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_clientele"))
+            .args(["--server", &server.url])
+            .args(args)
+            .env_remove("CLIENTELE_OTP")
+            .env_remove("CLIENTELE_PASSWORD")
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let ok = |out: Output| {
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    const PW: &str = "Two-Factor-Pw-1";
+    let pw = [("CLIENTELE_PASSWORD", PW)];
+    ok(run(
+        &[
+            "customer",
+            "create",
+            "--customer-id",
+            "acme",
+            "--name",
+            "ACME",
+        ],
+        &[],
+        "",
+    ));
+    ok(run(
+        &[
+            "user",
+            "create",
+            "--login",
+            "road",
+            "--first-name",
+            "Road",
+            "--last-name",
+            "Runner",
+            "--email",
+            "road@acme.example",
+            "--customer-id",
+            "acme",
+        ],
+        &[],
+        "",
+    ));
+    ok(run(&["user", "set-password", "road"], &pw, ""));
+    let enrolled: serde_json::Value = serde_json::from_str(&ok(run(
+        &["--output", "json", "auth", "totp", "enroll", "road"],
+        &[],
+        "",
+    )))
+    .unwrap();
+    let secret = enrolled["secret"].as_str().unwrap().to_owned();
+    assert!(
+        enrolled["otpauth_uri"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("secret={secret}")),
+        "{enrolled}"
+    );
+    // Confirm with the previous window's token (allow_previous_token), so that the current
+    // window's token is still unused for the login below; keep clear of a window's end.
+    let now = loop {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        if t % 30 < 24 {
+            break t;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    };
+    let previous = totp::token(&secret, now - 30);
+    let wrong = run(
+        &["auth", "totp", "confirm", "road"],
+        &[("CLIENTELE_OTP", "000000")],
+        "",
+    );
+    if previous != "000000" {
+        assert_eq!(wrong.status.code(), Some(1), "{wrong:?}");
+        assert!(
+            String::from_utf8_lossy(&wrong.stderr).contains("otp"),
+            "{wrong:?}"
+        );
+    }
+    ok(run(
+        &["auth", "totp", "confirm", "road"],
+        &[("CLIENTELE_OTP", previous.as_str())],
+        "",
+    ));
+    // Right password, no token: SECOND_FACTOR_REQUIRED, exit 1.
+    let out = run(&["auth", "check", "road"], &pw, "\n");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("SECOND_FACTOR_REQUIRED"),
+        "{out:?}"
+    );
+    // The token from stdin after the prompt.
+    let current = totp::token(&secret, now);
+    let out = run(&["auth", "check", "road"], &pw, &format!("{current}\n"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("one-time password"),
+        "{out:?}"
+    );
+    assert!(ok(out).starts_with("SUCCESS\tlocal\tacme"));
+    // Used once: the same token again is refused.
+    let out = run(
+        &["auth", "check", "road"],
+        &[
+            ("CLIENTELE_PASSWORD", PW),
+            ("CLIENTELE_OTP", current.as_str()),
+        ],
+        "",
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("INVALID_CREDENTIALS"),
+        "{out:?}"
+    );
+    ok(run(&["auth", "unlock", "road"], &[], ""));
+    ok(run(&["auth", "totp", "remove", "road"], &[], ""));
+    assert!(ok(run(&["auth", "check", "road"], &pw, "")).starts_with("SUCCESS"));
 }

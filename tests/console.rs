@@ -14,6 +14,9 @@ use fantoccini::{ClientBuilder, Locator};
 use sha2::Digest;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+#[path = "common/totp.rs"]
+mod totp;
+
 const ADMIN: &str = "admin-console-token";
 const READER: &str = "reader-console-token";
 
@@ -828,4 +831,114 @@ async fn the_seed_workflow_in_a_real_browser() {
     );
     shot(&b, "read-only").await;
     b.close().await.unwrap();
+}
+
+/// The second factor on a customer user's page: enrol (the secret, its otpauth URI and the QR
+/// code as inline SVG, shown once and never cached), a wrong token named next to its field,
+/// confirm with a token of the test's own TOTP, remove; a reader sees no two-factor controls
+/// and a hand-made enrol is 403.
+#[tokio::test]
+async fn two_factor_enrolment_on_a_customer_users_page() {
+    let s = serve().await;
+    let me = sign_in(s.console, ADMIN).await;
+    let page = http(s.console, "GET", "/customers/new", &me, "").await;
+    let csrf = csrf_of(&page.body);
+    let a = http(
+        s.console,
+        "POST",
+        "/customers/new",
+        &me,
+        &format!("csrf={csrf}&source=local&customer_id=acme&name=ACME"),
+    )
+    .await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    let a = http(s.console, "POST", "/customer-users/new", &me, &format!("csrf={csrf}&source=local&login=road&first_name=Road&last_name=Runner&email=road%40acme.example&customer_id=acme&password=Long-Enough-1")).await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    let view = http(s.console, "GET", "/customer-users/road", &me, "").await;
+    assert!(view.body.contains("No TOTP secret."), "{}", view.body);
+
+    let a = http(
+        s.console,
+        "POST",
+        "/customer-users/road/totp/enroll",
+        &me,
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(
+        a.head
+            .to_ascii_lowercase()
+            .contains("cache-control: no-store"),
+        "{}",
+        a.head
+    );
+    assert!(a.body.contains("<svg"), "QR code inline: {}", a.body);
+    let after = a.body.split("id=\"totp-secret\">").nth(1).unwrap();
+    let secret = &after[..after.find('<').unwrap()];
+    assert_eq!(secret.len(), 16, "{secret}");
+    assert!(a.body.contains("otpauth://totp/"), "{}", a.body);
+    assert!(a
+        .body
+        .contains("An enrolment waits for its confirming token."));
+
+    let a = http(
+        s.console,
+        "POST",
+        "/customer-users/road/totp/confirm",
+        &me,
+        &format!("csrf={csrf}&otp=12"),
+    )
+    .await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(
+        a.body.contains("id=\"err-otp\""),
+        "next to its field: {}",
+        a.body
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let otp = totp::token(secret, now);
+    let a = http(
+        s.console,
+        "POST",
+        "/customer-users/road/totp/confirm",
+        &me,
+        &format!("csrf={csrf}&otp={otp}"),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(
+        a.body.contains("Second factor active.") && a.body.contains("A TOTP secret is active."),
+        "{}",
+        a.body
+    );
+
+    let reader = sign_in(s.console, READER).await;
+    let rv = http(s.console, "GET", "/customer-users/road", &reader, "").await;
+    assert_eq!(rv.status, 200);
+    assert!(!rv.body.contains("Two-factor"), "{}", rv.body);
+    let rcsrf = csrf_of(&rv.body);
+    let a = http(
+        s.console,
+        "POST",
+        "/customer-users/road/totp/enroll",
+        &reader,
+        &format!("csrf={rcsrf}"),
+    )
+    .await;
+    assert_eq!(a.status, 403);
+
+    let a = http(
+        s.console,
+        "POST",
+        "/customer-users/road/totp/remove",
+        &me,
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(a.body.contains("Second factor removed.") && a.body.contains("No TOTP secret."));
 }

@@ -272,6 +272,11 @@ impl Console {
         let who = ctx.signed_in.then_some(ctx.caller.as_str());
         let html = view::page(title, who, &ctx.csrf, body).into_string();
         let mut r = (status, Html(html)).into_response();
+        // Pages may carry a generated password or a new TOTP secret, shown once: never cached.
+        r.headers_mut().insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("no-store"),
+        );
         if let Some(c) = &ctx.cookie {
             if let Ok(v) = c.parse() {
                 r.headers_mut().insert(header::SET_COOKIE, v);

@@ -39,6 +39,18 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/customer-users/{login}", get(user_view).post(user_update))
         .route("/customer-users/{login}/unlock", post(user_unlock))
         .route("/customer-users/{login}/password", post(user_password))
+        .route(
+            "/customer-users/{login}/totp/enroll",
+            post(user_totp_enroll),
+        )
+        .route(
+            "/customer-users/{login}/totp/confirm",
+            post(user_totp_confirm),
+        )
+        .route(
+            "/customer-users/{login}/totp/remove",
+            post(user_totp_remove),
+        )
         .route("/customer-users/{login}/groups", post(user_grant))
         .route("/customers", get(customers))
         .route("/customers/new", get(customer_new).post(customer_create))
@@ -499,6 +511,11 @@ async fn user_page(c: &Console, ctx: &Ctx, login: &str, fb: Feedback) -> Respons
         None
     };
     let state = c.dir.login_state(&user.login, until).await;
+    let totp = if c.may(ctx, "AuthService/EnrollTotp") {
+        Some(c.dir.totp_status(&user.login, until).await)
+    } else {
+        None
+    };
     let groups = c.dir.list_groups(false).await.unwrap_or_default();
     let body = html! {
         @if let Some(m) = message { (m) }
@@ -545,6 +562,9 @@ async fn user_page(c: &Console, ctx: &Ctx, login: &str, fb: Feedback) -> Respons
                     button type="submit" { "Set password" }
                 }
             }
+        }
+        @if let Some(t) = totp {
+            (two_factor_section(&path, &ctx.csrf, &t, v))
         }
         @if let Some(p) = permissions {
             section aria-labelledby="h-perms" {
@@ -651,6 +671,88 @@ async fn user_password(State(c): S, Path(login): Path<String>, Posted(ctx, f): P
         .set_password(&login, f.get("password"), c.deadline())
         .await;
     let fb = Feedback::of(&r, |()| "Password set.".into());
+    Ok(user_page(&c, &ctx, &login, fb).await)
+}
+
+/// The second factor of a customer user: its state, enrol (restart), confirm with a token,
+/// remove. Shown to callers with `auth:manage` (the scope of the TOTP RPCs).
+fn two_factor_section(
+    path: &str,
+    csrf: &str,
+    status: &Result<crate::directory::TotpStatus, Error>,
+    v: &[FieldViolation],
+) -> Markup {
+    html! {
+        section aria-labelledby="h-2fa" {
+            h2 id="h-2fa" { "Two-factor (TOTP)" }
+            @match status {
+                Ok(t) => {
+                    p id="totp-state" {
+                        @if t.active { "A TOTP secret is active." } @else { "No TOTP secret." }
+                        @if t.pending { " An enrolment waits for its confirming token." }
+                        @if !t.required { " Logins do not check it ([auth.two_factor] enabled = false)." }
+                    }
+                    form method="post" action={ (path) "/totp/enroll" } {
+                        (csrf_field(csrf))
+                        button type="submit" { @if t.pending || t.active { "Enrol anew" } @else { "Enrol" } }
+                    }
+                    @if t.pending {
+                        form method="post" action={ (path) "/totp/confirm" } {
+                            (csrf_field(csrf))
+                            label for="f-otp" { "Token from the authenticator app" }
+                            input type="text" id="f-otp" name="otp" inputmode="numeric" autocomplete="one-time-code"
+                                aria-invalid=[v.iter().any(|x| x.field == "otp").then_some("true")];
+                            (view::violations_of("otp", v))
+                            button type="submit" { "Confirm" }
+                        }
+                    }
+                    @if t.active || t.pending {
+                        form method="post" action={ (path) "/totp/remove" } {
+                            (csrf_field(csrf))
+                            button type="submit" { "Remove the second factor" }
+                        }
+                    }
+                }
+                Err(e) => (error_box(&error_words(e).1)),
+            }
+        }
+    }
+}
+
+async fn user_totp_enroll(State(c): S, Path(login): Path<String>, Posted(ctx, _): Posted) -> Page {
+    c.require(&ctx, "AuthService/EnrollTotp")?;
+    let r = c.dir.enroll_totp(&login, c.deadline()).await;
+    let fb = match r {
+        Ok(e) => {
+            let qr = crate::auth::totp::qr_svg(&e.otpauth_uri);
+            Feedback {
+                message: Some(html! {
+                    div.notice role="status" {
+                        p { "Enrolment started: scan the code (or type the secret) into an authenticator app, then confirm with a token below. Shown once." }
+                        @if let Ok(svg) = qr { figure id="totp-qr" { (maud::PreEscaped(svg)) figcaption { "otpauth URI as QR code" } } }
+                        p { "Secret: " code id="totp-secret" { (e.secret) } }
+                        p { "URI: " code id="totp-uri" { (e.otpauth_uri) } }
+                    }
+                }),
+                ..Feedback::default()
+            }
+        }
+        Err(e) => Feedback::of(&Err::<(), _>(e), |()| String::new()),
+    };
+    Ok(user_page(&c, &ctx, &login, fb).await)
+}
+
+async fn user_totp_confirm(State(c): S, Path(login): Path<String>, Posted(ctx, f): Posted) -> Page {
+    c.require(&ctx, "AuthService/ConfirmTotp")?;
+    let r = c.dir.confirm_totp(&login, f.get("otp"), c.deadline()).await;
+    let fb = Feedback::of(&r, |()| "Second factor active.".into());
+    Ok(user_page(&c, &ctx, &login, fb).await)
+}
+
+async fn user_totp_remove(State(c): S, Path(login): Path<String>, Posted(ctx, _): Posted) -> Page {
+    c.require(&ctx, "AuthService/RemoveTotp")?;
+    let r = c.dir.remove_totp(&login, c.deadline()).await;
+    let fb = Feedback::of(&r, |()| "Second factor removed.".into());
     Ok(user_page(&c, &ctx, &login, fb).await)
 }
 

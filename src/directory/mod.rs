@@ -39,7 +39,7 @@ mod two_factor;
 pub use auth::{AuthOutcome, Authentication};
 pub use fanin::{merge_pages, Bounded, Held, Merged, SourceStatus};
 pub use health::Probe;
-pub use two_factor::TotpEnrollment;
+pub use two_factor::{TotpEnrollment, TotpStatus};
 
 use fanin::{collect, ensure_key_free, fan_out, locate, write_target, writer_of};
 

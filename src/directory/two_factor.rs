@@ -57,6 +57,17 @@ impl fmt::Debug for TotpEnrollment {
     }
 }
 
+/// The second factor of one login as the console shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TotpStatus {
+    /// A secret is active: logins need a token (when two-factor is enabled).
+    pub active: bool,
+    /// An enrolment waits for its confirming token.
+    pub pending: bool,
+    /// `[auth.two_factor] enabled`: logins check the second factor at all.
+    pub required: bool,
+}
+
 /// The violation of an OTP longer than [`limits::OTP_BYTES`] (named `otp`).
 pub(super) fn otp_length(otp: &str) -> Option<FieldViolation> {
     (otp.len() > limits::OTP_BYTES).then(|| {
@@ -136,6 +147,18 @@ impl Directory {
             SecondFactor::Passed
         } else {
             SecondFactor::Failed
+        })
+    }
+
+    /// Whether `login` has an active secret and whether an enrolment is pending (what the
+    /// console shows; neither secret leaves the directory). `NotFound` for an unknown login.
+    pub async fn totp_status(&self, login: &str, deadline: Instant) -> Result<TotpStatus> {
+        let (source, user) = self.locate_user(login, deadline).await?;
+        let prefs = bounded(deadline, source.companion.preferences(&user.login)).await?;
+        Ok(TotpStatus {
+            active: non_empty(prefs.get(&self.auth.two_factor.secret_preference)).is_some(),
+            pending: non_empty(prefs.get(PENDING_TOTP_PREFERENCE)).is_some(),
+            required: self.auth.two_factor.enabled,
         })
     }
 

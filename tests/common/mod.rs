@@ -11,6 +11,7 @@
 pub mod certs;
 pub mod fixture;
 pub mod slapd;
+pub mod totp;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
