@@ -19,6 +19,7 @@
 pub mod breaker;
 pub mod cached;
 pub mod factory;
+pub mod index;
 pub mod ldap;
 pub mod matching;
 pub mod sql;
@@ -242,6 +243,9 @@ pub struct UserSourceBundle {
     /// The breakers of the backend its reads go to (`None`: nothing to break).
     pub fuse: Option<Arc<dyn breaker::Fuse>>,
     cache: Option<Arc<cached::CachedUserReader>>,
+    /// The in-memory search index behind the reader, if any (told about changes behind the
+    /// source's back).
+    freshness: Option<Arc<dyn index::Freshness>>,
 }
 
 impl UserSourceBundle {
@@ -259,7 +263,14 @@ impl UserSourceBundle {
             companion,
             fuse: None,
             cache: None,
+            freshness: None,
         }
+    }
+
+    /// The same source whose search index `freshness` hears of [`Self::forget_all`].
+    pub fn with_freshness(mut self, freshness: Arc<dyn index::Freshness>) -> Self {
+        self.freshness = Some(freshness);
+        self
     }
 
     /// The same source guarded by `fuse` (see `source::breaker`).
@@ -310,6 +321,9 @@ impl UserSourceBundle {
     pub fn forget_all(&self) {
         if let Some(c) = &self.cache {
             c.forget_all();
+        }
+        if let Some(f) = &self.freshness {
+            f.mark_stale();
         }
     }
 }

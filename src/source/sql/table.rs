@@ -181,6 +181,35 @@ impl<F: Field> Table<F> {
         Ok(Page { items, truncated })
     }
 
+    /// Every row of the table, or with `since` (epoch seconds) those whose `change_time` is at
+    /// or after it (a table without change columns is read whole), in key order, read in
+    /// keyset pages of [`PAGE_CHUNK_MAX`] rows so no statement holds the whole table. For the
+    /// in-memory search index (`source::index`).
+    pub async fn scan(&self, db: &Db, since: Option<i64>) -> Result<Vec<F::Record>, SourceError> {
+        let mut sql = self.select();
+        match since {
+            Some(t) if !self.foreign_db => {
+                sql.push(&self.dialect.epoch("change_time"))
+                    .push(" >= ")
+                    .int(t);
+            }
+            _ => {
+                sql.push("1=1");
+            }
+        }
+        let mut after: Option<String> = None;
+        let mut out = Vec::new();
+        loop {
+            let page = self.page_after(&sql, after.as_deref(), PAGE_CHUNK_MAX)?;
+            let (fetched, kept, last) = self.run(db, &page, &|_: &F::Record| true).await?;
+            out.extend(kept);
+            if fetched < PAGE_CHUNK_MAX || last.is_none() {
+                return Ok(out);
+            }
+            after = last;
+        }
+    }
+
     /// The statement [`Table::fetch_filtered`] runs for `sql` (built by [`Table::select`]): the
     /// page is chosen in a subquery over the raw rows, ordered by the folded key, and only its
     /// rows are converted (text casts, epoch seconds) — converting every matching row before the
