@@ -442,9 +442,10 @@ impl State {
         }
     }
 
-    /// Records in the base plus rows changed since (an upper bound on the records).
+    /// The records the index holds.
     pub fn len(&self) -> usize {
-        self.base.len() + self.delta.len()
+        self.base.len() - self.shadowed.len().min(self.base.len())
+            + self.delta.values().filter(|(_, r)| r.is_some()).count()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -25,8 +25,9 @@
 //!   the newest one seen minus [`CHANGE_OVERLAP`] are read again (the overlap covers writers
 //!   whose clocks lag and rows committed late). A table without change columns (`foreign_db`)
 //!   is re-read whole every `index_refresh`.
-//! - Removed and renamed rows: the whole table is re-read every [`RECONCILE`] (keys that are
-//!   gone disappear then; a rename by this replica removes the old key at once).
+//! - Removed and renamed rows: the whole table is re-read every [`RECONCILE_EVERY`] refreshes
+//!   (60 × `index_refresh`: a minute at the default; keys that are gone disappear then; a
+//!   rename by this replica removes the old key at once).
 //! - Rows read by a refresh never overwrite a change this replica made after that read began
 //!   (sequence numbers).
 //!
@@ -64,8 +65,9 @@ use crate::source::{
 /// How far before the newest `change_time` seen a refresh reads again.
 pub const CHANGE_OVERLAP: i64 = 10;
 
-/// How often the whole table is re-read (removed rows and others' renames disappear).
-pub const RECONCILE: Duration = Duration::from_secs(60);
+/// The whole table is re-read once in this many `index_refresh` periods (removed rows and
+/// others' renames disappear).
+pub const RECONCILE_EVERY: u32 = 60;
 
 /// Changes kept beside the base before it is rebuilt from memory.
 const COMPACT_AT: usize = 4_096;
@@ -242,14 +244,17 @@ impl<T: Table> MemoryIndex<T> {
     }
 
     /// Refreshes now: a full read when none was made yet, the table has no change columns or
-    /// [`RECONCILE`] passed; otherwise the rows changed since the newest change seen.
+    /// [`RECONCILE_EVERY`] periods passed; otherwise the rows changed since the newest change
+    /// seen.
     pub async fn refresh(&self) -> Result<(), SourceError> {
         let mut p = self.progress.lock().await;
         let stale_mark = self.stale.load(Ordering::SeqCst);
         let full = !self.built.load(Ordering::SeqCst)
             || !self.table.has_change_time()
             || p.newest.is_none()
-            || p.last_full.is_none_or(|t| t.elapsed() >= RECONCILE);
+            || p.last_full.is_none_or(|t| {
+                t.elapsed() >= self.table.refresh_every().saturating_mul(RECONCILE_EVERY)
+            });
         let read_seq = self.seq.load(Ordering::SeqCst);
         let began = Instant::now();
         let since = if full {

@@ -77,7 +77,7 @@ impl<F: Field> Table<F> {
 
     /// `SELECT <mapped columns> FROM <table> WHERE ` — the caller appends the condition.
     pub fn select(&self) -> Sql {
-        let mut sql = Sql::new(self.dialect);
+        let mut sql = Sql::new(self.dialect).with_case_sensitive(self.case.is_case_sensitive());
         sql.push("SELECT ")
             .push(&self.select_list)
             .push(" FROM ")
