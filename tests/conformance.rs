@@ -856,7 +856,8 @@ async fn source_down(backend: Backend) {
         "live",
         &db.url,
         "customer_user",
-        "customer_company_support = false",
+        // A row is written behind the service's back and searched at once.
+        "customer_company_support = false\nsearch_index = \"database\"",
     );
     let mut s = TestServer::start(&config).await;
     // Create goes to the first writable source; name the live one.

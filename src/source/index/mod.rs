@@ -69,6 +69,9 @@ pub const CHANGE_OVERLAP: i64 = 10;
 /// others' renames disappear).
 pub const RECONCILE_EVERY: u32 = 60;
 
+/// A full read of the table may take this many `call_timeout`s (at least a minute).
+pub const FULL_READ_CALLS: u32 = 12;
+
 /// Changes kept beside the base before it is rebuilt from memory.
 const COMPACT_AT: usize = 4_096;
 
@@ -89,6 +92,9 @@ pub trait Table: Send + Sync + 'static {
     fn refresh_every(&self) -> Duration;
     /// The table has `change_time` (not `foreign_db`).
     fn has_change_time(&self) -> bool;
+    /// `call_timeout`: bounds a refresh that reads changed rows (a full read gets
+    /// [`FULL_READ_CALLS`] times as long).
+    fn call_timeout(&self) -> Duration;
     /// Every record, or those changed at or after `since` (epoch seconds).
     async fn read(&self, since: Option<i64>) -> Result<Vec<Self::Record>, SourceError>;
     /// Completes a record unpacked from the index as the source completes what it reads.
@@ -111,6 +117,9 @@ impl Table for SqlUserSource {
     }
     fn refresh_every(&self) -> Duration {
         self.table_settings().index_refresh
+    }
+    fn call_timeout(&self) -> Duration {
+        SqlUserSource::call_timeout(self)
     }
     fn has_change_time(&self) -> bool {
         !self.table_settings().foreign_db
@@ -138,6 +147,9 @@ impl Table for SqlCustomerSource {
     }
     fn refresh_every(&self) -> Duration {
         self.table_settings().index_refresh
+    }
+    fn call_timeout(&self) -> Duration {
+        SqlCustomerSource::call_timeout(self)
     }
     fn has_change_time(&self) -> bool {
         !self.table_settings().foreign_db
@@ -262,7 +274,22 @@ impl<T: Table> MemoryIndex<T> {
         } else {
             p.newest.map(|n| n - CHANGE_OVERLAP)
         };
-        let records = match self.table.read(since).await {
+        let bound = if full {
+            self.table
+                .call_timeout()
+                .saturating_mul(FULL_READ_CALLS)
+                .max(Duration::from_secs(60))
+        } else {
+            self.table.call_timeout()
+        };
+        let read = tokio::time::timeout(bound, self.table.read(since))
+            .await
+            .unwrap_or_else(|_| {
+                Err(SourceError::Unavailable(format!(
+                    "reading the table for the search index took over {bound:?}"
+                )))
+            });
+        let records = match read {
             Ok(r) => r,
             Err(e) => {
                 if self.healthy.swap(false, Ordering::SeqCst) {

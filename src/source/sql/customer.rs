@@ -175,6 +175,11 @@ impl SqlCustomerSource {
         self.cfg.settings.list_limit as usize
     }
 
+    /// `call_timeout`: the bound of one call to the source.
+    pub fn call_timeout(&self) -> std::time::Duration {
+        self.cfg.settings.call_timeout
+    }
+
     /// False when the source is configured `read_only` (its bundle then has no writer).
     pub fn writable(&self) -> bool {
         !self.cfg.settings.read_only

@@ -530,6 +530,11 @@ impl SqlUserSource {
     pub fn list_limit(&self) -> usize {
         self.cfg.settings.list_limit as usize
     }
+
+    /// `call_timeout`: the bound of one call to the source.
+    pub fn call_timeout(&self) -> std::time::Duration {
+        self.cfg.settings.call_timeout
+    }
 }
 
 impl SqlUserSource {
