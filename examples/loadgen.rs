@@ -55,7 +55,10 @@ struct Args {
     /// Per operation, for Clientele and again for the floor.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     duration: Duration,
-    #[arg(long, default_value = "search,typeahead,resolve1,resolve100,get,auth,create")]
+    #[arg(
+        long,
+        default_value = "search,typeahead,resolve1,resolve100,get,auth,create"
+    )]
     ops: String,
     #[arg(long, default_value_t = 100_000)]
     users: usize,
@@ -395,7 +398,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         for p in parts {
                             q = q.bind(p);
                         }
-                        q.fetch_all(&any).await.map(|_| 1).map_err(|e| e.to_string())
+                        q.fetch_all(&any)
+                            .await
+                            .map(|_| 1)
+                            .map_err(|e| e.to_string())
                     }
                 });
                 let ((s, t), (f, ft)) = compare(c, d, &cj, &fj).await;
@@ -433,7 +439,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         for p in parts {
                             q = q.bind(p);
                         }
-                        q.fetch_all(&any).await.map(|_| 1).map_err(|e| e.to_string())
+                        q.fetch_all(&any)
+                            .await
+                            .map(|_| 1)
+                            .map_err(|e| e.to_string())
                     }
                 });
                 let ((s, t), (f, ft)) = compare(c, d, &cj, &fj).await;

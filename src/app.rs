@@ -156,6 +156,14 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), String> {
         let server_cfg = self.settings.server.clone();
+        // The in-memory search indexes build in the background; searches use the database
+        // until each is built.
+        for s in self.directory.user_sources() {
+            s.start_index();
+        }
+        for s in self.directory.customer_sources() {
+            s.start_index();
+        }
         let (reporter, health) = tonic_health::server::health_reporter();
         reporter
             .set_service_status("", ServingStatus::Serving)

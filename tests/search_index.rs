@@ -16,7 +16,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use clientele::proto as pb;
-use common::{fresh_db, user_source, Backend, TestDb, TestServer};
+use common::{fresh_db, metrics, user_source, Backend, TestDb, TestServer};
 use pb::search_customer_users_request::Criterion;
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::TestRunner;
@@ -27,20 +27,6 @@ const POLL_BOUND: Duration = Duration::from_secs(20);
 
 /// Characters of records and query terms: mixed case, accents, a space, a hyphen.
 const ALPHABET: &[char] = &['a', 'A', 'b', 'B', 'ä', 'Ä', 'é', 'o', 'n', ' ', '-'];
-
-async fn metrics(s: &TestServer) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(s.metrics_addr)
-        .await
-        .unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut out = String::new();
-    stream.read_to_string(&mut out).await.unwrap();
-    out
-}
 
 /// The value of gauge `name` for `source` in the metrics, if present.
 async fn gauge(s: &TestServer, name: &str, source: &str) -> Option<f64> {

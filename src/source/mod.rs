@@ -309,6 +309,13 @@ impl UserSourceBundle {
         self.reader.name()
     }
 
+    /// Starts its search index, if it has one (see [`index::Freshness::start`]).
+    pub fn start_index(&self) {
+        if let Some(f) = &self.freshness {
+            f.start();
+        }
+    }
+
     /// Forgets what the cache knows about these logins (after this replica wrote them).
     pub async fn forget(&self, logins: &[&str]) {
         if let Some(c) = &self.cache {
@@ -365,6 +372,8 @@ pub struct CustomerSourceBundle {
     pub writer: Option<Arc<dyn CustomerWriter>>,
     /// The breakers of its backend (`None`: nothing to break).
     pub fuse: Option<Arc<dyn breaker::Fuse>>,
+    /// The in-memory search index behind the reader, if any.
+    freshness: Option<Arc<dyn index::Freshness>>,
 }
 
 impl CustomerSourceBundle {
@@ -373,6 +382,20 @@ impl CustomerSourceBundle {
             reader,
             writer,
             fuse: None,
+            freshness: None,
+        }
+    }
+
+    /// The same source with the search index `freshness` behind its reader.
+    pub fn with_freshness(mut self, freshness: Arc<dyn index::Freshness>) -> Self {
+        self.freshness = Some(freshness);
+        self
+    }
+
+    /// Starts its search index, if it has one (see [`index::Freshness::start`]).
+    pub fn start_index(&self) {
+        if let Some(f) = &self.freshness {
+            f.start();
         }
     }
 

@@ -75,10 +75,14 @@ pub const FULL_READ_CALLS: u32 = 12;
 /// Changes kept beside the base before it is rebuilt from memory.
 const COMPACT_AT: usize = 4_096;
 
-/// Something whose index a change behind its back makes stale (the directory's `forget_all`).
+/// A source's search index as its bundle sees it.
 pub trait Freshness: Send + Sync {
-    /// The next search refreshes the index before it answers.
+    /// The next search refreshes the index before it answers (a change behind the source's
+    /// back: the directory's `forget_all`).
     fn mark_stale(&self);
+    /// Starts building and refreshing (the server does at start-up; a search would too). Not
+    /// before: a command that only checks the configuration builds sources and reads nothing.
+    fn start(&self);
 }
 
 /// What the index needs of a SQL source.
@@ -103,27 +107,35 @@ pub trait Table: Send + Sync + 'static {
     }
 }
 
+/// The [`Table`] methods both SQL sources answer alike, from their accessors (`read` is
+/// written out in each impl: `async_trait` does not look into macros).
+macro_rules! sql_table {
+    ($source:ident, $record:ty, $reader:ident) => {
+        type Record = $record;
+        fn source_name(&self) -> &str {
+            $reader::name(self)
+        }
+        fn matching(&self) -> &MatchingRules<<$record as Record>::Field> {
+            self.rules()
+        }
+        fn limit_cap(&self) -> usize {
+            self.list_limit()
+        }
+        fn refresh_every(&self) -> Duration {
+            self.table_settings().index_refresh
+        }
+        fn call_timeout(&self) -> Duration {
+            $source::call_timeout(self)
+        }
+        fn has_change_time(&self) -> bool {
+            !self.table_settings().foreign_db
+        }
+    };
+}
+
 #[async_trait]
 impl Table for SqlUserSource {
-    type Record = CustomerUser;
-    fn source_name(&self) -> &str {
-        UserReader::name(self)
-    }
-    fn matching(&self) -> &MatchingRules<crate::domain::UserField> {
-        self.rules()
-    }
-    fn limit_cap(&self) -> usize {
-        self.list_limit()
-    }
-    fn refresh_every(&self) -> Duration {
-        self.table_settings().index_refresh
-    }
-    fn call_timeout(&self) -> Duration {
-        SqlUserSource::call_timeout(self)
-    }
-    fn has_change_time(&self) -> bool {
-        !self.table_settings().foreign_db
-    }
+    sql_table!(SqlUserSource, CustomerUser, UserReader);
     async fn read(&self, since: Option<i64>) -> Result<Vec<CustomerUser>, SourceError> {
         self.scan(since).await
     }
@@ -135,25 +147,7 @@ impl Table for SqlUserSource {
 
 #[async_trait]
 impl Table for SqlCustomerSource {
-    type Record = Customer;
-    fn source_name(&self) -> &str {
-        CustomerReader::name(self)
-    }
-    fn matching(&self) -> &MatchingRules<crate::domain::CustomerField> {
-        self.rules()
-    }
-    fn limit_cap(&self) -> usize {
-        self.list_limit()
-    }
-    fn refresh_every(&self) -> Duration {
-        self.table_settings().index_refresh
-    }
-    fn call_timeout(&self) -> Duration {
-        SqlCustomerSource::call_timeout(self)
-    }
-    fn has_change_time(&self) -> bool {
-        !self.table_settings().foreign_db
-    }
+    sql_table!(SqlCustomerSource, Customer, CustomerReader);
     async fn read(&self, since: Option<i64>) -> Result<Vec<Customer>, SourceError> {
         self.scan(since).await
     }
@@ -200,13 +194,15 @@ impl<T: Table> MemoryIndex<T> {
             progress: tokio::sync::Mutex::new(Progress::default()),
             started: AtomicBool::new(false),
         });
-        index.start();
         index
     }
 
     /// Starts the refresh loop (once, when a Tokio runtime is at hand; otherwise the next
     /// call from inside one starts it).
-    fn start(self: &Arc<Self>) {
+    pub fn start(self: &Arc<Self>) {
+        if self.started.load(Ordering::Relaxed) {
+            return;
+        }
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return;
         };
@@ -401,8 +397,9 @@ impl<T: Table> MemoryIndex<T> {
     }
 }
 
-impl<T: Table> Freshness for MemoryIndex<T> {
-    fn mark_stale(&self) {
+impl<T: Table> MemoryIndex<T> {
+    /// The next search refreshes before it answers.
+    pub fn mark_stale(&self) {
         self.stale.fetch_add(1, Ordering::SeqCst);
     }
 }
@@ -457,6 +454,18 @@ impl IndexedUsers {
 impl Freshness for IndexedUsers {
     fn mark_stale(&self) {
         self.index.mark_stale();
+    }
+    fn start(&self) {
+        self.index.start();
+    }
+}
+
+impl Freshness for IndexedCustomers {
+    fn mark_stale(&self) {
+        self.index.mark_stale();
+    }
+    fn start(&self) {
+        self.index.start();
     }
 }
 
@@ -658,7 +667,7 @@ pub fn customer_bundle(source: Arc<SqlCustomerSource>) -> CustomerSourceBundle {
         return bundle;
     }
     let indexed = IndexedCustomers::new(source);
-    let mut bundle = bundle;
+    let mut bundle = bundle.with_freshness(indexed.clone());
     bundle.reader = indexed.clone();
     if bundle.writer.is_some() {
         bundle.writer = Some(indexed);

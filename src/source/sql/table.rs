@@ -182,10 +182,12 @@ impl<F: Field> Table<F> {
     }
 
     /// Every row of the table, or with `since` (epoch seconds) those whose `change_time` is at
-    /// or after it (a table without change columns is read whole), in key order, read in
-    /// keyset pages of [`PAGE_CHUNK_MAX`] rows so no statement holds the whole table. For the
-    /// in-memory search index (`source::index`).
+    /// or after it (a table without change columns is read whole), in no particular order:
+    /// one statement without ORDER BY (the database sorts nothing), its rows streamed and
+    /// converted one at a time. For the in-memory search index (`source::index`), which
+    /// orders them itself.
     pub async fn scan(&self, db: &Db, since: Option<i64>) -> Result<Vec<F::Record>, SourceError> {
+        use futures::TryStreamExt;
         let mut sql = self.select();
         match since {
             Some(t) if !self.foreign_db => {
@@ -197,17 +199,22 @@ impl<F: Field> Table<F> {
                 sql.push("1=1");
             }
         }
-        let mut after: Option<String> = None;
         let mut out = Vec::new();
-        loop {
-            let page = self.page_after(&sql, after.as_deref(), PAGE_CHUNK_MAX)?;
-            let (fetched, kept, last) = self.run(db, &page, &|_: &F::Record| true).await?;
-            out.extend(kept);
-            if fetched < PAGE_CHUNK_MAX || last.is_none() {
-                return Ok(out);
+        match db.pg_pool() {
+            Some(pg) => {
+                let mut rows = sql.query_pg().fetch(pg);
+                while let Some(row) = rows.try_next().await.map_err(source_error)? {
+                    out.push(self.row_to_record(&row)?);
+                }
             }
-            after = last;
+            None => {
+                let mut rows = sql.query().fetch(db.pool());
+                while let Some(row) = rows.try_next().await.map_err(source_error)? {
+                    out.push(self.row_to_record(&row)?);
+                }
+            }
         }
+        Ok(out)
     }
 
     /// The statement [`Table::fetch_filtered`] runs for `sql` (built by [`Table::select`]): the
