@@ -94,6 +94,9 @@ fn logins(r: &pb::SearchCustomerUsersResponse) -> Vec<String> {
 /// Unique (ASCII) email addresses for created records.
 static EMAILS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
+/// Creates a customer user in `source`. A fresh database is migrated by the first call, which
+/// on a loaded machine can outlast the source's `call_timeout`: an UNAVAILABLE answer is retried
+/// (bounded by [`POLL_BOUND`]).
 async fn create(
     s: &mut TestServer,
     source: &str,
@@ -102,6 +105,26 @@ async fn create(
     last: &str,
     valid: bool,
 ) {
+    let start = Instant::now();
+    loop {
+        match try_create(s, source, login, first, last, valid).await {
+            Ok(()) => return,
+            Err(e) if e.code() == tonic::Code::Unavailable && start.elapsed() < POLL_BOUND => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("create {login:?}: {e:?}"),
+        }
+    }
+}
+
+async fn try_create(
+    s: &mut TestServer,
+    source: &str,
+    login: &str,
+    first: &str,
+    last: &str,
+    valid: bool,
+) -> Result<(), tonic::Status> {
     s.users
         .create_customer_user(pb::CreateCustomerUserRequest {
             source: source.to_owned(),
@@ -125,7 +148,7 @@ async fn create(
             ..Default::default()
         })
         .await
-        .unwrap_or_else(|e| panic!("create {login:?}: {e:?}"));
+        .map(|_| ())
 }
 
 fn text(len: std::ops::RangeInclusive<usize>) -> impl Strategy<Value = String> + Clone {
