@@ -129,7 +129,11 @@ enum Engine {
 /// - MariaDB: the `_ci` columns compare case-insensitively themselves, so the bare columns and
 ///   `ORDER BY login` walk the login index.
 fn typeahead_floor_sql(engine: Engine, table: &str, parts: usize) -> String {
-    let mut sql = format!("SELECT * FROM {table} WHERE valid_id = 1");
+    // Text columns only: sqlx's `Any` driver cannot decode PostgreSQL `timestamp` columns.
+    let mut sql = format!(
+        "SELECT login, title, first_name, last_name, email, customer_id, phone, fax, mobile, \
+         street, zip, city, country, comments FROM {table} WHERE valid_id = 1"
+    );
     for i in 1..=parts {
         let p = match engine {
             Engine::Postgres => format!("${i}"),

@@ -183,7 +183,7 @@ pub struct MemoryIndex<T: Table> {
 
 impl<T: Table> MemoryIndex<T> {
     pub fn new(table: Arc<T>) -> Arc<Self> {
-        let index = Arc::new(Self {
+        Arc::new(Self {
             table,
             state: RwLock::new(State::default()),
             built: AtomicBool::new(false),
@@ -193,8 +193,7 @@ impl<T: Table> MemoryIndex<T> {
             fresh: AtomicU64::new(0),
             progress: tokio::sync::Mutex::new(Progress::default()),
             started: AtomicBool::new(false),
-        });
-        index
+        })
     }
 
     /// Starts the refresh loop (once, when a Tokio runtime is at hand; otherwise the next
