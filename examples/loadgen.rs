@@ -10,13 +10,19 @@
 //!
 //! Operations (each run for `--duration` at `--concurrency`, then its floor the same way):
 //! - `search`: free text over the four search fields, terms of varied selectivity, limit 250;
+//! - `typeahead`: what people type into a search box (the Znuny baseline's workload): 70% a
+//!   2-5 character prefix of a random valid user's last name as the whole term, 15% a whole
+//!   last name, 15% `first+last` of a random user; valid users, limit 250. Its floor is the best
+//!   plan each database can run for the same answer (see [`typeahead_floor_sql`]), not the
+//!   statement Clientele's database path runs;
 //! - `resolve1` / `resolve100`: ResolveSenders with 1 and 100 addresses (80% known);
 //! - `get`: GetCustomerUser of a random seeded login;
 //! - `auth`: Authenticate with the seeded password (floor: cores / one argon2id hash);
 //! - `create`: CreateCustomerUser of new logins.
 //!
 //! The data set must be the one `clientele seed` writes with the same `--users`, `--customers`
-//! and `--seed`.
+//! and `--seed`. `--db-url` may be PostgreSQL (every floor), SQLite or MariaDB (`search` and
+//! `typeahead` floors; the other operations are then skipped).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // load generator: a failed step ends the run
 
 use std::{
@@ -31,14 +37,15 @@ use clientele::proto::{
     search_customer_users_request::Criterion,
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use sqlx::{postgres::PgPoolOptions, PgPool};
+use sqlx::{any::AnyPoolOptions, postgres::PgPoolOptions, AnyPool, PgPool};
 use tonic::transport::Channel;
 
 #[derive(Parser, Debug)]
 struct Args {
     #[arg(long, default_value = "http://127.0.0.1:50051")]
     server: String,
-    /// Database of the seeded source, for the floor (PostgreSQL).
+    /// Database of the seeded source, for the floor (PostgreSQL; SQLite or MariaDB for the
+    /// search floors only).
     #[arg(long)]
     db_url: String,
     #[arg(long, default_value = "customer_user")]
@@ -48,7 +55,10 @@ struct Args {
     /// Per operation, for Clientele and again for the floor.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     duration: Duration,
-    #[arg(long, default_value = "search,resolve1,resolve100,get,auth,create")]
+    #[arg(
+        long,
+        default_value = "search,typeahead,resolve1,resolve100,get,auth,create"
+    )]
     ops: String,
     #[arg(long, default_value_t = 100_000)]
     users: usize,
@@ -83,6 +93,75 @@ const TERMS: &[&str] = &[
 struct Data {
     logins: Vec<String>,
     emails: Vec<String>,
+    /// (first name, last name) of the valid users.
+    names: Vec<(String, String)>,
+}
+
+/// A term of the typeahead mix (see the module documentation).
+fn typeahead_term(data: &Data, r: &mut StdRng) -> String {
+    let (first, last) = &data.names[r.gen_range(0..data.names.len())];
+    let pick = r.gen_range(0..100);
+    if pick < 70 {
+        let n = r.gen_range(2..=5);
+        last.chars().take(n).collect()
+    } else if pick < 85 {
+        last.clone()
+    } else {
+        format!("{first}+{last}")
+    }
+}
+
+/// The engine of `--db-url`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Engine {
+    Postgres,
+    Sqlite,
+    MariaDb,
+}
+
+/// The best plan each database can run for a search's answer (valid users, every `+` part
+/// in one of login, first name, last name or customer id, case-insensitively; the first 251 by
+/// login), with one placeholder per part:
+/// - PostgreSQL: `ORDER BY lower(login)` without `COLLATE "C"`, so the `lower(login)` index
+///   delivers the rows in order and the scan stops at 251 (the database collates C.UTF-8,
+///   code point order, so the answer is the same);
+/// - SQLite: the same over its `LOWER(login)` index;
+/// - MariaDB: the `_ci` columns compare case-insensitively themselves, so the bare columns and
+///   `ORDER BY login` walk the login index.
+fn typeahead_floor_sql(engine: Engine, table: &str, parts: usize) -> String {
+    // Text columns only: sqlx's `Any` driver cannot decode PostgreSQL `timestamp` columns.
+    let mut sql = format!(
+        "SELECT login, title, first_name, last_name, email, customer_id, phone, fax, mobile, \
+         street, zip, city, country, comments FROM {table} WHERE valid_id = 1"
+    );
+    for i in 1..=parts {
+        let p = match engine {
+            Engine::Postgres => format!("${i}"),
+            _ => "?".to_owned(),
+        };
+        let cond = match engine {
+            Engine::MariaDb => format!(" AND (login LIKE {p} OR first_name LIKE {p} OR last_name LIKE {p} OR customer_id LIKE {p})"),
+            _ => format!(" AND (lower(login) LIKE {p} OR lower(first_name) LIKE {p} OR lower(last_name) LIKE {p} OR lower(customer_id) LIKE {p})"),
+        };
+        sql.push_str(&cond);
+    }
+    sql.push_str(match engine {
+        Engine::MariaDb => " ORDER BY login LIMIT 251",
+        _ => " ORDER BY lower(login) LIMIT 251",
+    });
+    sql
+}
+
+/// The LIKE patterns of a term's `+` parts (substring, lower-cased, `%`/`_` escaped).
+fn like_parts(term: &str) -> Vec<String> {
+    term.split('+')
+        .map(|p| {
+            format!(
+                "%{}%",
+                p.to_lowercase().replace('%', "\\%").replace('_', "\\_")
+            )
+        })
+        .collect()
 }
 
 #[derive(Default)]
@@ -235,7 +314,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let data = Arc::new(Data {
         logins: valid.iter().map(|u| u.login.clone()).collect(),
         emails: valid.iter().map(|u| u.email.to_lowercase()).collect(),
+        names: valid
+            .iter()
+            .map(|u| (u.first_name.clone(), u.last_name.clone()))
+            .collect(),
     });
+    let engine = if args.db_url.starts_with("postgres") {
+        Engine::Postgres
+    } else if args.db_url.starts_with("sqlite") {
+        Engine::Sqlite
+    } else {
+        Engine::MariaDb
+    };
+    sqlx::any::install_default_drivers();
+    let any: AnyPool = AnyPoolOptions::new()
+        .max_connections(u32::try_from(args.concurrency).unwrap_or(8))
+        .connect(&args.db_url)
+        .await?;
     let channel = Channel::from_shared(args.server.clone())?.connect().await?;
     // The same session planner costs Clientele's pools use (SSD: random_page_cost 1.1), so the
     // floor is the indexed floor.
@@ -250,8 +345,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Ok(())
             })
         })
-        .connect(&args.db_url)
-        .await?;
+        // Not PostgreSQL: a pool that never connects (only the search floors run, on `any`).
+        .connect_lazy(if engine == Engine::Postgres {
+            &args.db_url
+        } else {
+            "postgres://none@127.0.0.1:1/none"
+        })?;
     let table = args.table.clone();
     // The whole record, as Clientele reads it.
     let cols = "*";
@@ -266,6 +365,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let run_id = std::process::id();
     for op in args.ops.split(',') {
         let (c, d, token) = (args.concurrency, args.duration, args.token.clone());
+        if engine != Engine::Postgres && !matches!(op, "search" | "typeahead") {
+            eprintln!("{op}: its floor needs PostgreSQL; skipped");
+            continue;
+        }
         match op {
             "search" => {
                 let ch = channel.clone();
@@ -287,30 +390,67 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         .map_err(|e| e.to_string())
                     }
                 });
-                let (db2, table2) = (db.clone(), table.clone());
+                let (any2, table2) = (any.clone(), table.clone());
                 let fj = job(move |w: usize, n: u64| {
                     let term = TERMS[rng(w, n).gen_range(0..TERMS.len())];
-                    let (db, table) = (db2.clone(), table2.clone());
+                    let (any, table) = (any2.clone(), table2.clone());
                     async move {
-                        // The same narrowing Clientele issues: every `+` term must hit a field.
-                        let parts: Vec<String> = term
-                            .split('+')
-                            .map(|p| format!("%{}%", p.replace('%', "\\\\%").replace('_', "\\\\_")))
-                            .collect();
-                        let mut sql = format!("SELECT {cols} FROM {table} WHERE valid_id = 1");
-                        for i in 1..=parts.len() {
-                            sql.push_str(&format!(" AND (lower(login) LIKE ${i} OR lower(first_name) LIKE ${i} OR lower(last_name) LIKE ${i} OR lower(customer_id) LIKE ${i})"));
-                        }
-                        sql.push_str(" ORDER BY lower(login) COLLATE \"C\" LIMIT 251");
+                        // The best plan for the same answer (see `typeahead_floor_sql`).
+                        let parts = like_parts(term);
+                        let sql = typeahead_floor_sql(engine, &table, parts.len());
                         let mut q = sqlx::query(&sql);
                         for p in parts {
                             q = q.bind(p);
                         }
-                        q.fetch_all(&db).await.map(|_| 1).map_err(|e| e.to_string())
+                        q.fetch_all(&any)
+                            .await
+                            .map(|_| 1)
+                            .map_err(|e| e.to_string())
                     }
                 });
                 let ((s, t), (f, ft)) = compare(c, d, &cj, &fj).await;
                 row("search", &s, t, Some((&f, ft)));
+            }
+            "typeahead" => {
+                let ch = channel.clone();
+                let data2 = data.clone();
+                let cj = job(move |w: usize, n: u64| {
+                    let mut cl = CustomerUserServiceClient::new(ch.clone());
+                    let term = typeahead_term(&data2, &mut rng(w, n));
+                    let token = token.clone();
+                    async move {
+                        cl.search_customer_users(authed(
+                            pb::SearchCustomerUsersRequest {
+                                criterion: Some(Criterion::Query(term)),
+                                limit: 250,
+                                ..Default::default()
+                            },
+                            &token,
+                        ))
+                        .await
+                        .map(|_| 1)
+                        .map_err(|e| e.to_string())
+                    }
+                });
+                let (any2, table2, data3) = (any.clone(), table.clone(), data.clone());
+                let fj = job(move |w: usize, n: u64| {
+                    let term = typeahead_term(&data3, &mut rng(w, n));
+                    let (any, table) = (any2.clone(), table2.clone());
+                    async move {
+                        let parts = like_parts(&term);
+                        let sql = typeahead_floor_sql(engine, &table, parts.len());
+                        let mut q = sqlx::query(&sql);
+                        for p in parts {
+                            q = q.bind(p);
+                        }
+                        q.fetch_all(&any)
+                            .await
+                            .map(|_| 1)
+                            .map_err(|e| e.to_string())
+                    }
+                });
+                let ((s, t), (f, ft)) = compare(c, d, &cj, &fj).await;
+                row("typeahead", &s, t, Some((&f, ft)));
             }
             "resolve1" | "resolve100" => {
                 let batch = if op == "resolve1" { 1 } else { 100 };

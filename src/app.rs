@@ -185,6 +185,14 @@ impl App {
             tokio::spawn(crate::console::serve(c, l, std::future::pending()))
         });
         let server_cfg = self.settings.server.clone();
+        // The in-memory search indexes build in the background; searches use the database
+        // until each is built.
+        for s in self.directory.user_sources() {
+            s.start_index();
+        }
+        for s in self.directory.customer_sources() {
+            s.start_index();
+        }
         let (reporter, health) = tonic_health::server::health_reporter();
         reporter
             .set_service_status("", ServingStatus::Serving)

@@ -714,21 +714,22 @@ async fn multiple_sources(backend: Backend) {
     let Some(db) = fresh_db(backend).await else {
         return;
     };
+    // Rows are written behind the service's back and searched at once: the database path.
     let config = user_source(
         "first",
         &db.url,
         "customer_user",
-        "customer_company_support = false",
+        "customer_company_support = false\nsearch_index = \"database\"",
     ) + &user_source(
         "second",
         &db.url,
         "customer_user_b",
-        "customer_company_support = false",
+        "customer_company_support = false\nsearch_index = \"database\"",
     ) + &user_source(
         "third",
         &db.url,
         "customer_user_c",
-        "customer_company_support = false\nlist_limit = 2",
+        "customer_company_support = false\nlist_limit = 2\nsearch_index = \"database\"",
     );
     let mut s = TestServer::start(&config).await;
     let create_in = |source: &str, login: &str, last: &str| {
@@ -856,7 +857,8 @@ async fn source_down(backend: Backend) {
         "live",
         &db.url,
         "customer_user",
-        "customer_company_support = false",
+        // A row is written behind the service's back and searched at once.
+        "customer_company_support = false\nsearch_index = \"database\"",
     );
     let mut s = TestServer::start(&config).await;
     // Create goes to the first writable source; name the live one.

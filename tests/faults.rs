@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use clientele::proto::{self as pb, search_customer_users_request::Criterion};
 use common::slapd::{person, Slapd, ADMIN_DN, ADMIN_PW};
-use common::{fresh_db, Backend, TestServer};
+use common::{fresh_db, metrics, Backend, TestServer};
 use faultproxy::{FaultProxy, Mode};
 use tonic::Code;
 
@@ -23,9 +23,12 @@ use tonic::Code;
 const OPEN_BOUND: Duration = Duration::from_millis(200);
 const TIMEOUTS: &str = "connect_timeout = \"300ms\"\ncall_timeout = \"1s\"\n";
 
+/// A SQL source whose searches reach the database (`search_index = "database"`): these tests
+/// time searches against a backend under fault; an in-memory index would answer them without
+/// it (`tests/search_index.rs` covers that path).
 fn sql_source(name: &str, url: &str) -> String {
     format!(
-        "[[customer_user_sources]]\nname = \"{name}\"\nkind = \"sql\"\nurl = \"{url}\"\ntable = \"customer_user\"\n{TIMEOUTS}customer_company_support = false\n"
+        "[[customer_user_sources]]\nname = \"{name}\"\nkind = \"sql\"\nurl = \"{url}\"\ntable = \"customer_user\"\n{TIMEOUTS}customer_company_support = false\nsearch_index = \"database\"\n"
     )
 }
 
@@ -338,20 +341,6 @@ async fn exercise(mut w: World) {
         "{body}"
     );
     w.server.stop().await;
-}
-
-async fn metrics(s: &TestServer) -> String {
-    let mut stream = tokio::net::TcpStream::connect(s.metrics_addr)
-        .await
-        .unwrap();
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut out = String::new();
-    stream.read_to_string(&mut out).await.unwrap();
-    out
 }
 
 async fn health_client(

@@ -258,16 +258,18 @@ async fn mixed_sqlite_postgres_ldap_precedence_dedupe_limit() {
         return;
     };
     let lite = f.sqlite("first.db");
+    // Rows are also written behind the service's back below and searched at once: the SQL
+    // sources answer from the database (an in-memory index sees them within index_refresh).
     let config = user_source(
         "lite",
         &lite,
         "customer_user",
-        "customer_company_support = false",
+        "customer_company_support = false\nsearch_index = \"database\"",
     ) + &user_source(
         "pg",
         &pg.url,
         "customer_user",
-        "customer_company_support = false",
+        "customer_company_support = false\nsearch_index = \"database\"",
     ) + &ldap_source("dir", &f.slapd.url(), &f.pw, "");
     let mut s = TestServer::start(&config).await;
     let create = |source: &str, login: &str| pb::CreateCustomerUserRequest {

@@ -34,8 +34,8 @@ pub use secret::REDACTED;
 pub use server::{ServerConfig, TlsConfig};
 pub use source::{
     Backend, BackendConfig, CustomerSourceConfig, CustomerSourceSettings, LdapBackend, LdapKeys,
-    LdapScope, SourceKind, SourceSettings, SqlBackend, SqlKeys, UserKeys, UserSourceConfig,
-    UserSourceSettings,
+    LdapScope, SearchIndexMode, SourceKind, SourceSettings, SqlBackend, SqlKeys, UserKeys,
+    UserSourceConfig, UserSourceSettings,
 };
 
 /// The default database of the embedded configuration.

@@ -126,6 +126,28 @@ pub struct SqlKeys {
     /// The table has no create/change columns.
     #[serde(default)]
     pub foreign_db: bool,
+    /// Where searches are answered: `"memory"` (default, an in-process index of the table,
+    /// see `source::index`) or `"database"` (a statement per search).
+    #[serde(default)]
+    pub search_index: SearchIndexMode,
+    /// How soon rows written by anyone else are visible to the in-memory index (default 1 s).
+    #[serde(default = "default_index_refresh", deserialize_with = "duration")]
+    pub index_refresh: Duration,
+}
+
+/// `search_index`: where a SQL source answers searches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchIndexMode {
+    /// An in-process index of the table (`source::index`).
+    #[default]
+    Memory,
+    /// One statement per search, as before the index existed.
+    Database,
+}
+
+fn default_index_refresh() -> Duration {
+    Duration::from_secs(1)
 }
 
 impl SqlKeys {
@@ -136,6 +158,8 @@ impl SqlKeys {
             table: Some(table.into()),
             migrate: true,
             foreign_db: false,
+            search_index: SearchIndexMode::default(),
+            index_refresh: default_index_refresh(),
         }
     }
 }
@@ -259,6 +283,10 @@ pub struct SqlBackend {
     pub migrate: bool,
     /// The table has no create/change columns.
     pub foreign_db: bool,
+    /// Where searches are answered (`search_index`).
+    pub search_index: SearchIndexMode,
+    /// `index_refresh`: rows written by others are visible to the index within it.
+    pub index_refresh: Duration,
 }
 
 /// LDAP search depth below the base DN.
@@ -547,7 +575,12 @@ fn check_sql(
         table: k.table.clone().unwrap_or_else(|| default_table.into()),
         migrate: k.migrate,
         foreign_db: k.foreign_db,
+        search_index: k.search_index,
+        index_refresh: k.index_refresh,
     };
+    if k.index_refresh.is_zero() {
+        problems.push(format!("{key}.index_refresh: must be more than 0"));
+    }
     (url, backend)
 }
 
@@ -779,6 +812,8 @@ pub(super) fn resolve_customer_sources(
                 };
                 let mut keys = SqlKeys::embedded("customer_company");
                 keys.migrate = sql.migrate;
+                keys.search_index = sql.search_index;
+                keys.index_refresh = sql.index_refresh;
                 vec![CustomerSourceConfig {
                     settings,
                     backend: BackendConfig::Sql(keys),

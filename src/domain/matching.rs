@@ -138,6 +138,22 @@ impl<F: Field> MatchingRules<F> {
         )
     }
 
+    /// The search values of `record` as an in-memory index keeps them: in search-field order,
+    /// an absent value empty, each under the case rule ([`CaseRule::key`]). With
+    /// [`Self::prepared_query`] they answer exactly what [`Self::query_matches`] answers.
+    pub fn search_values(&self, record: &F::Record) -> Vec<String> {
+        self.search_fields
+            .iter()
+            .map(|a| self.case.key(a.get(record).unwrap_or("")))
+            .collect()
+    }
+
+    /// `query` with the source's prefix/suffix and case rule applied, for
+    /// [`Expr::matches_prepared`] over [`Self::search_values`].
+    pub fn prepared_query(&self, query: &Expr) -> Expr {
+        query.prepared(&self.prefix, &self.suffix, self.case.is_case_sensitive())
+    }
+
     /// The normalised addresses (see [`normalize_address`]) of the non-empty postmaster fields of
     /// `record`, in field order; an address in two fields comes twice.
     pub fn postmaster_values<'a>(

@@ -347,18 +347,61 @@ impl Expr {
         suffix: &Pattern,
         case_sensitive: bool,
     ) -> bool {
+        self.eval(&|pattern| {
+            let pattern = pattern.with_affixes(prefix, suffix);
+            fields.iter().any(|f| pattern.matches(f, case_sensitive))
+        })
+    }
+
+    /// The expression with every term wrapped in `prefix`/`suffix` and, unless
+    /// `case_sensitive`, its text folded: evaluated by [`Expr::matches_prepared`] against values
+    /// folded the same way, it answers exactly what [`Expr::matches`] answers for the unfolded
+    /// values (folding is per character, so it commutes with concatenation), without any
+    /// allocation per evaluation.
+    pub fn prepared(&self, prefix: &Pattern, suffix: &Pattern, case_sensitive: bool) -> Self {
         match self {
             Self::Term { pattern, negated } => {
-                let pattern = pattern.with_affixes(prefix, suffix);
-                let any = fields.iter().any(|f| pattern.matches(f, case_sensitive));
-                any != *negated
+                let full = pattern.with_affixes(prefix, suffix);
+                let mut folded = Pattern::default();
+                for piece in full.pieces() {
+                    match piece {
+                        Piece::Text(t) => folded.push_str(&fold(t, case_sensitive)),
+                        Piece::Any => folded.push_any(),
+                    }
+                }
+                Self::Term {
+                    pattern: folded,
+                    negated: *negated,
+                }
             }
-            Self::And(children) => children
-                .iter()
-                .all(|c| c.matches(fields, prefix, suffix, case_sensitive)),
-            Self::Or(children) => children
-                .iter()
-                .any(|c| c.matches(fields, prefix, suffix, case_sensitive)),
+            Self::And(children) => Self::And(
+                children
+                    .iter()
+                    .map(|c| c.prepared(prefix, suffix, case_sensitive))
+                    .collect(),
+            ),
+            Self::Or(children) => Self::Or(
+                children
+                    .iter()
+                    .map(|c| c.prepared(prefix, suffix, case_sensitive))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Evaluates an expression made by [`Expr::prepared`] against `fields` folded as it was
+    /// (see `CaseRule::key`): the terms are compared verbatim.
+    pub fn matches_prepared(&self, fields: &[&str]) -> bool {
+        self.eval(&|pattern| fields.iter().any(|f| pattern.matches(f, true)))
+    }
+
+    /// The grammar's logic over terms: a term holds when `term` says its pattern matches some
+    /// field (negated: none does); `And` needs every child, `Or` at least one.
+    fn eval(&self, term: &impl Fn(&Pattern) -> bool) -> bool {
+        match self {
+            Self::Term { pattern, negated } => term(pattern) != *negated,
+            Self::And(children) => children.iter().all(|c| c.eval(term)),
+            Self::Or(children) => children.iter().any(|c| c.eval(term)),
         }
     }
 

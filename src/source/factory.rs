@@ -48,7 +48,7 @@ pub fn build(settings: &Settings, clock: &Arc<dyn Clock>) -> Result<Sources, Str
             Backend::Sql(_) => {
                 let sql = sql_user_source(s, &dbs)?;
                 sql_users.push((&s.url, sql.clone()));
-                sql.into_bundle()
+                crate::source::index::user_bundle(sql)
             }
             Backend::Ldap(_) => ldap_user_source(s, &dbs)?,
         };
@@ -116,7 +116,7 @@ pub fn sql_customer_source(
     colocated: Vec<CustomerIdRef>,
 ) -> Result<CustomerSourceBundle, String> {
     let source = SqlCustomerSource::new(s.clone(), db(dbs, &s.url)?, colocated)?;
-    Ok(Arc::new(source).into_bundle())
+    Ok(crate::source::index::customer_bundle(Arc::new(source)))
 }
 
 /// An LDAP customer source.

@@ -19,6 +19,7 @@
 pub mod breaker;
 pub mod cached;
 pub mod factory;
+pub mod index;
 pub mod ldap;
 pub mod matching;
 pub mod sql;
@@ -247,6 +248,9 @@ pub struct UserSourceBundle {
     /// The breakers of the backend its reads go to (`None`: nothing to break).
     pub fuse: Option<Arc<dyn breaker::Fuse>>,
     cache: Option<Arc<cached::CachedUserReader>>,
+    /// The in-memory search index behind the reader, if any (told about changes behind the
+    /// source's back).
+    freshness: Option<Arc<dyn index::Freshness>>,
 }
 
 impl UserSourceBundle {
@@ -264,7 +268,14 @@ impl UserSourceBundle {
             companion,
             fuse: None,
             cache: None,
+            freshness: None,
         }
+    }
+
+    /// The same source whose search index `freshness` hears of [`Self::forget_all`].
+    pub fn with_freshness(mut self, freshness: Arc<dyn index::Freshness>) -> Self {
+        self.freshness = Some(freshness);
+        self
     }
 
     /// The same source guarded by `fuse` (see `source::breaker`).
@@ -303,6 +314,13 @@ impl UserSourceBundle {
         self.reader.name()
     }
 
+    /// Starts its search index, if it has one (see [`index::Freshness::start`]).
+    pub fn start_index(&self) {
+        if let Some(f) = &self.freshness {
+            f.start();
+        }
+    }
+
     /// Forgets what the cache knows about these logins (after this replica wrote them).
     pub async fn forget(&self, logins: &[&str]) {
         if let Some(c) = &self.cache {
@@ -315,6 +333,9 @@ impl UserSourceBundle {
     pub fn forget_all(&self) {
         if let Some(c) = &self.cache {
             c.forget_all();
+        }
+        if let Some(f) = &self.freshness {
+            f.mark_stale();
         }
     }
 }
@@ -356,6 +377,8 @@ pub struct CustomerSourceBundle {
     pub writer: Option<Arc<dyn CustomerWriter>>,
     /// The breakers of its backend (`None`: nothing to break).
     pub fuse: Option<Arc<dyn breaker::Fuse>>,
+    /// The in-memory search index behind the reader, if any.
+    freshness: Option<Arc<dyn index::Freshness>>,
 }
 
 impl CustomerSourceBundle {
@@ -364,6 +387,20 @@ impl CustomerSourceBundle {
             reader,
             writer,
             fuse: None,
+            freshness: None,
+        }
+    }
+
+    /// The same source with the search index `freshness` behind its reader.
+    pub fn with_freshness(mut self, freshness: Arc<dyn index::Freshness>) -> Self {
+        self.freshness = Some(freshness);
+        self
+    }
+
+    /// Starts its search index, if it has one (see [`index::Freshness::start`]).
+    pub fn start_index(&self) {
+        if let Some(f) = &self.freshness {
+            f.start();
         }
     }
 

@@ -239,3 +239,18 @@ pub async fn search(
         .expect("search")
         .into_inner()
 }
+
+/// The body of `GET /metrics` of a server (over a raw TCP connection).
+pub async fn metrics(s: &TestServer) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(s.metrics_addr)
+        .await
+        .unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).await.unwrap();
+    out
+}

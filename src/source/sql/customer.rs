@@ -153,6 +153,33 @@ impl SqlCustomerSource {
 }
 
 impl SqlCustomerSource {
+    /// Every record (with `since`, epoch seconds: those changed at or after it; see
+    /// [`Table::scan`]). For the in-memory search index.
+    pub async fn scan(&self, since: Option<i64>) -> Result<Vec<Customer>, SourceError> {
+        self.db.ready().await?;
+        self.table.scan(&self.db, since).await
+    }
+
+    /// The source's matching rules.
+    pub fn rules(&self) -> &CustomerRules {
+        &self.rules
+    }
+
+    /// The table settings (`search_index`, `index_refresh`, `foreign_db`, …).
+    pub fn table_settings(&self) -> &SqlBackend {
+        &self.sql
+    }
+
+    /// The most records one search answers (`list_limit`).
+    pub fn list_limit(&self) -> usize {
+        self.cfg.settings.list_limit as usize
+    }
+
+    /// `call_timeout`: the bound of one call to the source.
+    pub fn call_timeout(&self) -> std::time::Duration {
+        self.cfg.settings.call_timeout
+    }
+
     /// False when the source is configured `read_only` (its bundle then has no writer).
     pub fn writable(&self) -> bool {
         !self.cfg.settings.read_only

@@ -504,12 +504,12 @@ impl Db {
 }
 
 /// The shortest text FTS5's trigram tokenizer can find: three characters.
-const TRIGRAM: usize = 3;
+pub const TRIGRAM: usize = 3;
 
 /// The distinct lower-cased trigrams (windows of [`TRIGRAM`] characters) of `phrases`, in the
 /// order of their first occurrence. Linear in the phrases' total length (a set remembers the
 /// trigrams seen), so a long query costs time in proportion to its length only.
-fn distinct_trigrams(phrases: &[String]) -> Vec<String> {
+pub fn distinct_trigrams(phrases: &[String]) -> Vec<String> {
     let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut trigrams: Vec<String> = Vec::new();
     for p in phrases {

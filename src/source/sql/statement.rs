@@ -48,6 +48,9 @@ pub struct Sql {
     /// Columns (lower-cased names) whose collation compares case-insensitively by itself, so
     /// conditions use the bare column and its index (MySQL/MariaDB `_ci` collations).
     pub(super) case_insensitive: Option<Arc<HashSet<String>>>,
+    /// The source compares case-sensitively (its conditions still compare case-insensitively,
+    /// a superset the exact check in Rust thins), so a negated term cannot be decided in SQL.
+    pub(super) case_sensitive: bool,
 }
 
 impl Sql {
@@ -57,7 +60,14 @@ impl Sql {
             text: String::new(),
             args: Vec::new(),
             case_insensitive: None,
+            case_sensitive: false,
         }
+    }
+
+    /// Marks a statement of a case-sensitive source (see [`Sql::expr`]).
+    pub fn with_case_sensitive(mut self, case_sensitive: bool) -> Self {
+        self.case_sensitive = case_sensitive;
+        self
     }
 
     /// Compares `columns` (lower-cased names) bare instead of through `LOWER()`: their
@@ -358,14 +368,17 @@ impl Sql {
                 // the database compares exactly as the grammar does. Not on MySQL/MariaDB,
                 // whose `_ci` collations are accent-blind and pad spaces (`!muller` would drop
                 // "Müller"), nor on SQLite beyond ASCII.
-                let exact_negation = match self.dialect {
-                    Dialect::Postgres => true,
-                    Dialect::MySql => false,
-                    Dialect::Sqlite => full.pieces().iter().all(|p| match p {
-                        Piece::Text(t) => t.is_ascii(),
-                        Piece::Any => true,
-                    }),
-                };
+                // Nor for a case-sensitive source: `NOT (LOWER(c) LIKE 'äb%')` would drop
+                // "Äbner", which `!äb` keeps there.
+                let exact_negation = !self.case_sensitive
+                    && match self.dialect {
+                        Dialect::Postgres => true,
+                        Dialect::MySql => false,
+                        Dialect::Sqlite => full.pieces().iter().all(|p| match p {
+                            Piece::Text(t) => t.is_ascii(),
+                            Piece::Any => true,
+                        }),
+                    };
                 if *negated && !exact_negation {
                     // Cannot be narrowed safely in SQL; decided in Rust.
                     return self.push("1=1");

@@ -77,7 +77,7 @@ impl<F: Field> Table<F> {
 
     /// `SELECT <mapped columns> FROM <table> WHERE ` — the caller appends the condition.
     pub fn select(&self) -> Sql {
-        let mut sql = Sql::new(self.dialect);
+        let mut sql = Sql::new(self.dialect).with_case_sensitive(self.case.is_case_sensitive());
         sql.push("SELECT ")
             .push(&self.select_list)
             .push(" FROM ")
@@ -179,6 +179,42 @@ impl<F: Field> Table<F> {
         let truncated = items.len() > limit || !exhausted;
         items.truncate(limit);
         Ok(Page { items, truncated })
+    }
+
+    /// Every row of the table, or with `since` (epoch seconds) those whose `change_time` is at
+    /// or after it (a table without change columns is read whole), in no particular order:
+    /// one statement without ORDER BY (the database sorts nothing), its rows streamed and
+    /// converted one at a time. For the in-memory search index (`source::index`), which
+    /// orders them itself.
+    pub async fn scan(&self, db: &Db, since: Option<i64>) -> Result<Vec<F::Record>, SourceError> {
+        use futures::TryStreamExt;
+        let mut sql = self.select();
+        match since {
+            Some(t) if !self.foreign_db => {
+                sql.push(&self.dialect.epoch("change_time"))
+                    .push(" >= ")
+                    .int(t);
+            }
+            _ => {
+                sql.push("1=1");
+            }
+        }
+        let mut out = Vec::new();
+        match db.pg_pool() {
+            Some(pg) => {
+                let mut rows = sql.query_pg().fetch(pg);
+                while let Some(row) = rows.try_next().await.map_err(source_error)? {
+                    out.push(self.row_to_record(&row)?);
+                }
+            }
+            None => {
+                let mut rows = sql.query().fetch(db.pool());
+                while let Some(row) = rows.try_next().await.map_err(source_error)? {
+                    out.push(self.row_to_record(&row)?);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The statement [`Table::fetch_filtered`] runs for `sql` (built by [`Table::select`]): the

@@ -507,6 +507,34 @@ impl SqlUserSource {
     pub fn db(&self) -> &Arc<Db> {
         &self.db
     }
+
+    /// Every record (with `since`, epoch seconds: those changed at or after it; see
+    /// [`Table::scan`]), completed as reads complete them. For the in-memory search index.
+    pub async fn scan(&self, since: Option<i64>) -> Result<Vec<CustomerUser>, SourceError> {
+        self.db.ready().await?;
+        let rows = self.table.scan(&self.db, since).await?;
+        Ok(rows.into_iter().map(|u| self.finish(u)).collect())
+    }
+
+    /// The source's matching rules.
+    pub fn rules(&self) -> &UserRules {
+        &self.rules
+    }
+
+    /// The table settings (`search_index`, `index_refresh`, `foreign_db`, …).
+    pub fn table_settings(&self) -> &SqlBackend {
+        &self.sql
+    }
+
+    /// The most records one search answers (`list_limit`).
+    pub fn list_limit(&self) -> usize {
+        self.cfg.settings.list_limit as usize
+    }
+
+    /// `call_timeout`: the bound of one call to the source.
+    pub fn call_timeout(&self) -> std::time::Duration {
+        self.cfg.settings.call_timeout
+    }
 }
 
 impl SqlUserSource {

@@ -1,0 +1,675 @@
+//! The in-memory search index of a SQL customer-user or customer source (`search_index =
+//! "memory"`, the default; `"database"` leaves the source as it is). A decorator in front of
+//! the SQL source, as `cached` is in front of a reader: every read but the grammar search goes
+//! to the source; writes go to the source and then into the index.
+//!
+//! What it keeps ([`core`]): each record once, compactly (its search values under the source's
+//! case rule, everything else packed in one buffer), in merge-key order (folded key, then key:
+//! the database path's order), with the positions of the records holding each trigram of their
+//! folded search values. A search takes its candidates from the postings of the trigrams every
+//! match must contain (the same [`need`] the SQLite and MariaDB indexes narrow with; none for
+//! terms shorter than three characters or negations: then every record is a candidate, in key
+//! order), decides each with the one matcher ([`Expr::matches_prepared`] of
+//! `MatchingRules::prepared_query`, the rule the database path re-checks with), and stops at
+//! the first `limit + 1` matches: no sort. Criteria other than the grammar (email, customer id,
+//! login patterns) go to the database.
+//!
+//! Freshness (decided here; DESIGN §9 names only the keys):
+//! - Until the first build finished, and while the last refresh failed, searches go to the
+//!   database (so a source that is down answers its status as before).
+//! - This replica's writes: a create or update is put into the index from the record the write
+//!   returned, before the write returns; a password change re-reads its record; a customer-id
+//!   rename (and any change behind the source's back that the directory announces with
+//!   `forget_all`) marks the index stale, and the next search refreshes before it answers.
+//! - Everyone else's writes: every `index_refresh` the rows whose `change_time` is at or after
+//!   the newest one seen minus [`CHANGE_OVERLAP`] are read again (the overlap covers writers
+//!   whose clocks lag and rows committed late). A table without change columns (`foreign_db`)
+//!   is re-read whole every `index_refresh`.
+//! - Removed and renamed rows: the whole table is re-read every [`RECONCILE_EVERY`] refreshes
+//!   (60 × `index_refresh`: a minute at the default; keys that are gone disappear then; a
+//!   rename by this replica removes the old key at once).
+//! - Rows read by a refresh never overwrite a change this replica made after that read began
+//!   (sequence numbers).
+//!
+//! Metrics: `clientele_search_index_records`, `clientele_search_index_bytes` (approximate heap
+//! bytes), `clientele_search_index_lag_seconds` (age of the newest successful refresh's read),
+//! `clientele_search_index_build_seconds`, each by `source`. The first build is logged.
+
+pub mod core;
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, RwLock, Weak,
+    },
+    time::{Duration, Instant},
+};
+
+use async_trait::async_trait;
+
+use self::core::{Base, MergeKey, Query, Row, State};
+use crate::config::SearchIndexMode;
+use crate::domain::{
+    query::Expr,
+    search::{CustomerSearch, Page, UserCriterion, UserSearch},
+    Customer, CustomerPatch, CustomerSchema, CustomerUser, CustomerUserPatch, MatchingRules,
+    Record, UserSchema,
+};
+use crate::error::Error;
+use crate::source::sql::{customer::SqlCustomerSource, search_index::need, user::SqlUserSource};
+use crate::source::{
+    CustomerReader, CustomerSourceBundle, CustomerWriter, SourceError, UserReader,
+    UserSourceBundle, UserWriter,
+};
+
+/// How far before the newest `change_time` seen a refresh reads again.
+pub const CHANGE_OVERLAP: i64 = 10;
+
+/// The whole table is re-read once in this many `index_refresh` periods (removed rows and
+/// others' renames disappear).
+pub const RECONCILE_EVERY: u32 = 60;
+
+/// A full read of the table may take this many `call_timeout`s (at least a minute).
+pub const FULL_READ_CALLS: u32 = 12;
+
+/// Changes kept beside the base before it is rebuilt from memory.
+const COMPACT_AT: usize = 4_096;
+
+/// A source's search index as its bundle sees it.
+pub trait Freshness: Send + Sync {
+    /// The next search refreshes the index before it answers (a change behind the source's
+    /// back: the directory's `forget_all`).
+    fn mark_stale(&self);
+    /// Starts building and refreshing (the server does at start-up; a search would too). Not
+    /// before: a command that only checks the configuration builds sources and reads nothing.
+    fn start(&self);
+}
+
+/// What the index needs of a SQL source.
+#[async_trait]
+pub trait Table: Send + Sync + 'static {
+    type Record: Record;
+    fn source_name(&self) -> &str;
+    fn matching(&self) -> &MatchingRules<<Self::Record as Record>::Field>;
+    fn limit_cap(&self) -> usize;
+    /// `index_refresh`.
+    fn refresh_every(&self) -> Duration;
+    /// The table has `change_time` (not `foreign_db`).
+    fn has_change_time(&self) -> bool;
+    /// `call_timeout`: bounds a refresh that reads changed rows (a full read gets
+    /// [`FULL_READ_CALLS`] times as long).
+    fn call_timeout(&self) -> Duration;
+    /// Every record, or those changed at or after `since` (epoch seconds).
+    async fn read(&self, since: Option<i64>) -> Result<Vec<Self::Record>, SourceError>;
+    /// Completes a record unpacked from the index as the source completes what it reads.
+    fn complete(&self, record: Self::Record) -> Self::Record {
+        record
+    }
+}
+
+/// The [`Table`] methods both SQL sources answer alike, from their accessors (`read` is
+/// written out in each impl: `async_trait` does not look into macros).
+macro_rules! sql_table {
+    ($source:ident, $record:ty, $reader:ident) => {
+        type Record = $record;
+        fn source_name(&self) -> &str {
+            $reader::name(self)
+        }
+        fn matching(&self) -> &MatchingRules<<$record as Record>::Field> {
+            self.rules()
+        }
+        fn limit_cap(&self) -> usize {
+            self.list_limit()
+        }
+        fn refresh_every(&self) -> Duration {
+            self.table_settings().index_refresh
+        }
+        fn call_timeout(&self) -> Duration {
+            $source::call_timeout(self)
+        }
+        fn has_change_time(&self) -> bool {
+            !self.table_settings().foreign_db
+        }
+    };
+}
+
+#[async_trait]
+impl Table for SqlUserSource {
+    sql_table!(SqlUserSource, CustomerUser, UserReader);
+    async fn read(&self, since: Option<i64>) -> Result<Vec<CustomerUser>, SourceError> {
+        self.scan(since).await
+    }
+    fn complete(&self, mut record: CustomerUser) -> CustomerUser {
+        record.full_name = self.rules().full_name(&record);
+        record
+    }
+}
+
+#[async_trait]
+impl Table for SqlCustomerSource {
+    sql_table!(SqlCustomerSource, Customer, CustomerReader);
+    async fn read(&self, since: Option<i64>) -> Result<Vec<Customer>, SourceError> {
+        self.scan(since).await
+    }
+}
+
+/// Where refreshes stand (held while one runs, so refreshes never overlap).
+#[derive(Default)]
+struct Progress {
+    /// The newest `change_time` read.
+    newest: Option<i64>,
+    last_full: Option<Instant>,
+    /// The start of the newest successful refresh's read.
+    last_ok: Option<Instant>,
+    built_once: bool,
+}
+
+/// The index of one SQL source.
+pub struct MemoryIndex<T: Table> {
+    table: Arc<T>,
+    state: RwLock<State>,
+    /// Whether `state` holds a built base (before: searches go to the database).
+    built: AtomicBool,
+    /// Whether the last refresh succeeded.
+    healthy: AtomicBool,
+    /// Sequence numbers of changes and reads.
+    seq: AtomicU64,
+    /// Bumped by [`Freshness::mark_stale`]; `fresh` is the mark the last refresh covered.
+    stale: AtomicU64,
+    fresh: AtomicU64,
+    progress: tokio::sync::Mutex<Progress>,
+    started: AtomicBool,
+}
+
+impl<T: Table> MemoryIndex<T> {
+    pub fn new(table: Arc<T>) -> Arc<Self> {
+        Arc::new(Self {
+            table,
+            state: RwLock::new(State::default()),
+            built: AtomicBool::new(false),
+            healthy: AtomicBool::new(false),
+            seq: AtomicU64::new(0),
+            stale: AtomicU64::new(0),
+            fresh: AtomicU64::new(0),
+            progress: tokio::sync::Mutex::new(Progress::default()),
+            started: AtomicBool::new(false),
+        })
+    }
+
+    /// Starts the refresh loop (once, when a Tokio runtime is at hand; otherwise the next
+    /// call from inside one starts it).
+    pub fn start(self: &Arc<Self>) {
+        if self.started.load(Ordering::Relaxed) {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.started.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        handle.spawn(refresh_loop(weak));
+    }
+
+    fn write_state(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn read_state(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn next_seq(&self) -> u64 {
+        self.seq.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Whether searches are answered here (built, and the last refresh succeeded).
+    pub fn ready(&self) -> bool {
+        self.built.load(Ordering::SeqCst) && self.healthy.load(Ordering::SeqCst)
+    }
+
+    /// Puts a record this replica wrote into the index.
+    pub fn upsert(&self, record: &T::Record) {
+        let row = Arc::new(Row::new(record, self.table.matching()));
+        let seq = self.next_seq();
+        self.write_state()
+            .put(MergeKey::of(record.key()), Some(row), seq);
+    }
+
+    /// Removes every record whose key is `key` under the source's case rule.
+    pub fn remove(&self, key: &str) {
+        let seq = self.next_seq();
+        let mut state = self.write_state();
+        for k in state.keys_like(key, self.table.matching().case) {
+            state.put(k, None, seq);
+        }
+    }
+
+    /// Refreshes now: a full read when none was made yet, the table has no change columns or
+    /// [`RECONCILE_EVERY`] periods passed; otherwise the rows changed since the newest change
+    /// seen.
+    pub async fn refresh(&self) -> Result<(), SourceError> {
+        let mut p = self.progress.lock().await;
+        let stale_mark = self.stale.load(Ordering::SeqCst);
+        let full = !self.built.load(Ordering::SeqCst)
+            || !self.table.has_change_time()
+            || p.newest.is_none()
+            || p.last_full.is_none_or(|t| {
+                t.elapsed() >= self.table.refresh_every().saturating_mul(RECONCILE_EVERY)
+            });
+        let read_seq = self.seq.load(Ordering::SeqCst);
+        let began = Instant::now();
+        let since = if full {
+            None
+        } else {
+            p.newest.map(|n| n - CHANGE_OVERLAP)
+        };
+        let bound = if full {
+            self.table
+                .call_timeout()
+                .saturating_mul(FULL_READ_CALLS)
+                .max(Duration::from_secs(60))
+        } else {
+            self.table.call_timeout()
+        };
+        let read = tokio::time::timeout(bound, self.table.read(since))
+            .await
+            .unwrap_or_else(|_| {
+                Err(SourceError::Unavailable(format!(
+                    "reading the table for the search index took over {bound:?}"
+                )))
+            });
+        let records = match read {
+            Ok(r) => r,
+            Err(e) => {
+                if self.healthy.swap(false, Ordering::SeqCst) {
+                    tracing::warn!(source = %self.table.source_name(), error = %e, "search index refresh failed: searches go to the database until one succeeds");
+                }
+                return Err(e);
+            }
+        };
+        let newest = records
+            .iter()
+            .filter_map(|r| r.origin_times().1.map(|t| t.0))
+            .max();
+        p.newest = p.newest.max(newest);
+        let rules = self.table.matching().clone();
+        let rows: Vec<Arc<Row>> = records
+            .iter()
+            .map(|r| Arc::new(Row::new(r, &rules)))
+            .collect();
+        drop(records);
+        if full {
+            let count = rows.len();
+            let base = build(rows).await;
+            self.write_state().rebase(base, read_seq);
+            p.last_full = Some(began);
+            let took = began.elapsed();
+            metrics::gauge!("clientele_search_index_build_seconds", "source" => self.table.source_name().to_owned())
+                .set(took.as_secs_f64());
+            if !p.built_once {
+                p.built_once = true;
+                tracing::info!(source = %self.table.source_name(), records = count, seconds = took.as_secs_f64(), "search index built");
+            }
+        } else {
+            let compact = {
+                let mut state = self.write_state();
+                state.apply_read(rows, read_seq);
+                state.delta_len() > COMPACT_AT
+            };
+            if compact {
+                let at = self.seq.load(Ordering::SeqCst);
+                let rows = self.read_state().rows();
+                let base = build(rows).await;
+                self.write_state().rebase(base, at);
+            }
+        }
+        self.built.store(true, Ordering::SeqCst);
+        self.healthy.store(true, Ordering::SeqCst);
+        self.fresh.fetch_max(stale_mark, Ordering::SeqCst);
+        p.last_ok = Some(began);
+        self.report(&p);
+        Ok(())
+    }
+
+    fn report(&self, p: &Progress) {
+        let name = self.table.source_name().to_owned();
+        let (records, bytes) = {
+            let s = self.read_state();
+            (s.len(), s.bytes())
+        };
+        metrics::gauge!("clientele_search_index_records", "source" => name.clone())
+            .set(records as f64);
+        metrics::gauge!("clientele_search_index_bytes", "source" => name.clone()).set(bytes as f64);
+        if let Some(t) = p.last_ok {
+            metrics::gauge!("clientele_search_index_lag_seconds", "source" => name)
+                .set(t.elapsed().as_secs_f64());
+        }
+    }
+
+    /// Refreshes first when a change behind the source's back was announced since the last
+    /// refresh. `false`: the index cannot answer (not built, or the refresh failed).
+    async fn ensure_fresh(self: &Arc<Self>) -> bool {
+        self.start();
+        if self.stale.load(Ordering::SeqCst) > self.fresh.load(Ordering::SeqCst)
+            && self.refresh().await.is_err()
+        {
+            return false;
+        }
+        self.ready()
+    }
+
+    /// At most `limit` (capped by `list_limit`) records matching `query` in key order, past
+    /// `after` when given; `truncated` when there were more.
+    pub fn search_after(
+        &self,
+        query: &Expr,
+        include_invalid: bool,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Page<T::Record> {
+        let rules = self.table.matching();
+        let prepared = rules.prepared_query(query);
+        let need = need(query, &rules.prefix, &rules.suffix);
+        let q = Query {
+            prepared: &prepared,
+            need: need.as_ref(),
+            include_invalid,
+        };
+        let after = after.map(MergeKey::of);
+        let (rows, truncated) =
+            self.read_state()
+                .search(&q, after.as_ref(), limit.min(self.table.limit_cap()));
+        let name = self.table.source_name();
+        Page {
+            items: rows
+                .iter()
+                .map(|r| self.table.complete(r.record(name)))
+                .collect(),
+            truncated,
+        }
+    }
+}
+
+impl<T: Table> MemoryIndex<T> {
+    /// The next search refreshes before it answers.
+    pub fn mark_stale(&self) {
+        self.stale.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Builds a base off the async threads (sorting and postings of a large table take a while).
+async fn build(rows: Vec<Arc<Row>>) -> Arc<Base> {
+    match tokio::task::spawn_blocking(move || Base::build(rows)).await {
+        Ok(base) => Arc::new(base),
+        Err(e) => {
+            tracing::error!(error = %e, "building a search index failed");
+            Arc::new(Base::default())
+        }
+    }
+}
+
+/// Refreshes every `index_refresh` while the index is alive.
+async fn refresh_loop<T: Table>(index: Weak<MemoryIndex<T>>) {
+    loop {
+        let Some(me) = index.upgrade() else {
+            return;
+        };
+        // A failure is logged once and leaves searches to the database; the next round retries.
+        let _ = me.refresh().await;
+        let every = me.table.refresh_every();
+        if !me.healthy.load(Ordering::SeqCst) {
+            let p = me.progress.lock().await;
+            me.report(&p);
+        }
+        drop(me);
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// A SQL customer-user source with its index.
+pub struct IndexedUsers {
+    inner: Arc<SqlUserSource>,
+    index: Arc<MemoryIndex<SqlUserSource>>,
+}
+
+impl IndexedUsers {
+    pub fn new(inner: Arc<SqlUserSource>) -> Arc<Self> {
+        let index = MemoryIndex::new(inner.clone());
+        Arc::new(Self { inner, index })
+    }
+
+    /// The index (for tests and benchmarks: `refresh`, `search_after`, `ready`).
+    pub fn index(&self) -> &Arc<MemoryIndex<SqlUserSource>> {
+        &self.index
+    }
+}
+
+impl Freshness for IndexedUsers {
+    fn mark_stale(&self) {
+        self.index.mark_stale();
+    }
+    fn start(&self) {
+        self.index.start();
+    }
+}
+
+impl Freshness for IndexedCustomers {
+    fn mark_stale(&self) {
+        self.index.mark_stale();
+    }
+    fn start(&self) {
+        self.index.start();
+    }
+}
+
+#[async_trait]
+impl UserReader for IndexedUsers {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn schema(&self) -> &UserSchema {
+        self.inner.schema()
+    }
+    fn customer_company_support(&self) -> bool {
+        self.inner.customer_company_support()
+    }
+    async fn ping(&self) -> Result<(), SourceError> {
+        self.inner.ping().await
+    }
+    async fn get(&self, login: &str) -> Result<Option<CustomerUser>, SourceError> {
+        self.inner.get(login).await
+    }
+    async fn search(&self, search: &UserSearch) -> Result<Page<CustomerUser>, SourceError> {
+        match &search.criterion {
+            UserCriterion::Query(expr) if self.index.ensure_fresh().await => Ok(self
+                .index
+                .search_after(expr, search.include_invalid, search.limit, None)),
+            _ => self.inner.search(search).await,
+        }
+    }
+    async fn find_by_emails(
+        &self,
+        addresses: &[String],
+    ) -> Result<Vec<(String, CustomerUser)>, SourceError> {
+        self.inner.find_by_emails(addresses).await
+    }
+    async fn get_many(&self, logins: &[String]) -> Result<Vec<CustomerUser>, SourceError> {
+        self.inner.get_many(logins).await
+    }
+    async fn by_customer_ids(
+        &self,
+        customer_ids: &[String],
+    ) -> Result<Vec<CustomerUser>, SourceError> {
+        self.inner.by_customer_ids(customer_ids).await
+    }
+    async fn record_memberships(&self, login: &str) -> Result<Vec<String>, SourceError> {
+        self.inner.record_memberships(login).await
+    }
+    async fn record_members_of(&self, customer_id: &str) -> Result<Vec<String>, SourceError> {
+        self.inner.record_members_of(customer_id).await
+    }
+}
+
+#[async_trait]
+impl UserWriter for IndexedUsers {
+    async fn create(
+        &self,
+        user: &CustomerUser,
+        password_hash: Option<&str>,
+    ) -> Result<CustomerUser, Error> {
+        let stored = self.inner.create(user, password_hash).await?;
+        self.index.upsert(&stored);
+        Ok(stored)
+    }
+
+    async fn update(&self, login: &str, patch: &CustomerUserPatch) -> Result<CustomerUser, Error> {
+        let result = self.inner.update(login, patch).await;
+        match &result {
+            Ok(stored) => {
+                if stored.login != login {
+                    self.index.remove(login);
+                }
+                self.index.upsert(stored);
+            }
+            // The outcome is unknown (e.g. the commit's answer was lost): read again.
+            Err(_) => self.index.mark_stale(),
+        }
+        result
+    }
+
+    async fn store_password_hash(
+        &self,
+        login: &str,
+        expected_old: Option<&str>,
+        new: &str,
+    ) -> Result<bool, Error> {
+        let stored = self
+            .inner
+            .store_password_hash(login, expected_old, new)
+            .await?;
+        if stored {
+            // Only `change_time` of the record changed; read it again.
+            match self.inner.get(login).await {
+                Ok(Some(u)) => self.index.upsert(&u),
+                _ => self.index.mark_stale(),
+            }
+        }
+        Ok(stored)
+    }
+
+    async fn rename_customer_id(&self, old: &str, new: &str) -> Result<u64, Error> {
+        let result = self.inner.rename_customer_id(old, new).await;
+        self.index.mark_stale();
+        result
+    }
+}
+
+/// A SQL customer source with its index.
+pub struct IndexedCustomers {
+    inner: Arc<SqlCustomerSource>,
+    index: Arc<MemoryIndex<SqlCustomerSource>>,
+}
+
+impl IndexedCustomers {
+    pub fn new(inner: Arc<SqlCustomerSource>) -> Arc<Self> {
+        let index = MemoryIndex::new(inner.clone());
+        Arc::new(Self { inner, index })
+    }
+
+    /// The index (for tests and benchmarks).
+    pub fn index(&self) -> &Arc<MemoryIndex<SqlCustomerSource>> {
+        &self.index
+    }
+}
+
+#[async_trait]
+impl CustomerReader for IndexedCustomers {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn schema(&self) -> &CustomerSchema {
+        self.inner.schema()
+    }
+    async fn ping(&self) -> Result<(), SourceError> {
+        self.inner.ping().await
+    }
+    async fn get(&self, customer_id: &str) -> Result<Option<Customer>, SourceError> {
+        self.inner.get(customer_id).await
+    }
+    async fn search(&self, search: &CustomerSearch) -> Result<Page<Customer>, SourceError> {
+        if self.index.ensure_fresh().await {
+            return Ok(self.index.search_after(
+                &search.query,
+                search.include_invalid,
+                search.limit,
+                None,
+            ));
+        }
+        self.inner.search(search).await
+    }
+}
+
+#[async_trait]
+impl CustomerWriter for IndexedCustomers {
+    fn renames_users_of(&self) -> Vec<String> {
+        self.inner.renames_users_of()
+    }
+    async fn create(&self, customer: &Customer) -> Result<Customer, Error> {
+        let stored = self.inner.create(customer).await?;
+        self.index.upsert(&stored);
+        Ok(stored)
+    }
+    async fn update(&self, customer_id: &str, patch: &CustomerPatch) -> Result<Customer, Error> {
+        let result = self.inner.update(customer_id, patch).await;
+        match &result {
+            Ok(stored) => {
+                if stored.customer_id != customer_id {
+                    self.index.remove(customer_id);
+                }
+                self.index.upsert(stored);
+            }
+            Err(_) => self.index.mark_stale(),
+        }
+        result
+    }
+}
+
+/// The bundle of a SQL customer-user source, its searches answered by an index unless
+/// `search_index = "database"`.
+pub fn user_bundle(source: Arc<SqlUserSource>) -> UserSourceBundle {
+    let mode = source.table_settings().search_index;
+    let bundle = source.clone().into_bundle();
+    if mode == SearchIndexMode::Database {
+        return bundle;
+    }
+    let indexed = IndexedUsers::new(source);
+    let mut bundle = bundle.with_freshness(indexed.clone());
+    bundle.reader = indexed.clone();
+    if bundle.writer.is_some() {
+        bundle.writer = Some(indexed);
+    }
+    bundle
+}
+
+/// The bundle of a SQL customer source, its searches answered by an index unless
+/// `search_index = "database"`.
+pub fn customer_bundle(source: Arc<SqlCustomerSource>) -> CustomerSourceBundle {
+    let mode = source.table_settings().search_index;
+    let bundle = source.clone().into_bundle();
+    if mode == SearchIndexMode::Database {
+        return bundle;
+    }
+    let indexed = IndexedCustomers::new(source);
+    let mut bundle = bundle.with_freshness(indexed.clone());
+    bundle.reader = indexed.clone();
+    if bundle.writer.is_some() {
+        bundle.writer = Some(indexed);
+    }
+    bundle
+}
