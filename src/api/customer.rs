@@ -8,10 +8,11 @@ use super::convert::{
     check, customer_from_pb, customer_to_pb, deadline, patch_from_pb, status_to_pb, user_to_pb,
 };
 use crate::directory::Directory;
+use super::paging::{next_token, total_to_pb, PageRequest};
 use crate::domain::{
     query::{parse_within, Grammar, QueryLimits},
-    search::CustomerSearch,
-    Validity,
+    search::{CustomerSearch, Detail},
+    CustomerField, UserField, Validity,
 };
 use crate::error::Error;
 use crate::proto::{self as pb, customer_service_server::CustomerService};
@@ -101,8 +102,50 @@ impl CustomerService for CustomerApi {
     ) -> Result<Response<pb::SearchCustomersResponse>, Status> {
         let until = deadline(&request, self.default_deadline);
         let req = request.into_inner();
-        let query = parse_within(&req.query, Grammar::Full, self.query_limits)
+        let paging = PageRequest {
+            page_size: req.page_size,
+            page_token: &req.page_token,
+            filters: &req.filters,
+            order_by: &req.order_by,
+            include_total: req.include_total,
+            limit: req.limit,
+        };
+        // A search by filters alone matches every record the filters keep.
+        let text = if req.query.trim().is_empty() && !req.filters.is_empty() {
+            "*"
+        } else {
+            req.query.as_str()
+        };
+        let query = parse_within(text, Grammar::Full, self.query_limits)
             .map_err(|e| Error::invalid("query", e.to_string()))?;
+        if paging.walks() {
+            let rendered = format!("{query:?}|{}|{:?}", req.include_invalid, req.sources);
+            let dir = &self.dir;
+            let (detail, digest) = paging.detail::<CustomerField>(
+                &rendered,
+                &|n| dir.customer_extra_known(n),
+                self.query_limits,
+            )?;
+            let search = CustomerSearch {
+                query,
+                include_invalid: req.include_invalid,
+                limit: paging.size(),
+                detail,
+            };
+            let walk = self
+                .dir
+                .walk_customers(search, &req.sources, req.include_total, until)
+                .await?;
+            let (total_size, uncounted_sources) = total_to_pb(walk.total);
+            return Ok(Response::new(pb::SearchCustomersResponse {
+                customers: walk.items.into_iter().map(customer_to_pb).collect(),
+                truncated: walk.next.is_some(),
+                source_status: walk.status.into_iter().map(status_to_pb).collect(),
+                next_page_token: next_token(&digest, walk.next.as_ref()),
+                total_size,
+                uncounted_sources,
+            }));
+        }
         let merged = self
             .dir
             .search_customers(
@@ -110,6 +153,7 @@ impl CustomerService for CustomerApi {
                     query,
                     include_invalid: req.include_invalid,
                     limit: req.limit as usize,
+                    detail: Detail::default(),
                 },
                 &req.sources,
                 until,
@@ -119,6 +163,23 @@ impl CustomerService for CustomerApi {
             customers: merged.items.into_iter().map(customer_to_pb).collect(),
             truncated: merged.truncated,
             source_status: merged.status.into_iter().map(status_to_pb).collect(),
+            ..Default::default()
+        }))
+    }
+
+    async fn batch_get_customers(
+        &self,
+        request: Request<pb::BatchGetCustomersRequest>,
+    ) -> Result<Response<pb::BatchGetCustomersResponse>, Status> {
+        let until = deadline(&request, self.default_deadline);
+        let req = request.into_inner();
+        let (found, not_found) = self
+            .dir
+            .batch_get_customers(&req.customer_ids, until)
+            .await?;
+        Ok(Response::new(pb::BatchGetCustomersResponse {
+            customers: found.into_iter().map(customer_to_pb).collect(),
+            not_found,
         }))
     }
 
@@ -128,18 +189,42 @@ impl CustomerService for CustomerApi {
     ) -> Result<Response<pb::ListCustomerUsersOfCustomerResponse>, Status> {
         let until = deadline(&request, self.default_deadline);
         let req = request.into_inner();
+        let no_filters = std::collections::HashMap::new();
+        let paging = PageRequest {
+            page_size: req.page_size,
+            page_token: &req.page_token,
+            filters: &no_filters,
+            order_by: "",
+            include_total: false,
+            limit: req.limit,
+        };
+        let rendered = format!("members|{:?}|{}", req.customer_id, req.include_invalid);
+        let (detail, digest) =
+            paging.detail::<UserField>(&rendered, &|_| false, self.query_limits)?;
+        let walks = paging.walks();
+        let limit = if walks {
+            paging.size()
+        } else {
+            req.limit as usize
+        };
         let merged = self
             .dir
             .customer_users_of(
                 &req.customer_id,
                 req.include_invalid,
-                req.limit as usize,
+                limit,
+                detail.after.map(|a| a.key),
                 until,
             )
             .await?;
         Ok(Response::new(pb::ListCustomerUsersOfCustomerResponse {
+            next_page_token: if walks {
+                next_token(&digest, merged.next.as_ref())
+            } else {
+                String::new()
+            },
             customer_users: merged.items.into_iter().map(user_to_pb).collect(),
-            truncated: merged.truncated,
+            truncated: merged.next.is_some(),
             source_status: merged.status.into_iter().map(status_to_pb).collect(),
         }))
     }

@@ -5,10 +5,13 @@ use std::{sync::Arc, time::Duration};
 use tonic::{Request, Response, Status};
 
 use super::convert::{check, deadline, patch_from_pb, validity_from_pb, validity_to_pb};
+use super::paging::{next_token, PageRequest};
 use crate::directory::Directory;
 use crate::domain::{
     group::{Context, Effective, Group, Reason},
-    Validity,
+    query::QueryLimits,
+    search::SortKey,
+    UserField, Validity,
 };
 use crate::error::{Error, FieldViolation};
 use crate::proto::{self as pb, group_service_server::GroupService};
@@ -228,13 +231,46 @@ impl GroupService for GroupApi {
     ) -> Result<Response<pb::ListGroupCustomerUsersResponse>, Status> {
         let until = deadline(&request, self.default_deadline);
         let req = request.into_inner();
-        let (logins, truncated) = self
+        let no_filters = std::collections::HashMap::new();
+        let paging = PageRequest {
+            page_size: req.page_size,
+            page_token: &req.page_token,
+            filters: &no_filters,
+            order_by: "",
+            include_total: false,
+            limit: req.limit,
+        };
+        let rendered = format!("group|{:?}|{:?}", req.group, req.permission);
+        let (detail, digest) =
+            paging.detail::<UserField>(&rendered, &|_| false, QueryLimits::default())?;
+        let walks = paging.walks();
+        let limit = if walks {
+            paging.size()
+        } else {
+            req.limit as usize
+        };
+        let (logins, next) = self
             .dir
-            .group_customer_users(&req.group, &req.permission, req.limit as usize, until)
+            .group_customer_users(
+                &req.group,
+                &req.permission,
+                limit,
+                detail.after.map(|a| a.key),
+                until,
+            )
             .await?;
+        let next = next.map(|key| SortKey {
+            values: Vec::new(),
+            key,
+        });
         Ok(Response::new(pb::ListGroupCustomerUsersResponse {
             logins,
-            truncated,
+            truncated: next.is_some(),
+            next_page_token: if walks {
+                next_token(&digest, next.as_ref())
+            } else {
+                String::new()
+            },
         }))
     }
 

@@ -70,6 +70,9 @@ impl Record for Customer {
         self.create_time = create_time;
         self.change_time = change_time;
     }
+    fn times(&self) -> (Option<Timestamp>, Option<Timestamp>) {
+        (self.create_time, self.change_time)
+    }
 }
 
 impl Field for CustomerField {

@@ -88,6 +88,9 @@ impl Record for CustomerUser {
         self.create_time = create_time;
         self.change_time = change_time;
     }
+    fn times(&self) -> (Option<Timestamp>, Option<Timestamp>) {
+        (self.create_time, self.change_time)
+    }
 }
 
 impl Field for UserField {

@@ -164,9 +164,10 @@ impl SqlUserSource {
                 sql.matches(&self.table.key_col, p);
             }
         }
-        if !search.include_invalid {
+        if !search.include_invalid && !search.detail.wants_invalid() {
             self.table.push_valid_only(&mut sql);
         }
+        self.table.push_filters(&mut sql, &search.detail);
         Ok((sql, limit))
     }
 
@@ -574,7 +575,12 @@ impl UserReader for SqlUserSource {
         let keep = |u: &CustomerUser| self.rules.user_matches(&search.criterion, u);
         // A caller limit above this source's list_limit is cut to it; `truncated` then says
         // whether the source had more.
-        self.fetch(sql, limit, keep).await
+        let mut page = self
+            .table
+            .fetch_detail(&self.db, sql, limit, keep, &search.detail)
+            .await?;
+        page.items = page.items.into_iter().map(|u| self.finish(u)).collect();
+        Ok(page)
     }
 
     async fn find_by_emails(
