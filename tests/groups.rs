@@ -131,6 +131,7 @@ impl Env {
                 group: group.into(),
                 permission: perm.into(),
                 limit: 0,
+                ..Default::default()
             })
             .await
             .expect("list members")

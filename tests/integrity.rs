@@ -725,6 +725,7 @@ async fn mariadb_a_negated_search_pages_onward() {
         limit,
         include_invalid: false,
         sources: vec![],
+        ..Default::default()
     };
     let page = s
         .users

@@ -13,7 +13,6 @@ use super::{
 };
 use crate::config::UserSourceSettings;
 use crate::domain::{
-    fold,
     search::{Page, UserCriterion, UserSearch},
     CustomerUser, UserField, UserRules, UserSchema, Validity,
 };
