@@ -134,5 +134,11 @@ async fn main() {
             ..filter("customer_id", cid)
         })
         .collect();
-    time_searches(&mut c, "filter customer_id + order", &ordered, args.searches).await;
+    time_searches(
+        &mut c,
+        "filter customer_id + order",
+        &ordered,
+        args.searches,
+    )
+    .await;
 }

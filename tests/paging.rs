@@ -264,7 +264,8 @@ async fn filters_per_attribute(mut fx: Px) {
     let got = walk(&mut fx.s, by(&[("last_name", "mü*"), ("room", "B*")])).await;
     assert_eq!(
         logins(&got),
-        expected(&fx.people, |p| p.last == "Müller" && p.room.starts_with('B')),
+        expected(&fx.people, |p| p.last == "Müller"
+            && p.room.starts_with('B')),
         "AND across attributes, an extra attribute, non-ASCII"
     );
     let got = walk(&mut fx.s, by(&[("extra.room", "A1*")])).await;
@@ -340,7 +341,7 @@ async fn order_by_several_keys_descending(mut fx: Px) {
     )
     .await;
     let mut want: Vec<&P> = fx.people.iter().filter(|p| p.valid).collect();
-    want.sort_by(|a, b| b.room.to_lowercase().cmp(&a.room.to_lowercase()));
+    want.sort_by_key(|p| std::cmp::Reverse(p.room.to_lowercase()));
     assert_eq!(
         logins(&got),
         want.iter().map(|p| p.login.clone()).collect::<Vec<_>>()
@@ -348,33 +349,31 @@ async fn order_by_several_keys_descending(mut fx: Px) {
 }
 
 async fn totals_are_exact(mut fx: Px) {
-    let r = fx
-        .s
-        .users
-        .search_customer_users(pb::SearchCustomerUsersRequest {
-            page_size: 2,
-            include_total: true,
-            ..req()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let r =
+        fx.s.users
+            .search_customer_users(pb::SearchCustomerUsersRequest {
+                page_size: 2,
+                include_total: true,
+                ..req()
+            })
+            .await
+            .unwrap()
+            .into_inner();
     let valid = fx.people.iter().filter(|p| p.valid).count() as i64;
     assert_eq!(r.total_size, Some(valid));
     assert!(r.uncounted_sources.is_empty());
     assert_eq!(r.customer_users.len(), 2);
-    let r = fx
-        .s
-        .users
-        .search_customer_users(pb::SearchCustomerUsersRequest {
-            criterion: None,
-            include_total: true,
-            filters: [("last_name".to_owned(), "smith".to_owned())].into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let r =
+        fx.s.users
+            .search_customer_users(pb::SearchCustomerUsersRequest {
+                criterion: None,
+                include_total: true,
+                filters: [("last_name".to_owned(), "smith".to_owned())].into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
     let want = fx
         .people
         .iter()
@@ -384,16 +383,15 @@ async fn totals_are_exact(mut fx: Px) {
 }
 
 async fn tokens_are_bound_to_their_query(mut fx: Px) {
-    let first = fx
-        .s
-        .users
-        .search_customer_users(pb::SearchCustomerUsersRequest {
-            page_size: 2,
-            ..req()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let first =
+        fx.s.users
+            .search_customer_users(pb::SearchCustomerUsersRequest {
+                page_size: 2,
+                ..req()
+            })
+            .await
+            .unwrap()
+            .into_inner();
     let token = first.next_page_token.clone();
     assert!(!token.is_empty());
     let other = [
@@ -415,46 +413,43 @@ async fn tokens_are_bound_to_their_query(mut fx: Px) {
         },
     ];
     for r in other {
-        let e = fx
-            .s
-            .users
-            .search_customer_users(pb::SearchCustomerUsersRequest {
-                page_size: 2,
-                page_token: token.clone(),
-                ..r
-            })
-            .await
-            .unwrap_err();
+        let e =
+            fx.s.users
+                .search_customer_users(pb::SearchCustomerUsersRequest {
+                    page_size: 2,
+                    page_token: token.clone(),
+                    ..r
+                })
+                .await
+                .unwrap_err();
         assert_eq!(e.code(), Code::InvalidArgument);
         assert_eq!(violations(&e), ["page_token"]);
     }
     let mut altered = token.clone().into_bytes();
     altered[3] = if altered[3] == b'x' { b'y' } else { b'x' };
     for bad in [String::from_utf8(altered).unwrap(), "garbage".into()] {
-        let e = fx
-            .s
-            .users
-            .search_customer_users(pb::SearchCustomerUsersRequest {
-                page_size: 2,
-                page_token: bad,
-                ..req()
-            })
-            .await
-            .unwrap_err();
+        let e =
+            fx.s.users
+                .search_customer_users(pb::SearchCustomerUsersRequest {
+                    page_size: 2,
+                    page_token: bad,
+                    ..req()
+                })
+                .await
+                .unwrap_err();
         assert_eq!(violations(&e), ["page_token"]);
     }
     // The same query with another page size continues.
-    let next = fx
-        .s
-        .users
-        .search_customer_users(pb::SearchCustomerUsersRequest {
-            page_size: 3,
-            page_token: token,
-            ..req()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let next =
+        fx.s.users
+            .search_customer_users(pb::SearchCustomerUsersRequest {
+                page_size: 3,
+                page_token: token,
+                ..req()
+            })
+            .await
+            .unwrap()
+            .into_inner();
     let valid = expected(&fx.people, |p| p.valid);
     assert_eq!(logins(&next.customer_users), valid[2..5]);
 }
@@ -511,38 +506,35 @@ async fn bounds_and_unknown_attributes(mut fx: Px) {
         assert_eq!(violations(&e), [field]);
     }
     // A page size over the maximum is cut to it, not refused.
-    let r = fx
-        .s
-        .users
-        .search_customer_users(pb::SearchCustomerUsersRequest {
-            page_size: 1_000_000,
-            ..req()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let r =
+        fx.s.users
+            .search_customer_users(pb::SearchCustomerUsersRequest {
+                page_size: 1_000_000,
+                ..req()
+            })
+            .await
+            .unwrap()
+            .into_inner();
     assert!(r.customer_users.len() <= 1000);
-    let e = fx
-        .s
-        .users
-        .batch_get_customer_users(pb::BatchGetCustomerUsersRequest {
-            logins: (0..1001).map(|i| format!("x{i}")).collect(),
-        })
-        .await
-        .unwrap_err();
+    let e =
+        fx.s.users
+            .batch_get_customer_users(pb::BatchGetCustomerUsersRequest {
+                logins: (0..1001).map(|i| format!("x{i}")).collect(),
+            })
+            .await
+            .unwrap_err();
     assert_eq!(violations(&e), ["logins"]);
 }
 
 async fn batch_get_in_request_order(mut fx: Px) {
-    let r = fx
-        .s
-        .users
-        .batch_get_customer_users(pb::BatchGetCustomerUsersRequest {
-            logins: vec!["p05".into(), "nobody".into(), "P01".into(), "p03".into()],
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let r =
+        fx.s.users
+            .batch_get_customer_users(pb::BatchGetCustomerUsersRequest {
+                logins: vec!["p05".into(), "nobody".into(), "P01".into(), "p03".into()],
+            })
+            .await
+            .unwrap()
+            .into_inner();
     assert_eq!(logins(&r.customer_users), ["p05", "p01", "p03"]);
     assert_eq!(r.not_found, ["nobody"]);
     assert_eq!(r.customer_users[0].extra.get("room").unwrap(), "B5");
@@ -552,18 +544,17 @@ async fn customer_lists_page(mut fx: Px) {
     let mut token = String::new();
     let mut got = Vec::new();
     loop {
-        let r = fx
-            .s
-            .customers
-            .list_customer_users_of_customer(pb::ListCustomerUsersOfCustomerRequest {
-                customer_id: "globex".into(),
-                page_size: 3,
-                page_token: token.clone(),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let r =
+            fx.s.customers
+                .list_customer_users_of_customer(pb::ListCustomerUsersOfCustomerRequest {
+                    customer_id: "globex".into(),
+                    page_size: 3,
+                    page_token: token.clone(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
         assert!(r.customer_users.len() <= 3);
         got.extend(logins(&r.customer_users));
         if r.next_page_token.is_empty() {
@@ -587,13 +578,12 @@ async fn concurrent_writes_during_a_walk(mut fx: Px) {
     let mut seen: Vec<String> = Vec::new();
     let mut round = 0;
     loop {
-        let page = fx
-            .s
-            .users
-            .search_customer_users(r.clone())
-            .await
-            .unwrap()
-            .into_inner();
+        let page =
+            fx.s.users
+                .search_customer_users(r.clone())
+                .await
+                .unwrap()
+                .into_inner();
         seen.extend(logins(&page.customer_users));
         if page.next_page_token.is_empty() {
             break;
@@ -630,7 +620,11 @@ async fn concurrent_writes_during_a_walk(mut fx: Px) {
     let unique: HashSet<&String> = seen.iter().collect();
     assert_eq!(unique.len(), seen.len(), "no record twice: {seen:?}");
     let touched: HashSet<String> = (1..=round).map(|i| format!("p{:02}", 30 - i)).collect();
-    for p in fx.people.iter().filter(|p| p.valid && !touched.contains(&p.login)) {
+    for p in fx
+        .people
+        .iter()
+        .filter(|p| p.valid && !touched.contains(&p.login))
+    {
         assert!(seen.contains(&p.login), "{} existed throughout", p.login);
     }
 }
@@ -710,7 +704,11 @@ async fn walks_across_sql_and_ldap_keep_the_first_source() {
         }
         assert_eq!(by_login.len(), all.len(), "{order_by:?}");
         for p in &all[..20] {
-            assert_eq!(by_login[&p.login], "main", "{} from the first source", p.login);
+            assert_eq!(
+                by_login[&p.login], "main",
+                "{} from the first source",
+                p.login
+            );
         }
         for p in &all[20..] {
             assert_eq!(by_login[&p.login], "directory");
@@ -729,4 +727,106 @@ async fn walks_across_sql_and_ldap_keep_the_first_source() {
         .into_inner();
     assert_eq!(r.total_size, Some(all.len() as i64), "deduplicated");
     s.stop().await;
+}
+
+/// Customers walk, filter, order and batch-get like customer users (SQL backends).
+async fn customers_walk_filter_and_batch_get(backend: common::Backend) {
+    let Some(db) = fresh_db(backend).await else {
+        return;
+    };
+    let config =
+        user_source(
+            "main",
+            &db.url,
+            "customer_user",
+            "customer_company_support = false",
+        ) + &common::customer_source("companies", &db.url, "customer_company", "list_limit = 5");
+    let mut s = TestServer::start(&config).await;
+    let cities = ["Berlin", "bonn", "Köln", "Aachen"];
+    for i in 0..23 {
+        s.customers
+            .create_customer(pb::CreateCustomerRequest {
+                customer: Some(pb::Customer {
+                    customer_id: format!("c{i:02}"),
+                    name: format!("Company {i:02}"),
+                    city: cities[i % 4].into(),
+                    validity: pb::Validity::Valid.into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let mut r = pb::SearchCustomersRequest {
+        page_size: 4,
+        order_by: "city desc".into(),
+        filters: [("city".to_owned(), "b*".to_owned())].into(),
+        include_total: true,
+        ..Default::default()
+    };
+    let mut got = Vec::new();
+    let mut total = None;
+    loop {
+        let page = s
+            .customers
+            .search_customers(r.clone())
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(page.customers.len() <= 4);
+        total = total.or(page.total_size);
+        got.extend(page.customers.into_iter().map(|c| (c.city, c.customer_id)));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        r.page_token = page.next_page_token;
+    }
+    let mut want: Vec<(String, String)> = (0..23)
+        .filter(|i| i % 4 < 2)
+        .map(|i| (cities[i % 4].to_owned(), format!("c{i:02}")))
+        .collect();
+    want.sort_by(|a, b| {
+        b.0.to_lowercase()
+            .cmp(&a.0.to_lowercase())
+            .then(a.1.cmp(&b.1))
+    });
+    assert_eq!(got, want);
+    assert_eq!(total, Some(want.len() as i64));
+    let e = s
+        .customers
+        .search_customers(pb::SearchCustomersRequest {
+            filters: [("colour".to_owned(), "x".to_owned())].into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&e), ["filters[colour]"]);
+    let b = s
+        .customers
+        .batch_get_customers(pb::BatchGetCustomersRequest {
+            customer_ids: vec!["C07".into(), "none".into(), "c01".into()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let ids: Vec<&str> = b.customers.iter().map(|c| c.customer_id.as_str()).collect();
+    assert_eq!(ids, ["c07", "c01"]);
+    assert_eq!(b.not_found, ["none"]);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customers_on_sqlite() {
+    customers_walk_filter_and_batch_get(common::Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customers_on_postgres() {
+    customers_walk_filter_and_batch_get(common::Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customers_on_mariadb() {
+    customers_walk_filter_and_batch_get(common::Backend::MySql).await;
 }

@@ -7,8 +7,8 @@ use tonic::{Request, Response, Status};
 use super::convert::{
     check, customer_from_pb, customer_to_pb, deadline, patch_from_pb, status_to_pb, user_to_pb,
 };
-use crate::directory::Directory;
 use super::paging::{next_token, total_to_pb, PageRequest};
+use crate::directory::Directory;
 use crate::domain::{
     query::{parse_within, Grammar, QueryLimits},
     search::{CustomerSearch, Detail},
@@ -189,40 +189,22 @@ impl CustomerService for CustomerApi {
     ) -> Result<Response<pb::ListCustomerUsersOfCustomerResponse>, Status> {
         let until = deadline(&request, self.default_deadline);
         let req = request.into_inner();
-        let no_filters = std::collections::HashMap::new();
-        let paging = PageRequest {
-            page_size: req.page_size,
-            page_token: &req.page_token,
-            filters: &no_filters,
-            order_by: "",
-            include_total: false,
-            limit: req.limit,
-        };
+        let paging = PageRequest::list(req.page_size, &req.page_token, req.limit);
         let rendered = format!("members|{:?}|{}", req.customer_id, req.include_invalid);
         let (detail, digest) =
             paging.detail::<UserField>(&rendered, &|_| false, self.query_limits)?;
-        let walks = paging.walks();
-        let limit = if walks {
-            paging.size()
-        } else {
-            req.limit as usize
-        };
         let merged = self
             .dir
             .customer_users_of(
                 &req.customer_id,
                 req.include_invalid,
-                limit,
+                paging.page_limit(),
                 detail.after.map(|a| a.key),
                 until,
             )
             .await?;
         Ok(Response::new(pb::ListCustomerUsersOfCustomerResponse {
-            next_page_token: if walks {
-                next_token(&digest, merged.next.as_ref())
-            } else {
-                String::new()
-            },
+            next_page_token: paging.token(&digest, merged.next.as_ref()),
             customer_users: merged.items.into_iter().map(user_to_pb).collect(),
             truncated: merged.next.is_some(),
             source_status: merged.status.into_iter().map(status_to_pb).collect(),

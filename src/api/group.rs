@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 use tonic::{Request, Response, Status};
 
 use super::convert::{check, deadline, patch_from_pb, validity_from_pb, validity_to_pb};
-use super::paging::{next_token, PageRequest};
+use super::paging::PageRequest;
 use crate::directory::Directory;
 use crate::domain::{
     group::{Context, Effective, Group, Reason},
@@ -231,30 +231,16 @@ impl GroupService for GroupApi {
     ) -> Result<Response<pb::ListGroupCustomerUsersResponse>, Status> {
         let until = deadline(&request, self.default_deadline);
         let req = request.into_inner();
-        let no_filters = std::collections::HashMap::new();
-        let paging = PageRequest {
-            page_size: req.page_size,
-            page_token: &req.page_token,
-            filters: &no_filters,
-            order_by: "",
-            include_total: false,
-            limit: req.limit,
-        };
+        let paging = PageRequest::list(req.page_size, &req.page_token, req.limit);
         let rendered = format!("group|{:?}|{:?}", req.group, req.permission);
         let (detail, digest) =
             paging.detail::<UserField>(&rendered, &|_| false, QueryLimits::default())?;
-        let walks = paging.walks();
-        let limit = if walks {
-            paging.size()
-        } else {
-            req.limit as usize
-        };
         let (logins, next) = self
             .dir
             .group_customer_users(
                 &req.group,
                 &req.permission,
-                limit,
+                paging.page_limit(),
                 detail.after.map(|a| a.key),
                 until,
             )
@@ -266,11 +252,7 @@ impl GroupService for GroupApi {
         Ok(Response::new(pb::ListGroupCustomerUsersResponse {
             logins,
             truncated: next.is_some(),
-            next_page_token: if walks {
-                next_token(&digest, next.as_ref())
-            } else {
-                String::new()
-            },
+            next_page_token: paging.token(&digest, next.as_ref()),
         }))
     }
 

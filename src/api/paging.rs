@@ -25,7 +25,41 @@ pub struct PageRequest<'a> {
     pub limit: u32,
 }
 
-impl PageRequest<'_> {
+/// No filters (for lists, which page by key alone).
+static NO_FILTERS: std::sync::LazyLock<HashMap<String, String>> =
+    std::sync::LazyLock::new(HashMap::new);
+
+impl<'a> PageRequest<'a> {
+    /// The paging part of a list request (by key; no filters, order or totals).
+    pub fn list(page_size: u32, page_token: &'a str, limit: u32) -> Self {
+        Self {
+            page_size,
+            page_token,
+            filters: &NO_FILTERS,
+            order_by: "",
+            include_total: false,
+            limit,
+        }
+    }
+
+    /// The most records to answer: the page size when walking, else the legacy `limit`.
+    pub fn page_limit(&self) -> usize {
+        if self.walks() {
+            self.size()
+        } else {
+            self.limit as usize
+        }
+    }
+
+    /// The `next_page_token` of the answer: empty unless walking.
+    pub fn token(&self, digest: &[u8; 16], next: Option<&SortKey>) -> String {
+        if self.walks() {
+            next_token(digest, next)
+        } else {
+            String::new()
+        }
+    }
+
     /// Whether the request walks (anything of paging, filters, order or totals is set); other
     /// requests keep the one-list answer cut at `limit`.
     pub fn walks(&self) -> bool {

@@ -22,10 +22,10 @@ use super::Directory;
 use crate::domain::{
     fold,
     search::{CustomerSearch, Detail, Order, Page, SortKey, UserSearch},
-    Customer, CustomerUser, Record,
+    Customer, CustomerField, CustomerUser, Record, UserField,
 };
 use crate::error::{Error, Result};
-use crate::source::SourceError;
+use crate::source::{CustomerSourceBundle, SourceError, UserSourceBundle};
 
 /// The most matches a count reads; past it the count is not given (every source is named
 /// uncounted) rather than guessed.
@@ -97,7 +97,9 @@ where
                 Ok(found) => held.extend(found.into_iter().map(|k| (j, fold(&k)))),
                 // An earlier source that cannot say is treated as holding nothing (its status
                 // says it failed already, or the page has a partial answer).
-                Err(e) => tracing::debug!(source = b.source.name(), error = %e, "holds check failed"),
+                Err(e) => {
+                    tracing::debug!(source = b.source.name(), error = %e, "holds check failed")
+                }
             }
         }
         items.retain(|(i, r)| {
@@ -169,6 +171,109 @@ where
         count: Some(counted),
         uncounted,
     }
+}
+
+/// What a walk needs of a search and of the sources it runs on, for customer users and
+/// customers alike.
+trait Walkable: Clone + Send + Sync {
+    type Record: Record;
+    type Source: Held + Sync;
+    fn detail(&mut self) -> &mut Detail<<Self::Record as Record>::Field>;
+    fn limit(&mut self) -> &mut usize;
+    /// The search on one source.
+    fn run<'a>(&'a self, source: &'a Self::Source) -> BoxFuture<'a, Page<Self::Record>>;
+    /// Which of `keys` the source holds (any validity).
+    fn holds(source: &Self::Source, keys: Vec<String>) -> BoxFuture<'_, Vec<String>>;
+}
+
+type BoxFuture<'a, T> =
+    std::pin::Pin<Box<dyn Future<Output = std::result::Result<T, SourceError>> + Send + 'a>>;
+
+impl Walkable for UserSearch {
+    type Record = CustomerUser;
+    type Source = UserSourceBundle;
+    fn detail(&mut self) -> &mut Detail<UserField> {
+        &mut self.detail
+    }
+    fn limit(&mut self) -> &mut usize {
+        &mut self.limit
+    }
+    fn run<'a>(&'a self, source: &'a UserSourceBundle) -> BoxFuture<'a, Page<CustomerUser>> {
+        source.reader.search(self)
+    }
+    fn holds(source: &UserSourceBundle, keys: Vec<String>) -> BoxFuture<'_, Vec<String>> {
+        Box::pin(async move {
+            let found = source.reader.get_many(&keys).await?;
+            Ok(found.into_iter().map(|u| u.login).collect())
+        })
+    }
+}
+
+impl Walkable for CustomerSearch {
+    type Record = Customer;
+    type Source = CustomerSourceBundle;
+    fn detail(&mut self) -> &mut Detail<CustomerField> {
+        &mut self.detail
+    }
+    fn limit(&mut self) -> &mut usize {
+        &mut self.limit
+    }
+    fn run<'a>(&'a self, source: &'a CustomerSourceBundle) -> BoxFuture<'a, Page<Customer>> {
+        source.reader.search(self)
+    }
+    fn holds(source: &CustomerSourceBundle, keys: Vec<String>) -> BoxFuture<'_, Vec<String>> {
+        Box::pin(async move {
+            let found = get_each(&keys, |k| source.reader.get(k)).await?;
+            Ok(found.into_iter().map(|c| c.customer_id).collect())
+        })
+    }
+}
+
+/// One page of a walk over the selected sources, and the count when asked for.
+async fn walk<Q: Walkable>(
+    all: &[Bounded<Q::Source>],
+    mut search: Q,
+    only: &[String],
+    include_total: bool,
+    deadline: Instant,
+) -> Result<Walk<Q::Record>> {
+    let sources = selected(all, only)?;
+    search.detail().paged = true;
+    let limit = *search.limit();
+    let order = search.detail().order.clone();
+    let query = &search;
+    let (items, next, status) = step(
+        &sources,
+        &order,
+        limit,
+        deadline,
+        |s| query.run(s),
+        |s, keys| Q::holds(s, keys),
+    )
+    .await?;
+    let total = if include_total {
+        // The same search by key from the start, in the largest steps.
+        let mut by_key = search.clone();
+        *by_key.limit() = super::MAX_LIMIT;
+        by_key.detail().order = Order { keys: Vec::new() };
+        let by_key = &by_key;
+        Some(
+            count(&sources, deadline, |s, after| {
+                let mut q = by_key.clone();
+                q.detail().after = after;
+                async move { q.run(s).await }
+            })
+            .await,
+        )
+    } else {
+        None
+    };
+    Ok(Walk {
+        items,
+        next,
+        status,
+        total,
+    })
 }
 
 /// The selected sources (`only` empty: all), or `InvalidArgument` naming `sources[i]`.
@@ -244,107 +349,23 @@ impl Directory {
     /// the filters, order and position. With `include_total` the answer carries the count.
     pub async fn walk_users(
         &self,
-        mut search: UserSearch,
+        search: UserSearch,
         only: &[String],
         include_total: bool,
         deadline: Instant,
     ) -> Result<Walk<CustomerUser>> {
-        let sources = selected(&self.users, only)?;
-        search.detail.paged = true;
-        let limit = search.limit;
-        let search = &search;
-        let (items, next, status) = step(
-            &sources,
-            &search.detail.order,
-            limit,
-            deadline,
-            |s| s.reader.search(search),
-            |s, keys| async move {
-                Ok(s.reader
-                    .get_many(&keys)
-                    .await?
-                    .into_iter()
-                    .map(|u| u.login)
-                    .collect())
-            },
-        )
-        .await?;
-        let total = if include_total {
-            Some(
-                count(&sources, deadline, |s, after| {
-                    let search = UserSearch {
-                        limit: super::MAX_LIMIT,
-                        detail: Detail {
-                            order: Order { keys: Vec::new() },
-                            after,
-                            ..search.detail.clone()
-                        },
-                        ..search.clone()
-                    };
-                    async move { s.reader.search(&search).await }
-                })
-                .await,
-            )
-        } else {
-            None
-        };
-        Ok(Walk {
-            items,
-            next,
-            status,
-            total,
-        })
+        walk(&self.users, search, only, include_total, deadline).await
     }
 
     /// One page of a customer walk (see [`Directory::walk_users`]).
     pub async fn walk_customers(
         &self,
-        mut search: CustomerSearch,
+        search: CustomerSearch,
         only: &[String],
         include_total: bool,
         deadline: Instant,
     ) -> Result<Walk<Customer>> {
-        let sources = selected(&self.customers, only)?;
-        search.detail.paged = true;
-        let limit = search.limit;
-        let search = &search;
-        let (items, next, status) = step(
-            &sources,
-            &search.detail.order,
-            limit,
-            deadline,
-            |s| s.reader.search(search),
-            |s, keys| async move {
-                let found = get_each(&keys, |k| s.reader.get(k)).await?;
-                Ok(found.into_iter().map(|c| c.customer_id).collect())
-            },
-        )
-        .await?;
-        let total = if include_total {
-            Some(
-                count(&sources, deadline, |s, after| {
-                    let search = CustomerSearch {
-                        limit: super::MAX_LIMIT,
-                        detail: Detail {
-                            order: Order { keys: Vec::new() },
-                            after,
-                            ..search.detail.clone()
-                        },
-                        ..search.clone()
-                    };
-                    async move { s.reader.search(&search).await }
-                })
-                .await,
-            )
-        } else {
-            None
-        };
-        Ok(Walk {
-            items,
-            next,
-            status,
-            total,
-        })
+        walk(&self.customers, search, only, include_total, deadline).await
     }
 
     /// The customer users with these logins, in request order (first source wins), and the

@@ -204,10 +204,8 @@ impl<F: Field> Order<F> {
 
     /// Sorts `records` in this order (stable: equal positions keep their order).
     pub fn sort(&self, records: &mut Vec<F::Record>) {
-        let mut keyed: Vec<(SortKey, F::Record)> = records
-            .drain(..)
-            .map(|r| (self.sort_key(&r), r))
-            .collect();
+        let mut keyed: Vec<(SortKey, F::Record)> =
+            records.drain(..).map(|r| (self.sort_key(&r), r)).collect();
         keyed.sort_by(|a, b| self.compare(&a.0, &b.0));
         records.extend(keyed.into_iter().map(|(_, r)| r));
     }
@@ -265,7 +263,9 @@ impl<F: Field> Detail<F> {
 
     /// A validity filter asks for invalid records too.
     pub fn wants_invalid(&self) -> bool {
-        self.filters.iter().any(|f| matches!(f, Filter::Validity(_)))
+        self.filters
+            .iter()
+            .any(|f| matches!(f, Filter::Validity(_)))
     }
 }
 
@@ -525,7 +525,10 @@ mod tests {
         assert!(detail.filters_match(&u, CaseRule::new(false)));
         assert!(!detail.filters_match(&u, CaseRule::new(true)), "case rule");
         u.create_time = Some(Timestamp(1_704_153_600));
-        assert!(!detail.filters_match(&u, CaseRule::new(false)), "< is strict");
+        assert!(
+            !detail.filters_match(&u, CaseRule::new(false)),
+            "< is strict"
+        );
         u.create_time = None;
         assert!(!detail.filters_match(&u, CaseRule::new(false)));
         assert!(detail.wants_invalid());

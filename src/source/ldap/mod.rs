@@ -667,7 +667,10 @@ pub fn detail_page<F: Field>(
             "a page or an order_by reads at most {ORDER_SCAN_MAX} matches of a directory; narrow the search with filters"
         )));
     }
-    let kept: Vec<F::Record> = found.into_iter().filter(|r| detail.keeps(r, case)).collect();
+    let kept: Vec<F::Record> = found
+        .into_iter()
+        .filter(|r| detail.keeps(r, case))
+        .collect();
     let mut page = detail.page_of(kept, limit);
     page.truncated |= cut;
     Ok(page)
