@@ -309,8 +309,10 @@ impl SqlUserSource {
 }
 
 /// The index DDL a customer-user source configured as `cfg` wants on `dialect`: `LOWER()`
-/// indexes on login, customer id and postmaster fields, trigram indexes on the search fields.
-/// None for a source that is not SQL.
+/// indexes on login, customer id and postmaster fields, trigram indexes on the search fields,
+/// and on PostgreSQL the walk index `(LOWER(login) COLLATE "C", login)`, the order of keyset
+/// pages (SQLite's `LOWER(login)` index serves that order already; MariaDB has no expression
+/// indexes). None for a source that is not SQL.
 pub fn index_statements_for(cfg: &UserSourceSettings, dialect: Dialect) -> Vec<IndexDdl> {
     let Some(sql) = cfg.sql() else {
         return Vec::new();
@@ -323,7 +325,14 @@ pub fn index_statements_for(cfg: &UserSourceSettings, dialect: Dialect) -> Vec<I
             .iter()
             .filter_map(|a| cfg.map.column(a)),
     );
-    super::index_statements(dialect, &sql.table, &eq, &search_columns(cfg))
+    let mut out = super::index_statements(dialect, &sql.table, &eq, &search_columns(cfg));
+    if let (Dialect::Postgres, Some(login)) = (dialect, col(UserField::Login)) {
+        out.push(IndexDdl::Statement(format!(
+            "CREATE INDEX IF NOT EXISTS {table}_{login}_walk ON {table} ((LOWER({login}) COLLATE \"C\"), {login})",
+            table = sql.table
+        )));
+    }
+    out
 }
 
 /// The columns of the configured search fields.
