@@ -9,7 +9,7 @@ use crate::config::ResolvedMap;
 use crate::domain::{
     fold,
     query::Pattern,
-    search::{Detail, Filter, Page, ORDER_SCAN_MAX},
+    search::{Detail, Filter, Page, TimeField, ORDER_SCAN_MAX},
     Attr, CaseRule, Field, Patch, Record, Validity,
 };
 use crate::source::SourceError;
@@ -207,7 +207,14 @@ impl<F: Field> Table<F> {
             if let Some(pos) = &detail.after {
                 self.push_after(&mut sql, &pos.key);
             }
-            return self.fetch_checked(db, sql, limit, keep, checked).await;
+            let page = self.fetch_checked(db, sql, limit, keep, checked).await?;
+            if detail.paged && page.truncated && page.items.is_empty() {
+                // No position to continue from: a walk cannot go on past this source.
+                return Err(SourceError::Failed(format!(
+                    "no match among the rows of {PAGE_STATEMENTS_MAX} statements; narrow the search"
+                )));
+            }
+            return Ok(page);
         }
         let all = self
             .fetch_checked(db, sql, ORDER_SCAN_MAX, keep, checked)
@@ -221,8 +228,8 @@ impl<F: Field> Table<F> {
     }
 
     /// ` AND <condition>` for each filter the table can narrow with: a pattern on a mapped
-    /// column ([`Sql::matches`], a necessary condition) and a validity. Time ranges and
-    /// unmapped attributes are decided in Rust only.
+    /// column ([`Sql::matches`], a necessary condition), a validity, a time range (on the
+    /// epoch seconds the record is read with). Unmapped attributes are decided in Rust only.
     pub fn push_filters(&self, sql: &mut Sql, detail: &Detail<F>) {
         for f in &detail.filters {
             match f {
@@ -236,6 +243,20 @@ impl<F: Field> Table<F> {
                     if let Some(c) = &self.validity_col {
                         sql.push(" AND ").push(c).push(" = ").int(i64::from(v.id()));
                     }
+                }
+                Filter::Time {
+                    field,
+                    at_least,
+                    at,
+                } if !self.foreign_db => {
+                    let col = match field {
+                        TimeField::Create => "create_time",
+                        TimeField::Change => "change_time",
+                    };
+                    sql.push(" AND ")
+                        .push(&self.dialect.epoch(col))
+                        .push(if *at_least { " >= " } else { " < " })
+                        .int(*at);
                 }
                 Filter::Time { .. } => {}
             }
