@@ -146,9 +146,9 @@ impl<F: Field> Table<F> {
     /// position of a page token) in the walk's order by key — a *necessary* condition, the
     /// exact test is [`Detail::is_after`](crate::domain::search::Detail::is_after) in Rust.
     /// PostgreSQL folds like Rust: `LOWER(key) > after`. Elsewhere (SQLite folds ASCII only;
-    /// case-sensitive sources) the condition is `LOWER(key) >= <the ASCII prefix of after>`:
-    /// a non-ASCII character sorts after every ASCII one under either folding, so every row
-    /// after the position satisfies it.
+    /// MariaDB folds its own way; case-sensitive sources) the condition is
+    /// `LOWER(key) >= <the ASCII prefix of after>[U+0080]`: a non-ASCII character sorts after
+    /// every ASCII one under any folding, so every row after the position satisfies it.
     pub fn push_after(&self, sql: &mut Sql, after: &str) {
         const MARK: &str = "\u{1}";
         let folded_key = self.dialect.order_folded(&self.key_col);
@@ -159,8 +159,14 @@ impl<F: Field> Table<F> {
         let (op, bound) = if self.sql_is_exact() {
             (" > ", after.to_owned())
         } else {
-            let end = after.find(|c: char| !c.is_ascii()).unwrap_or(after.len());
-            (" >= ", after[..end].to_owned())
+            // The ASCII prefix, then (when a non-ASCII character follows) U+0080: a row
+            // after the position either differs from it within the prefix (then it sorts
+            // after the prefix under either folding) or continues the prefix with a
+            // non-ASCII character, which no folding makes ASCII.
+            match after.find(|c: char| !c.is_ascii()) {
+                Some(end) => (" >= ", format!("{}\u{80}", &after[..end])),
+                None => (" >= ", after.to_owned()),
+            }
         };
         sql.push(" AND ")
             .push(&folded_key)
