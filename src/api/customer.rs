@@ -7,7 +7,7 @@ use tonic::{Request, Response, Status};
 use super::convert::{
     check, customer_from_pb, customer_to_pb, deadline, patch_from_pb, status_to_pb, user_to_pb,
 };
-use super::paging::{next_token, total_to_pb, PageRequest};
+use super::paging::{answer, PageRequest};
 use crate::directory::Directory;
 use crate::domain::{
     query::{parse_within, Grammar, QueryLimits},
@@ -136,14 +136,14 @@ impl CustomerService for CustomerApi {
                 .dir
                 .walk_customers(search, &req.sources, req.include_total, until)
                 .await?;
-            let (total_size, uncounted_sources) = total_to_pb(walk.total);
+            let a = answer(walk, &digest, customer_to_pb);
             return Ok(Response::new(pb::SearchCustomersResponse {
-                customers: walk.items.into_iter().map(customer_to_pb).collect(),
-                truncated: walk.next.is_some(),
-                source_status: walk.status.into_iter().map(status_to_pb).collect(),
-                next_page_token: next_token(&digest, walk.next.as_ref()),
-                total_size,
-                uncounted_sources,
+                customers: a.items,
+                truncated: a.truncated,
+                source_status: a.source_status,
+                next_page_token: a.next_page_token,
+                total_size: a.total_size,
+                uncounted_sources: a.uncounted_sources,
             }));
         }
         let merged = self

@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 use tonic::{Request, Response, Status};
 
 use super::convert::{check, deadline, patch_from_pb, status_to_pb, user_from_pb, user_to_pb};
-use super::paging::{next_token, total_to_pb, PageRequest};
+use super::paging::{answer, PageRequest};
 use crate::directory::Directory;
 use crate::domain::{
     email, limits,
@@ -187,14 +187,14 @@ impl CustomerUserService for CustomerUserApi {
                 .dir
                 .walk_users(search, &req.sources, req.include_total, until)
                 .await?;
-            let (total_size, uncounted_sources) = total_to_pb(walk.total);
+            let a = answer(walk, &digest, user_to_pb);
             return Ok(Response::new(pb::SearchCustomerUsersResponse {
-                customer_users: walk.items.into_iter().map(user_to_pb).collect(),
-                truncated: walk.next.is_some(),
-                source_status: walk.status.into_iter().map(status_to_pb).collect(),
-                next_page_token: next_token(&digest, walk.next.as_ref()),
-                total_size,
-                uncounted_sources,
+                customer_users: a.items,
+                truncated: a.truncated,
+                source_status: a.source_status,
+                next_page_token: a.next_page_token,
+                total_size: a.total_size,
+                uncounted_sources: a.uncounted_sources,
             }));
         }
         let criterion = criterion(req.criterion, self.query_limits)?;
