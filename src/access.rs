@@ -95,6 +95,10 @@ pub const SCOPE_TABLE: &[(&str, Scope)] = {
             CustomerUsersRead,
         ),
         (
+            "/clientele.v1.CustomerUserService/BatchGetCustomerUsers",
+            CustomerUsersRead,
+        ),
+        (
             "/clientele.v1.CustomerUserService/ResolveSenders",
             CustomerUsersRead,
         ),
@@ -125,6 +129,10 @@ pub const SCOPE_TABLE: &[(&str, Scope)] = {
         ),
         (
             "/clientele.v1.CustomerService/SearchCustomers",
+            CustomersRead,
+        ),
+        (
+            "/clientele.v1.CustomerService/BatchGetCustomers",
             CustomersRead,
         ),
         (

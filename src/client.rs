@@ -915,6 +915,7 @@ async fn customer(c: &mut Clients, cmd: CustomerCommand) -> Result<Out, String> 
                     customer_id,
                     include_invalid,
                     limit,
+                    ..Default::default()
                 })?)
                 .await
                 .map_err(status)?
@@ -1119,6 +1120,7 @@ async fn group(c: &mut Clients, cmd: GroupCommand) -> Result<Out, String> {
                     group,
                     permission,
                     limit,
+                    ..Default::default()
                 })?)
                 .await
                 .map_err(status)?

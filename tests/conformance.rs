@@ -829,6 +829,7 @@ async fn multiple_sources(backend: Backend) {
             sources: vec!["second".into()],
             limit: 10,
             include_invalid: false,
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -125,12 +125,39 @@ impl Env {
             .collect()
     }
 
+    /// Every member, walked in pages of `size` (each page at most `size`).
+    async fn members_paged(&mut self, group: &str, perm: &str, size: u32) -> Vec<String> {
+        let mut token = String::new();
+        let mut out = Vec::new();
+        loop {
+            let r = self
+                .groups
+                .list_group_customer_users(pb::ListGroupCustomerUsersRequest {
+                    group: group.into(),
+                    permission: perm.into(),
+                    page_size: size,
+                    page_token: token,
+                    ..Default::default()
+                })
+                .await
+                .expect("list members")
+                .into_inner();
+            assert!(r.logins.len() <= size as usize);
+            out.extend(r.logins);
+            if r.next_page_token.is_empty() {
+                return out;
+            }
+            token = r.next_page_token;
+        }
+    }
+
     async fn members(&mut self, group: &str, perm: &str) -> Vec<String> {
         self.groups
             .list_group_customer_users(pb::ListGroupCustomerUsersRequest {
                 group: group.into(),
                 permission: perm.into(),
                 limit: 0,
+                ..Default::default()
             })
             .await
             .expect("list members")
@@ -414,6 +441,38 @@ async fn always_groups_and_support_off(backend: Backend) {
     );
     assert_eq!(e.members("users", "ro").await, ["uid"]);
     assert!(e.members("admin", "ro").await.is_empty());
+    // Members page by login: an always-group (every valid user) and granted ones.
+    for i in 0..5 {
+        e.user(&format!("u{i}"), "cid").await;
+        e.grant_user(&format!("u{i}"), "admin", &[("ro", true)])
+            .await;
+    }
+    let everyone = ["u0", "u1", "u2", "u3", "u4", "uid"];
+    assert_eq!(e.members_paged("users", "ro", 2).await, everyone);
+    assert_eq!(e.members_paged("admin", "ro", 2).await, everyone[..5]);
+    let first = e
+        .groups
+        .list_group_customer_users(pb::ListGroupCustomerUsersRequest {
+            group: "admin".into(),
+            permission: "ro".into(),
+            page_size: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let e2 = e
+        .groups
+        .list_group_customer_users(pb::ListGroupCustomerUsersRequest {
+            group: "admin".into(),
+            permission: "rw".into(),
+            page_size: 2,
+            page_token: first.next_page_token,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&e2), ["page_token"], "bound to its query");
     // An invalid always-group counts for nothing.
     e.groups
         .update_group(pb::UpdateGroupRequest {

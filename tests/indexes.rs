@@ -80,6 +80,7 @@ fn search(criterion: UserCriterion) -> UserSearch {
         criterion,
         include_invalid: false,
         limit: 250,
+        detail: clientele::domain::search::Detail::default(),
     }
 }
 

@@ -726,6 +726,7 @@ async fn mariadb_a_negated_search_pages_onward() {
         limit,
         include_invalid: false,
         sources: vec![],
+        ..Default::default()
     };
     let page = s
         .users

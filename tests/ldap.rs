@@ -242,6 +242,7 @@ async fn ldap_customers_and_groups_for_ldap_users() {
             group: "admin".into(),
             permission: "ro".into(),
             limit: 0,
+            ..Default::default()
         })
         .await
         .unwrap()

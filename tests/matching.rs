@@ -52,6 +52,7 @@ async fn users_of(s: &mut TestServer, customer_id: &str) -> Vec<String> {
             customer_id: customer_id.into(),
             include_invalid: false,
             limit: 0,
+            ..Default::default()
         })
         .await
         .unwrap_or_else(|e| panic!("{customer_id}: {e:?}"))

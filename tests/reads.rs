@@ -391,6 +391,7 @@ async fn customer_users_of_customer(mut fx: Fixture) {
         customer_id: customer_id.into(),
         include_invalid,
         limit: 0,
+        ..Default::default()
     };
     let names = |r: pb::ListCustomerUsersOfCustomerResponse| {
         r.customer_users

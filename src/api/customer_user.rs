@@ -5,12 +5,13 @@ use std::{sync::Arc, time::Duration};
 use tonic::{Request, Response, Status};
 
 use super::convert::{check, deadline, patch_from_pb, status_to_pb, user_from_pb, user_to_pb};
+use super::paging::{answer, PageRequest};
 use crate::directory::Directory;
 use crate::domain::{
     email, limits,
     query::{parse_within, Grammar, Pattern, QueryLimits},
-    search::UserCriterion,
-    Validity,
+    search::{UserCriterion, UserSearch},
+    UserField, Validity,
 };
 use crate::error::{Error, FieldViolation};
 use crate::proto::{self as pb, customer_user_service_server::CustomerUserService};
@@ -66,7 +67,7 @@ fn criterion(
     match c {
         None => Err(Error::invalid(
             "criterion",
-            "set exactly one of query, email, customer_id, login",
+            "set exactly one of query, email, customer_id, login (or give filters)",
         )),
         Some(C::Query(q)) => parse_within(&q, Grammar::CustomerUser, limits)
             .map(UserCriterion::Query)
@@ -155,6 +156,47 @@ impl CustomerUserService for CustomerUserApi {
     ) -> Result<Response<pb::SearchCustomerUsersResponse>, Status> {
         let until = deadline(&request, self.default_deadline);
         let req = request.into_inner();
+        let paging = PageRequest {
+            page_size: req.page_size,
+            page_token: &req.page_token,
+            filters: &req.filters,
+            order_by: &req.order_by,
+            include_total: req.include_total,
+            limit: req.limit,
+        };
+        if paging.walks() {
+            // A search by filters alone matches every record the filters keep.
+            let criterion = match req.criterion {
+                None if !req.filters.is_empty() => UserCriterion::everything(),
+                c => criterion(c, self.query_limits)?,
+            };
+            let query = format!("{criterion:?}|{}|{:?}", req.include_invalid, req.sources);
+            let dir = &self.dir;
+            let (detail, digest) = paging.detail::<UserField>(
+                &query,
+                &|n| dir.user_extra_known(n),
+                self.query_limits,
+            )?;
+            let search = UserSearch {
+                criterion,
+                include_invalid: req.include_invalid,
+                limit: paging.size(),
+                detail,
+            };
+            let walk = self
+                .dir
+                .walk_users(search, &req.sources, req.include_total, until)
+                .await?;
+            let a = answer(walk, &digest, user_to_pb);
+            return Ok(Response::new(pb::SearchCustomerUsersResponse {
+                customer_users: a.items,
+                truncated: a.truncated,
+                source_status: a.source_status,
+                next_page_token: a.next_page_token,
+                total_size: a.total_size,
+                uncounted_sources: a.uncounted_sources,
+            }));
+        }
         let criterion = criterion(req.criterion, self.query_limits)?;
         let merged = self
             .dir
@@ -170,6 +212,20 @@ impl CustomerUserService for CustomerUserApi {
             customer_users: merged.items.into_iter().map(user_to_pb).collect(),
             truncated: merged.truncated,
             source_status: merged.status.into_iter().map(status_to_pb).collect(),
+            ..Default::default()
+        }))
+    }
+
+    async fn batch_get_customer_users(
+        &self,
+        request: Request<pb::BatchGetCustomerUsersRequest>,
+    ) -> Result<Response<pb::BatchGetCustomerUsersResponse>, Status> {
+        let until = deadline(&request, self.default_deadline);
+        let req = request.into_inner();
+        let (found, not_found) = self.dir.batch_get_users(&req.logins, until).await?;
+        Ok(Response::new(pb::BatchGetCustomerUsersResponse {
+            customer_users: found.into_iter().map(user_to_pb).collect(),
+            not_found,
         }))
     }
 

@@ -5,10 +5,13 @@ use std::{sync::Arc, time::Duration};
 use tonic::{Request, Response, Status};
 
 use super::convert::{check, deadline, patch_from_pb, validity_from_pb, validity_to_pb};
+use super::paging::PageRequest;
 use crate::directory::Directory;
 use crate::domain::{
     group::{Context, Effective, Group, Reason},
-    Validity,
+    query::QueryLimits,
+    search::SortKey,
+    UserField, Validity,
 };
 use crate::error::{Error, FieldViolation};
 use crate::proto::{self as pb, group_service_server::GroupService};
@@ -228,13 +231,28 @@ impl GroupService for GroupApi {
     ) -> Result<Response<pb::ListGroupCustomerUsersResponse>, Status> {
         let until = deadline(&request, self.default_deadline);
         let req = request.into_inner();
-        let (logins, truncated) = self
+        let paging = PageRequest::list(req.page_size, &req.page_token, req.limit);
+        let rendered = format!("group|{:?}|{:?}", req.group, req.permission);
+        let (detail, digest) =
+            paging.detail::<UserField>(&rendered, &|_| false, QueryLimits::default())?;
+        let (logins, next) = self
             .dir
-            .group_customer_users(&req.group, &req.permission, req.limit as usize, until)
+            .group_customer_users(
+                &req.group,
+                &req.permission,
+                paging.page_limit(),
+                detail.after.map(|a| a.key),
+                until,
+            )
             .await?;
+        let next = next.map(|key| SortKey {
+            values: Vec::new(),
+            key,
+        });
         Ok(Response::new(pb::ListGroupCustomerUsersResponse {
             logins,
-            truncated,
+            truncated: next.is_some(),
+            next_page_token: paging.token(&digest, next.as_ref()),
         }))
     }
 

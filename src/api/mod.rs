@@ -6,6 +6,7 @@ pub mod convert;
 pub mod customer;
 pub mod customer_user;
 pub mod group;
+mod paging;
 mod redact;
 pub mod status;
 

@@ -795,6 +795,7 @@ async fn customers(
                         query: expr,
                         include_invalid: true,
                         limit: c.list_limit,
+                        detail: Default::default(),
                     },
                     &[],
                     c.deadline(),
@@ -926,7 +927,7 @@ async fn customer_page(c: &Console, ctx: &Ctx, id: &str, fb: Feedback) -> Respon
     let users = if c.may(ctx, "CustomerService/ListCustomerUsersOfCustomer") {
         Some(
             c.dir
-                .customer_users_of(&customer.customer_id, true, c.list_limit, until)
+                .customer_users_of(&customer.customer_id, true, c.list_limit, None, until)
                 .await,
         )
     } else {
@@ -946,7 +947,13 @@ async fn customer_page(c: &Console, ctx: &Ctx, id: &str, fb: Feedback) -> Respon
         @if let Some(users) = users {
             section aria-labelledby="h-users" {
                 h2 id="h-users" { "Customer users" }
-                @match users { Ok(m) => (user_table(&m.items)), Err(e) => (error_box(&error_words(&e).1)) }
+                @match users {
+                    Ok(m) => {
+                        (user_table(&m.items))
+                        @if m.next.is_some() { p { "only the first " (c.list_limit) " are listed" } }
+                    }
+                    Err(e) => (error_box(&error_words(&e).1)),
+                }
             }
         }
         @if c.may(ctx, "GroupService/SetCustomerPermissions") {
@@ -1097,7 +1104,7 @@ async fn group_page(c: &Console, ctx: &Ctx, name: &str, fb: Feedback) -> Respons
     let writable = c.may(ctx, "GroupService/UpdateGroup");
     let members = c
         .dir
-        .group_customer_users(&g.name, "ro", c.list_limit, c.deadline())
+        .group_customer_users(&g.name, "ro", c.list_limit, None, c.deadline())
         .await;
     let path = format!("/groups/{}", escape_path(&g.name));
     let body = html! {
@@ -1111,9 +1118,9 @@ async fn group_page(c: &Console, ctx: &Ctx, name: &str, fb: Feedback) -> Respons
         section aria-labelledby="h-members" {
             h2 id="h-members" { "Customer users with ro" }
             @match members {
-                Ok((logins, truncated)) => {
+                Ok((logins, next)) => {
                     ul { @for l in &logins { li { a href={ "/customer-users/" (escape_path(l)) } { (l) } } } }
-                    @if truncated { p { "only the first " (c.list_limit) " are listed" } }
+                    @if next.is_some() { p { "only the first " (c.list_limit) " are listed" } }
                 }
                 Err(e) => (error_box(&error_words(&e).1)),
             }

@@ -13,7 +13,11 @@ use futures::future::join_all;
 use tokio::time::{timeout_at, Instant};
 use tracing::Instrument;
 
-use crate::domain::{fold, search::Page, Record};
+use crate::domain::{
+    fold,
+    search::{Order, Page, SortKey},
+    Record,
+};
 use crate::error::{Error, Result};
 use crate::source::{
     breaker::Fuse, cached, CustomerSourceBundle, CustomerWriter, SourceError, UserSourceBundle,
@@ -325,6 +329,84 @@ pub fn merge_pages<S: Held, R: Record>(
     Ok(Merged {
         items,
         truncated,
+        status: collected.status,
+    })
+}
+
+/// A merged page of a walk.
+#[derive(Debug, Clone)]
+pub struct Walked<T> {
+    /// In the walk's order, each key once.
+    pub items: Vec<(usize, T)>,
+    /// The position the next page starts after; `None` on the last page.
+    pub next: Option<SortKey>,
+    pub status: Vec<SourceStatus>,
+}
+
+/// Merges the pages of one step of a walk, each in `order` and cut at `limit` by its source
+/// (`truncated`: the source has more after its last record). The page is the first `limit`
+/// records of the union in `order` that lie no further than the *horizon* — the earliest last
+/// record of a truncated source, past which that source's records are unknown — so no record
+/// is answered before one that sorts ahead of it. A key is answered once, from the first
+/// source (in precedence order) among those on the page that hold it. `next` is the position of
+/// the last record considered, whenever anything is left (a source was truncated or the page
+/// was cut). Items carry the index of their source.
+pub fn merge_walk<S: Held, R: Record>(
+    results: Vec<(&S, std::result::Result<Page<R>, SourceError>)>,
+    sources: &[&str],
+    order: &Order<R::Field>,
+    limit: usize,
+) -> Result<Walked<R>> {
+    let collected = collect(results, |p| (p.items.len(), p.truncated))?;
+    let mut horizon: Option<SortKey> = None;
+    let mut more = false;
+    let mut entries: Vec<(SortKey, usize, R)> = Vec::new();
+    for (source, page) in collected.answers {
+        let index = sources
+            .iter()
+            .position(|n| *n == source.name())
+            .unwrap_or(usize::MAX);
+        let keyed: Vec<(SortKey, usize, R)> = page
+            .items
+            .into_iter()
+            .map(|r| (order.sort_key(&r), index, r))
+            .collect();
+        if page.truncated {
+            more = true;
+            if let Some((last, _, _)) = keyed.iter().max_by(|a, b| order.compare(&a.0, &b.0)) {
+                if horizon
+                    .as_ref()
+                    .is_none_or(|h| order.compare(last, h) == std::cmp::Ordering::Less)
+                {
+                    horizon = Some(last.clone());
+                }
+            }
+        }
+        entries.extend(keyed);
+    }
+    entries.sort_by(|a, b| order.compare(&a.0, &b.0).then(a.1.cmp(&b.1)));
+    if let Some(h) = &horizon {
+        entries.retain(|e| order.compare(&e.0, h) != std::cmp::Ordering::Greater);
+    }
+    // The first source's record per key, wherever the others sort.
+    let mut first: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for (k, i, _) in &entries {
+        let best = first.entry(k.key.clone()).or_insert(*i);
+        *best = (*best).min(*i);
+    }
+    entries.retain(|(k, i, _)| first.get(&k.key) == Some(i));
+    if entries.len() > limit {
+        entries.truncate(limit);
+        more = true;
+    }
+    let next = if more {
+        entries.last().map(|e| e.0.clone())
+    } else {
+        None
+    };
+    Ok(Walked {
+        items: entries.into_iter().map(|(_, i, r)| (i, r)).collect(),
+        next,
         status: collected.status,
     })
 }

@@ -11,9 +11,8 @@ use crate::domain::{
     fold,
     group::{effective, group_schema, member_groups, Context, Effective, Facts, Group, RW},
     limits,
-    query::Pattern,
     record::check_record,
-    search::UserCriterion,
+    search::{Detail, SortKey, UserCriterion, UserSearch},
     Patch, Validity,
 };
 use crate::error::{Error, FieldViolation, Result};
@@ -223,13 +222,14 @@ impl Directory {
         group: &str,
         permission: &str,
         limit: usize,
+        after: Option<String>,
         deadline: Instant,
-    ) -> Result<(Vec<String>, bool)> {
+    ) -> Result<(Vec<String>, Option<String>)> {
         self.check_keys(std::iter::once(&permission.to_owned()), "permission")?;
         let groups = self.groups()?;
         let g = self.group_arg(group, "group").await?;
         if g.group.validity != Validity::Valid {
-            return Ok((Vec::new(), false));
+            return Ok((Vec::new(), None));
         }
         let policy = &groups.policy;
         let everyone = !policy.customer_group_support
@@ -239,18 +239,26 @@ impl Directory {
                 .chain(&policy.customer_always_groups)
                 .any(|a| fold(a) == fold(&g.group.name));
         if everyone {
-            let merged = self
-                .search_users(
-                    UserCriterion::Login(Pattern::wildcards("*")),
-                    false,
-                    limit,
-                    &[],
-                    deadline,
-                )
-                .await?;
+            let search = UserSearch {
+                criterion: UserCriterion::everything(),
+                include_invalid: false,
+                limit: if limit == 0 {
+                    self.user_limit
+                } else {
+                    limit.min(super::MAX_LIMIT)
+                },
+                detail: Detail {
+                    after: after.map(|key| SortKey {
+                        values: Vec::new(),
+                        key,
+                    }),
+                    ..Detail::default()
+                },
+            };
+            let walk = self.walk_users(search, &[], false, deadline).await?;
             return Ok((
-                merged.items.into_iter().map(|u| u.login).collect(),
-                merged.truncated,
+                walk.items.into_iter().map(|u| u.login).collect(),
+                walk.next.map(|n| n.key),
             ));
         }
         let keys: Vec<&str> = if permission == RW {
@@ -287,6 +295,9 @@ impl Directory {
                 }
             }
         }
+        if let Some(after) = &after {
+            logins.retain(|l| fold(l) > *after);
+        }
         logins.sort_by_cached_key(|l| fold(l));
         let limit = if limit == 0 {
             self.user_limit
@@ -295,6 +306,11 @@ impl Directory {
         };
         let truncated = logins.len() > limit;
         logins.truncate(limit);
-        Ok((logins, truncated))
+        let next = if truncated {
+            logins.last().map(|l| fold(l))
+        } else {
+            None
+        };
+        Ok((logins, next))
     }
 }

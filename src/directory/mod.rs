@@ -23,7 +23,7 @@ use crate::domain::{
     customer_user::check_user,
     email, fold, limits,
     record::{check_key, check_record},
-    search::{CustomerSearch, UserCriterion, UserSearch},
+    search::{CustomerSearch, Detail, SortKey, UserCriterion, UserSearch},
     Customer, CustomerField, CustomerPatch, CustomerUser, CustomerUserPatch, Field, UserField,
 };
 use crate::error::{Error, FieldViolation, Result};
@@ -35,13 +35,15 @@ mod groups;
 mod health;
 mod login_state;
 mod two_factor;
+mod walk;
 
 pub use auth::{AuthOutcome, Authentication};
 pub use fanin::{merge_pages, Bounded, Held, Merged, SourceStatus};
 pub use health::Probe;
 pub use two_factor::{TotpEnrollment, TotpStatus};
+pub use walk::{Total, Walk, COUNT_MAX, MAX_BATCH};
 
-use fanin::{collect, ensure_key_free, fan_out, locate, write_target, writer_of};
+use fanin::{collect, ensure_key_free, fan_out, locate, merge_walk, write_target, writer_of};
 
 /// The most records one search returns, whatever the caller asks.
 pub const MAX_LIMIT: usize = 10_000;
@@ -391,6 +393,7 @@ impl Directory {
             criterion,
             include_invalid,
             limit,
+            detail: Detail::default(),
         };
         let selected = self
             .users
@@ -782,14 +785,17 @@ impl Directory {
         merge_pages(results, search.limit)
     }
 
-    /// Customer users whose primary customer id is `customer_id`, plus the members of it.
+    /// Customer users whose primary customer id is `customer_id`, plus the members of it,
+    /// by login: at most `limit`, after the folded login `after` (a page of the list; `next`
+    /// says where the next page starts).
     pub async fn customer_users_of(
         &self,
         customer_id: &str,
         include_invalid: bool,
         limit: usize,
+        after: Option<String>,
         deadline: Instant,
-    ) -> Result<Merged<CustomerUser>> {
+    ) -> Result<Walk<CustomerUser>> {
         let mut v = Vec::new();
         check_key("customer_id", customer_id, limits::CUSTOMER_ID, &mut v);
         if !v.is_empty() {
@@ -802,6 +808,14 @@ impl Directory {
             )),
             include_invalid,
             limit,
+            detail: Detail {
+                after: after.map(|key| SortKey {
+                    values: Vec::new(),
+                    key,
+                }),
+                paged: true,
+                ..Detail::default()
+            },
         };
         let search = &search;
         let results = fan_out(&self.users, deadline, |s| async move {
@@ -814,7 +828,9 @@ impl Directory {
                     continue;
                 }
                 if let Some(u) = s.reader.get(&login).await? {
-                    if include_invalid || u.validity == crate::domain::Validity::Valid {
+                    if (include_invalid || u.validity == crate::domain::Validity::Valid)
+                        && search.detail.is_after(&u)
+                    {
                         page.items.push(u);
                     }
                 }
@@ -827,7 +843,14 @@ impl Directory {
             Ok(page)
         })
         .await;
-        merge_pages(results, limit)
+        let names: Vec<&str> = self.users.iter().map(|b| b.source.name()).collect();
+        let walked = merge_walk(results, &names, &search.detail.order, limit)?;
+        Ok(Walk {
+            items: walked.items.into_iter().map(|(_, u)| u).collect(),
+            next: walked.next,
+            status: walked.status,
+            total: None,
+        })
     }
 }
 

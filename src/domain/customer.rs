@@ -70,7 +70,7 @@ impl Record for Customer {
         self.create_time = create_time;
         self.change_time = change_time;
     }
-    fn origin_times(&self) -> (Option<Timestamp>, Option<Timestamp>) {
+    fn times(&self) -> (Option<Timestamp>, Option<Timestamp>) {
         (self.create_time, self.change_time)
     }
 }

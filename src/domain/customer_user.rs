@@ -88,7 +88,7 @@ impl Record for CustomerUser {
         self.create_time = create_time;
         self.change_time = change_time;
     }
-    fn origin_times(&self) -> (Option<Timestamp>, Option<Timestamp>) {
+    fn times(&self) -> (Option<Timestamp>, Option<Timestamp>) {
         (self.create_time, self.change_time)
     }
 }

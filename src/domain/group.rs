@@ -28,6 +28,9 @@ pub enum GroupField {
 }
 
 impl Record for Group {
+    fn times(&self) -> (Option<super::Timestamp>, Option<super::Timestamp>) {
+        (None, None)
+    }
     type Field = GroupField;
     const KIND: &'static str = "group";
     fn validity(&self) -> Validity {

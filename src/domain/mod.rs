@@ -5,6 +5,7 @@ pub mod customer_user;
 pub mod email;
 pub mod group;
 pub mod matching;
+pub mod paging;
 pub mod query;
 pub mod record;
 pub mod search;

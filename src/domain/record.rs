@@ -24,11 +24,8 @@ pub trait Record: Clone + Default + Debug + Send + Sync + 'static {
         create_time: Option<Timestamp>,
         change_time: Option<Timestamp>,
     );
-    /// When the record was created and last changed, as read (output-only fields; none for
-    /// kinds that keep no times).
-    fn origin_times(&self) -> (Option<Timestamp>, Option<Timestamp>) {
-        (None, None)
-    }
+    /// When the record was created and last changed (`None` where the source keeps no times).
+    fn times(&self) -> (Option<Timestamp>, Option<Timestamp>);
     /// The unique key (login, customer id).
     fn key(&self) -> &str {
         Self::Field::KEY.get(self).unwrap_or("")

@@ -234,6 +234,7 @@ pub async fn search(
             limit,
             include_invalid,
             sources: vec![],
+            ..Default::default()
         })
         .await
         .expect("search")

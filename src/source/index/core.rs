@@ -57,7 +57,7 @@ impl Row {
             search.push_str(&v);
             ends.push(u32::try_from(search.len()).unwrap_or(u32::MAX));
         }
-        let (create, change) = record.origin_times();
+        let (create, change) = record.times();
         Self {
             key: record.key().into(),
             valid: record.validity() == Validity::Valid,

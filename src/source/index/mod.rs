@@ -12,7 +12,8 @@
 //! order), decides each with the one matcher ([`Expr::matches_prepared`] of
 //! `MatchingRules::prepared_query`, the rule the database path re-checks with), and stops at
 //! the first `limit + 1` matches: no sort. Criteria other than the grammar (email, customer id,
-//! login patterns) go to the database.
+//! login patterns) go to the database, and so do searches with filters, another order or a
+//! page position ([`answers`]).
 //!
 //! Freshness (decided here; DESIGN §9 names only the keys):
 //! - Until the first build finished, and while the last refresh failed, searches go to the
@@ -51,7 +52,7 @@ use self::core::{Base, MergeKey, Query, Row, State};
 use crate::config::SearchIndexMode;
 use crate::domain::{
     query::Expr,
-    search::{CustomerSearch, Page, UserCriterion, UserSearch},
+    search::{CustomerSearch, Detail, Page, UserCriterion, UserSearch},
     Customer, CustomerPatch, CustomerSchema, CustomerUser, CustomerUserPatch, MatchingRules,
     Record, UserSchema,
 };
@@ -61,6 +62,15 @@ use crate::source::{
     CustomerReader, CustomerSourceBundle, CustomerWriter, SourceError, UserReader,
     UserSourceBundle, UserWriter,
 };
+
+/// Whether the index answers a search with this detail itself: the first page of a search in
+/// the default order (by key) without filters, which is every plain and typeahead search and
+/// the first page of a walk. Filters, other orders and later pages of a walk (issue 17) go to
+/// the database path, which answers them exactly; the core's seek (`after`) is where the
+/// index would take them over.
+fn answers<F: crate::domain::Field>(detail: &Detail<F>) -> bool {
+    detail.filters.is_empty() && detail.order.is_by_key() && detail.after.is_none()
+}
 
 /// How far before the newest `change_time` seen a refresh reads again.
 pub const CHANGE_OVERLAP: i64 = 10;
@@ -295,7 +305,7 @@ impl<T: Table> MemoryIndex<T> {
         };
         let newest = records
             .iter()
-            .filter_map(|r| r.origin_times().1.map(|t| t.0))
+            .filter_map(|r| r.times().1.map(|t| t.0))
             .max();
         p.newest = p.newest.max(newest);
         let rules = self.table.matching().clone();
@@ -487,9 +497,13 @@ impl UserReader for IndexedUsers {
     }
     async fn search(&self, search: &UserSearch) -> Result<Page<CustomerUser>, SourceError> {
         match &search.criterion {
-            UserCriterion::Query(expr) if self.index.ensure_fresh().await => Ok(self
-                .index
-                .search_after(expr, search.include_invalid, search.limit, None)),
+            UserCriterion::Query(expr)
+                if answers(&search.detail) && self.index.ensure_fresh().await =>
+            {
+                Ok(self
+                    .index
+                    .search_after(expr, search.include_invalid, search.limit, None))
+            }
             _ => self.inner.search(search).await,
         }
     }
@@ -603,7 +617,7 @@ impl CustomerReader for IndexedCustomers {
         self.inner.get(customer_id).await
     }
     async fn search(&self, search: &CustomerSearch) -> Result<Page<Customer>, SourceError> {
-        if self.index.ensure_fresh().await {
+        if answers(&search.detail) && self.index.ensure_fresh().await {
             return Ok(self.index.search_after(
                 &search.query,
                 search.include_invalid,

@@ -2,10 +2,12 @@
 
 use async_trait::async_trait;
 
-use super::{eq, expr, fill, requested, values, Directory, DirectorySettings};
+use super::{
+    detail_page, eq, expr, fetch_limit, fill, requested, values, with_filters, Directory,
+    DirectorySettings,
+};
 use crate::config::CustomerSourceSettings;
 use crate::domain::{
-    fold,
     search::{CustomerSearch, Page},
     Customer, CustomerField, CustomerRules, CustomerSchema,
 };
@@ -134,20 +136,16 @@ impl CustomerReader for LdapCustomerSource {
             &self.rules.prefix,
             &self.rules.suffix,
         );
+        let detail = &search.detail;
+        let core = with_filters(core, detail, &self.cfg.map);
+        let valid_only = !search.include_invalid && !detail.wants_invalid();
         let (found, cut) = self
-            .customers(
-                &core,
-                !search.include_invalid,
-                Some(limit.saturating_add(1)),
-            )
+            .customers(&core, valid_only, Some(fetch_limit(detail, limit)))
             .await?;
-        let mut items: Vec<Customer> = found
+        let items: Vec<Customer> = found
             .into_iter()
             .filter(|c| self.rules.query_matches(&search.query, c))
             .collect();
-        items.sort_by_cached_key(|c| fold(&c.customer_id));
-        let truncated = cut || items.len() > limit;
-        items.truncate(limit);
-        Ok(Page { items, truncated })
+        detail_page(items, cut, detail, self.rules.case, limit)
     }
 }

@@ -33,7 +33,8 @@ use tokio::sync::Mutex;
 use crate::config::{Backend, LdapScope, ResolvedMap, SourceSettings};
 use crate::domain::{
     query::{Expr, Pattern, Piece},
-    Attr, Field,
+    search::{Detail, Filter, Page, ORDER_SCAN_MAX},
+    Attr, CaseRule, Field,
 };
 use crate::source::breaker::{Breaker, Fuse, Snapshot, TRIAL_WAIT};
 use crate::source::SourceError;
@@ -619,6 +620,60 @@ pub fn pattern(attr: &str, p: &Pattern) -> String {
         }
     }
     format!("({attr}={value})")
+}
+
+/// `core` AND-ed with the detail's pattern filters on mapped attributes (escaped like
+/// [`pattern`]); other filters (validity, time ranges, unmapped attributes) are decided in Rust.
+pub fn with_filters<F: Field>(core: String, detail: &Detail<F>, map: &ResolvedMap<F>) -> String {
+    let parts: String = detail
+        .filters
+        .iter()
+        .filter_map(|f| match f {
+            Filter::Matches(attr, p) => Some(pattern(map.column(attr)?, p)),
+            _ => None,
+        })
+        .collect();
+    if parts.is_empty() {
+        core
+    } else {
+        format!("(&{core}{parts})")
+    }
+}
+
+/// How many entries a search asks the directory for: one more than `limit` when any `limit`
+/// entries will do, else (a page of a walk, or an order other than by key: the directory
+/// returns entries in no order) every match up to [`ORDER_SCAN_MAX`].
+pub fn fetch_limit<F: Field>(detail: &Detail<F>, limit: usize) -> usize {
+    if detail.paged || !detail.order.is_by_key() {
+        ORDER_SCAN_MAX.saturating_add(1)
+    } else {
+        limit.saturating_add(1)
+    }
+}
+
+/// The page of a search from the entries the directory gave (`cut`: its size limit was hit),
+/// already checked against the criterion: the detail's filters and position applied, in its
+/// order, at most `limit`. A walk that needed every match and did not get them all is an error.
+pub fn detail_page<F: Field>(
+    found: Vec<F::Record>,
+    cut: bool,
+    detail: &Detail<F>,
+    case: CaseRule,
+    limit: usize,
+) -> Result<Page<F::Record>, SourceError> {
+    let complete = detail.paged || !detail.order.is_by_key();
+    if complete && cut {
+        return Err(SourceError::Failed(format!(
+            "a page or an order_by reads at most {ORDER_SCAN_MAX} matches of a directory; narrow the search with filters"
+        )));
+    }
+    let kept: Vec<F::Record> = found
+        .into_iter()
+        .filter(|r| detail.keeps(r, case))
+        .collect();
+    let mut page = detail.page_of(kept, limit);
+    page.truncated |= cut;
+    Ok(page)
 }
 
 /// The grammar as a filter over `attrs`: a positive term matches in any attribute, a negated one

@@ -8,11 +8,11 @@ use async_trait::async_trait;
 use ldap3::SearchEntry;
 
 use super::{
-    any_eq, eq, expr, fill, pattern, requested, values, Directory, DirectorySettings, BATCH,
+    any_eq, detail_page, eq, expr, fetch_limit, fill, pattern, requested, values, with_filters,
+    Directory, DirectorySettings, BATCH,
 };
 use crate::config::UserSourceSettings;
 use crate::domain::{
-    fold,
     search::{Page, UserCriterion, UserSearch},
     CustomerUser, UserField, UserRules, UserSchema, Validity,
 };
@@ -130,16 +130,6 @@ impl LdapUserSource {
     }
 }
 
-fn sorted_page(mut users: Vec<CustomerUser>, limit: usize, cut: bool) -> Page<CustomerUser> {
-    users.sort_by_cached_key(|u| fold(&u.login));
-    let truncated = cut || users.len() > limit;
-    users.truncate(limit);
-    Page {
-        items: users,
-        truncated,
-    }
-}
-
 impl LdapUserSource {
     /// The capabilities the directory holds: reads, passwords checked by binding, and the SQL
     /// companion tables in `store_url`; no writer (read-only for user data).
@@ -206,19 +196,18 @@ impl UserReader for LdapUserSource {
             UserCriterion::CustomerId(p) => pattern(self.attr(UserField::CustomerId), p),
             UserCriterion::Login(p) => pattern(self.attr(UserField::Login), p),
         };
+        let detail = &search.detail;
+        let core = with_filters(core, detail, &self.cfg.map);
+        let valid_only = !search.include_invalid && !detail.wants_invalid();
         let (users, cut) = self
-            .users(
-                &core,
-                !search.include_invalid,
-                Some(limit.saturating_add(1)),
-            )
+            .users(&core, valid_only, Some(fetch_limit(detail, limit)))
             .await?;
         let kept: Vec<CustomerUser> = users
             .into_iter()
             .map(|(u, _)| u)
             .filter(|u| self.rules.user_matches(&search.criterion, u))
             .collect();
-        Ok(sorted_page(kept, limit, cut))
+        detail_page(kept, cut, detail, self.rules.case, limit)
     }
 
     async fn find_by_emails(

@@ -244,13 +244,18 @@ impl CustomerReader for SqlCustomerSource {
         let cols: Vec<&str> = fields.iter().map(|(_, c)| *c).collect();
         let mut sql = self.table.select();
         sql.expr(&search.query, &cols, &prefix, &suffix);
-        if !search.include_invalid {
+        if !search.include_invalid && !search.detail.wants_invalid() {
             self.table.push_valid_only(&mut sql);
         }
+        self.table.push_filters(&mut sql, &search.detail);
         self.table
-            .fetch_filtered(&self.db, sql, limit, |c| {
-                self.rules.query_matches(&search.query, c)
-            })
+            .fetch_detail(
+                &self.db,
+                sql,
+                limit,
+                |c| self.rules.query_matches(&search.query, c),
+                &search.detail,
+            )
             .await
     }
 }

@@ -7,7 +7,10 @@ use sqlx::AnyConnection;
 use super::{int_at, source_error, text_at, time_at, Db, DbRow, Dialect, Sql};
 use crate::config::ResolvedMap;
 use crate::domain::{
-    fold, query::Pattern, search::Page, Attr, CaseRule, Field, Patch, Record, Validity,
+    fold,
+    query::Pattern,
+    search::{Detail, Filter, Page, TimeField, ORDER_SCAN_MAX},
+    Attr, CaseRule, Field, Patch, Record, Validity,
 };
 use crate::source::SourceError;
 
@@ -139,6 +142,40 @@ impl<F: Field> Table<F> {
         }
     }
 
+    /// ` AND <keyset condition>`: rows whose key comes after `after` (a folded key, the
+    /// position of a page token) in the walk's order by key — a *necessary* condition, the
+    /// exact test is [`Detail::is_after`](crate::domain::search::Detail::is_after) in Rust.
+    /// PostgreSQL folds like Rust: `LOWER(key) > after`. Elsewhere (SQLite folds ASCII only;
+    /// MariaDB folds its own way; case-sensitive sources) the condition is
+    /// `LOWER(key) >= <the ASCII prefix of after>[U+0080]`: a non-ASCII character sorts after
+    /// every ASCII one under any folding, so every row after the position satisfies it.
+    pub fn push_after(&self, sql: &mut Sql, after: &str) {
+        const MARK: &str = "\u{1}";
+        let folded_key = self.dialect.order_folded(&self.key_col);
+        let folded_param = self.dialect.order_folded(MARK);
+        let Some((before, behind)) = folded_param.split_once(MARK) else {
+            return;
+        };
+        let (op, bound) = if self.sql_is_exact() {
+            (" > ", after.to_owned())
+        } else {
+            // The ASCII prefix, then (when a non-ASCII character follows) U+0080: a row
+            // after the position either differs from it within the prefix (then it sorts
+            // after the prefix under either folding) or continues the prefix with a
+            // non-ASCII character, which no folding makes ASCII.
+            match after.find(|c: char| !c.is_ascii()) {
+                Some(end) => (" >= ", format!("{}\u{80}", &after[..end])),
+                None => (" >= ", after.to_owned()),
+            }
+        };
+        sql.push(" AND ")
+            .push(&folded_key)
+            .push(op)
+            .push(before)
+            .text(bound)
+            .push(behind);
+    }
+
     /// Runs `sql` (a condition without ORDER BY / LIMIT), keeps the records `keep` accepts,
     /// sorted by key case-insensitively, at most `limit`, with a truncation flag. The database
     /// is asked for one page more than `limit`; when the exact check dropped rows from a full
@@ -153,6 +190,97 @@ impl<F: Field> Table<F> {
         limit: usize,
         keep: impl Fn(&F::Record) -> bool,
     ) -> Result<Page<F::Record>, SourceError> {
+        self.fetch_checked(db, sql, limit, keep, |_| true).await
+    }
+
+    /// A detail search (`sql` from [`Table::select`] with the criterion, and the filters from
+    /// [`Table::push_filters`]): the records `keep` (the criterion's exact check) and the
+    /// detail's filters and page position accept, in the detail's order, at most `limit`.
+    /// In the default order by key the database pages ([`Table::push_after`] narrows to the
+    /// position); in any other order the source reads every match, at most
+    /// [`ORDER_SCAN_MAX`](crate::domain::search::ORDER_SCAN_MAX), and sorts them itself — a
+    /// source with more matches answers an error saying so (narrow the search with filters).
+    pub async fn fetch_detail(
+        &self,
+        db: &Db,
+        mut sql: Sql,
+        limit: usize,
+        keep: impl Fn(&F::Record) -> bool,
+        detail: &Detail<F>,
+    ) -> Result<Page<F::Record>, SourceError> {
+        let checked = |r: &F::Record| detail.keeps(r, self.case);
+        if detail.order.is_by_key() {
+            if let Some(pos) = &detail.after {
+                self.push_after(&mut sql, &pos.key);
+            }
+            let page = self.fetch_checked(db, sql, limit, keep, checked).await?;
+            if detail.paged && page.truncated && page.items.is_empty() {
+                // No position to continue from: a walk cannot go on past this source.
+                return Err(SourceError::Failed(format!(
+                    "no match among the rows of {PAGE_STATEMENTS_MAX} statements; narrow the search"
+                )));
+            }
+            return Ok(page);
+        }
+        let all = self
+            .fetch_checked(db, sql, ORDER_SCAN_MAX, keep, checked)
+            .await?;
+        if all.truncated {
+            return Err(SourceError::Failed(format!(
+                "order_by other than the key reads at most {ORDER_SCAN_MAX} matches per source; narrow the search with filters"
+            )));
+        }
+        Ok(detail.page_of(all.items, limit))
+    }
+
+    /// ` AND <condition>` for each filter the table can narrow with: a pattern on a mapped
+    /// column ([`Sql::matches`], a necessary condition), a validity, a time range (on the
+    /// epoch seconds the record is read with). Unmapped attributes are decided in Rust only.
+    pub fn push_filters(&self, sql: &mut Sql, detail: &Detail<F>) {
+        for f in &detail.filters {
+            match f {
+                Filter::Matches(attr, p) => {
+                    if let Some((_, col)) = self.text_attrs.iter().find(|(a, _)| a == attr) {
+                        sql.push(" AND ");
+                        sql.matches(col, p);
+                    }
+                }
+                Filter::Validity(v) => {
+                    if let Some(c) = &self.validity_col {
+                        sql.push(" AND ").push(c).push(" = ").int(i64::from(v.id()));
+                    }
+                }
+                Filter::Time {
+                    field,
+                    at_least,
+                    at,
+                } if !self.foreign_db => {
+                    let col = match field {
+                        TimeField::Create => "create_time",
+                        TimeField::Change => "change_time",
+                    };
+                    sql.push(" AND ")
+                        .push(&self.dialect.epoch(col))
+                        .push(if *at_least { " >= " } else { " < " })
+                        .int(*at);
+                }
+                Filter::Time { .. } => {}
+            }
+        }
+    }
+
+    /// [`Table::fetch_filtered`] with a second check, `always`, that even an exact database
+    /// answer must pass.
+    async fn fetch_checked(
+        &self,
+        db: &Db,
+        sql: Sql,
+        limit: usize,
+        keep: impl Fn(&F::Record) -> bool,
+        always: impl Fn(&F::Record) -> bool,
+    ) -> Result<Page<F::Record>, SourceError> {
+        let keep = |r: &F::Record| keep(r) && always(r);
+        let always = &always;
         let mut chunk = limit.saturating_add(1);
         let mut after: Option<String> = None;
         let mut items = Vec::new();
@@ -163,7 +291,7 @@ impl<F: Field> Table<F> {
                 break;
             }
             let page = self.page_after(&sql, after.as_deref(), chunk)?;
-            let (fetched, kept, last) = self.run(db, &page, &keep).await?;
+            let (fetched, kept, last) = self.run(db, &page, &keep, always).await?;
             statements += 1;
             items.extend(kept);
             if fetched < chunk || last.is_none() {
@@ -310,6 +438,7 @@ impl<F: Field> Table<F> {
         db: &Db,
         sql: &Sql,
         keep: &impl Fn(&F::Record) -> bool,
+        always: &impl Fn(&F::Record) -> bool,
     ) -> Result<(usize, Vec<F::Record>, Option<String>), SourceError> {
         #[cfg(test)]
         tests::record_statement(&sql.text);
@@ -317,7 +446,7 @@ impl<F: Field> Table<F> {
             Some(pg) => {
                 let rows = sql.query_pg().fetch_all(pg).await.map_err(source_error)?;
                 let last = self.last_key(&rows)?;
-                Ok((rows.len(), self.keep_rows(&rows, keep)?, last))
+                Ok((rows.len(), self.keep_rows(&rows, keep, always)?, last))
             }
             None => {
                 let rows = sql
@@ -326,7 +455,7 @@ impl<F: Field> Table<F> {
                     .await
                     .map_err(source_error)?;
                 let last = self.last_key(&rows)?;
-                Ok((rows.len(), self.keep_rows(&rows, keep)?, last))
+                Ok((rows.len(), self.keep_rows(&rows, keep, always)?, last))
             }
         }
     }
@@ -342,12 +471,13 @@ impl<F: Field> Table<F> {
         &self,
         rows: &[R],
         keep: &impl Fn(&F::Record) -> bool,
+        always: &impl Fn(&F::Record) -> bool,
     ) -> Result<Vec<F::Record>, SourceError> {
         let exact = self.sql_is_exact();
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let r = self.row_to_record(row)?;
-            if exact || keep(&r) {
+            if if exact { always(&r) } else { keep(&r) } {
                 out.push(r);
             }
         }
@@ -500,6 +630,7 @@ mod tests {
             criterion: UserCriterion::Query(parse("!ä*", Grammar::CustomerUser).unwrap()),
             include_invalid: false,
             limit,
+            detail: crate::domain::search::Detail::default(),
         };
         take_statements();
         let page = source.search(&search(3)).await.unwrap();

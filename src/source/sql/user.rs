@@ -164,9 +164,10 @@ impl SqlUserSource {
                 sql.matches(&self.table.key_col, p);
             }
         }
-        if !search.include_invalid {
+        if !search.include_invalid && !search.detail.wants_invalid() {
             self.table.push_valid_only(&mut sql);
         }
+        self.table.push_filters(&mut sql, &search.detail);
         Ok((sql, limit))
     }
 
@@ -308,8 +309,10 @@ impl SqlUserSource {
 }
 
 /// The index DDL a customer-user source configured as `cfg` wants on `dialect`: `LOWER()`
-/// indexes on login, customer id and postmaster fields, trigram indexes on the search fields.
-/// None for a source that is not SQL.
+/// indexes on login, customer id and postmaster fields, trigram indexes on the search fields,
+/// and on PostgreSQL the walk index `(LOWER(login) COLLATE "C", login)`, the order of keyset
+/// pages (SQLite's `LOWER(login)` index serves that order already; MariaDB has no expression
+/// indexes). None for a source that is not SQL.
 pub fn index_statements_for(cfg: &UserSourceSettings, dialect: Dialect) -> Vec<IndexDdl> {
     let Some(sql) = cfg.sql() else {
         return Vec::new();
@@ -322,7 +325,14 @@ pub fn index_statements_for(cfg: &UserSourceSettings, dialect: Dialect) -> Vec<I
             .iter()
             .filter_map(|a| cfg.map.column(a)),
     );
-    super::index_statements(dialect, &sql.table, &eq, &search_columns(cfg))
+    let mut out = super::index_statements(dialect, &sql.table, &eq, &search_columns(cfg));
+    if let (Dialect::Postgres, Some(login)) = (dialect, col(UserField::Login)) {
+        out.push(IndexDdl::Statement(format!(
+            "CREATE INDEX IF NOT EXISTS {table}_{login}_walk ON {table} ((LOWER({login}) COLLATE \"C\"), {login})",
+            table = sql.table
+        )));
+    }
+    out
 }
 
 /// The columns of the configured search fields.
@@ -602,7 +612,12 @@ impl UserReader for SqlUserSource {
         let keep = |u: &CustomerUser| self.rules.user_matches(&search.criterion, u);
         // A caller limit above this source's list_limit is cut to it; `truncated` then says
         // whether the source had more.
-        self.fetch(sql, limit, keep).await
+        let mut page = self
+            .table
+            .fetch_detail(&self.db, sql, limit, keep, &search.detail)
+            .await?;
+        page.items = page.items.into_iter().map(|u| self.finish(u)).collect();
+        Ok(page)
     }
 
     async fn find_by_emails(
