@@ -205,11 +205,14 @@ pub enum UserCommand {
     Get { login: String },
     /// Search with the OTRS grammar.
     Search {
-        query: String,
+        /// The OTRS grammar; may be left out when `--filter` is given.
+        query: Option<String>,
         #[arg(long, default_value_t = 50)]
         limit: u32,
         #[arg(long)]
         include_invalid: bool,
+        #[command(flatten)]
+        paging: PagingArgs,
     },
     /// Create a customer user (the customer must exist).
     Create {
@@ -288,11 +291,15 @@ pub enum CustomerCommand {
     },
     /// Search with the OTRS grammar.
     Search {
+        /// The OTRS grammar (`*` for all).
+        #[arg(default_value = "*")]
         query: String,
         #[arg(long, default_value_t = 50)]
         limit: u32,
         #[arg(long)]
         include_invalid: bool,
+        #[command(flatten)]
+        paging: PagingArgs,
     },
     /// The customer users of a customer (primary and additional). Rows as `user search`.
     Users {
@@ -398,6 +405,115 @@ pub enum TotpCommand {
     Confirm { login: String },
     /// Remove the active secret and any pending enrolment.
     Remove { login: String },
+}
+
+/// Detail search and paging (AIP-158) of `user search` and `customer search`.
+#[derive(Debug, Args)]
+pub struct PagingArgs {
+    /// ATTRIBUTE=PATTERN (`*` wildcards; also `validity=VALID`, `create_time>=2024-01-01T00:00:00Z`);
+    /// repeatable, all must hold.
+    #[arg(long = "filter", value_parser = key_value)]
+    filters: Vec<(String, String)>,
+    /// AIP-132 order, e.g. "last_name, first_name desc" (default: login / customer id).
+    #[arg(long, default_value = "")]
+    order_by: String,
+    /// Walk every page (of `--page-size`), printing each page as it arrives.
+    #[arg(long)]
+    all: bool,
+    /// Records per page (at most 1000); with it, one page is answered and its next token said.
+    #[arg(long, default_value_t = 0)]
+    page_size: u32,
+    /// Continue a walk where its previous page ended.
+    #[arg(long, default_value = "")]
+    page_token: String,
+    /// Also count every match (deduplicated across sources).
+    #[arg(long)]
+    include_total: bool,
+}
+
+impl PagingArgs {
+    fn paged(&self) -> bool {
+        self.all || self.page_size > 0 || !self.page_token.is_empty()
+    }
+    fn page_size(&self) -> u32 {
+        match (self.page_size, self.all) {
+            (0, true) => 1000,
+            (n, _) => n,
+        }
+    }
+}
+
+/// One answered page of a walk, as the walk loop needs it.
+struct PageOf<T> {
+    items: Vec<T>,
+    next: String,
+    truncated: bool,
+    total: Option<i64>,
+    status: Vec<pb::SourceStatus>,
+}
+
+/// Asks `fetch` for pages: one (`--page-size`/`--page-token`) or, with `--all`, every page,
+/// printing each page's rows as it arrives in table mode (JSON gathers them into one answer).
+async fn walk<T, F, Fut>(
+    c: &Clients,
+    key: &str,
+    args: &PagingArgs,
+    to_json: fn(&T) -> Value,
+    to_row: fn(&T) -> Vec<String>,
+    mut fetch: F,
+) -> Result<Out, String>
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = Result<PageOf<T>, String>>,
+{
+    let (mut token, mut items, mut pages) = (args.page_token.clone(), Vec::new(), 0u32);
+    let last = loop {
+        let page = fetch(token).await?;
+        pages += 1;
+        if args.all && c.output == Output::Table {
+            for item in &page.items {
+                say!("{}", to_row(item).join("\t"));
+            }
+        } else {
+            items.extend(page.items.iter().map(to_json));
+        }
+        token = page.next.clone();
+        if !args.all || token.is_empty() {
+            break page;
+        }
+    };
+    let mut doc = Map::new();
+    doc.insert(key.into(), Value::Array(items));
+    doc.insert("next_page_token".into(), json!(last.next));
+    doc.insert("truncated".into(), json!(last.truncated));
+    if let Some(t) = last.total {
+        doc.insert("total_size".into(), json!(t));
+    }
+    doc.insert(
+        "source_status".into(),
+        last.status.iter().map(status_json).collect(),
+    );
+    let rows = match args.all {
+        true => Vec::new(),
+        false => last.items.iter().map(to_row).collect(),
+    };
+    let mut out = Out::new(Value::Object(doc), rows);
+    out.notes.extend(
+        last.status
+            .iter()
+            .filter(|s| !s.ok)
+            .map(|s| format!("source {}: {}", s.source, s.error)),
+    );
+    if let Some(t) = last.total {
+        out.notes.push(format!("total: {t}"));
+    }
+    if args.all {
+        out.notes.push(format!("{pages} page(s)"));
+    } else if !last.next.is_empty() {
+        out.notes
+            .push(format!("next page: --page-token {}", last.next));
+    }
+    Ok(out)
 }
 
 /// A client command.
@@ -592,6 +708,7 @@ fn mask(paths: Vec<String>) -> Option<prost_types::FieldMask> {
 
 /// The gRPC clients of one connection.
 struct Clients {
+    output: Output,
     users: CustomerUserServiceClient<Channel>,
     customers: CustomerServiceClient<Channel>,
     groups: GroupServiceClient<Channel>,
@@ -604,7 +721,7 @@ fn status(s: tonic::Status) -> String {
 
 /// Runs a client command against `server`, printing in `output`; exit code 1 on any error.
 pub async fn run(server: &str, output: Output, command: ClientCommand) -> ExitCode {
-    match run_inner(server, command).await {
+    match run_inner(server, output, command).await {
         Ok(out) => {
             out.print(output);
             match out.failed {
@@ -622,13 +739,14 @@ pub async fn run(server: &str, output: Output, command: ClientCommand) -> ExitCo
     }
 }
 
-async fn run_inner(server: &str, command: ClientCommand) -> Result<Out, String> {
+async fn run_inner(server: &str, output: Output, command: ClientCommand) -> Result<Out, String> {
     let channel = Channel::from_shared(server.to_owned())
         .map_err(|e| format!("--server {server}: {e}"))?
         .connect()
         .await
         .map_err(|e| format!("cannot connect to {server}: {e}"))?;
     let mut c = Clients {
+        output,
         users: CustomerUserServiceClient::new(channel.clone()),
         customers: CustomerServiceClient::new(channel.clone()),
         groups: GroupServiceClient::new(channel.clone()),
@@ -662,11 +780,56 @@ async fn user(c: &mut Clients, cmd: UserCommand) -> Result<Out, String> {
             query,
             limit,
             include_invalid,
+            paging,
+        } if paging.paged() || !paging.filters.is_empty() || !paging.order_by.is_empty() => {
+            let users = c.users.clone();
+            let request = pb::SearchCustomerUsersRequest {
+                criterion: query.map(Criterion::Query),
+                limit,
+                include_invalid,
+                page_size: paging.page_size(),
+                filters: paging.filters.iter().cloned().collect(),
+                order_by: paging.order_by.clone(),
+                include_total: paging.include_total,
+                ..Default::default()
+            };
+            walk(
+                c,
+                "customer_users",
+                &paging,
+                user_json,
+                user_row,
+                |page_token| {
+                    let (mut users, mut request) = (users.clone(), request.clone());
+                    request.page_token = page_token;
+                    async move {
+                        let r = users
+                            .search_customer_users(authed(request)?)
+                            .await
+                            .map_err(status)?
+                            .into_inner();
+                        Ok(PageOf {
+                            items: r.customer_users,
+                            next: r.next_page_token,
+                            truncated: r.truncated,
+                            total: r.total_size,
+                            status: r.source_status,
+                        })
+                    }
+                },
+            )
+            .await?
+        }
+        UserCommand::Search {
+            query,
+            limit,
+            include_invalid,
+            paging: _,
         } => {
             let r = c
                 .users
                 .search_customer_users(authed(pb::SearchCustomerUsersRequest {
-                    criterion: Some(Criterion::Query(query)),
+                    criterion: query.map(Criterion::Query),
                     limit,
                     include_invalid,
                     ..Default::default()
@@ -883,6 +1046,51 @@ async fn customer(c: &mut Clients, cmd: CustomerCommand) -> Result<Out, String> 
             query,
             limit,
             include_invalid,
+            paging,
+        } if paging.paged() || !paging.filters.is_empty() || !paging.order_by.is_empty() => {
+            let customers = c.customers.clone();
+            let request = pb::SearchCustomersRequest {
+                query,
+                limit,
+                include_invalid,
+                page_size: paging.page_size(),
+                filters: paging.filters.iter().cloned().collect(),
+                order_by: paging.order_by.clone(),
+                include_total: paging.include_total,
+                ..Default::default()
+            };
+            walk(
+                c,
+                "customers",
+                &paging,
+                customer_json,
+                customer_row,
+                |page_token| {
+                    let (mut customers, mut request) = (customers.clone(), request.clone());
+                    request.page_token = page_token;
+                    async move {
+                        let r = customers
+                            .search_customers(authed(request)?)
+                            .await
+                            .map_err(status)?
+                            .into_inner();
+                        Ok(PageOf {
+                            items: r.customers,
+                            next: r.next_page_token,
+                            truncated: r.truncated,
+                            total: r.total_size,
+                            status: r.source_status,
+                        })
+                    }
+                },
+            )
+            .await?
+        }
+        CustomerCommand::Search {
+            query,
+            limit,
+            include_invalid,
+            paging: _,
         } => {
             let r = c
                 .customers

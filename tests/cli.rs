@@ -121,6 +121,7 @@ fn every_readme_cli_example_runs_as_written_on_the_embedded_default() {
         "UserLanguage\ten\n",
         "support\tro\t",
         "SUCCESS\tlocal\tacme",
+        "\"total_size\": 2",
         "unlocked",
         "wile.e\t",
         "INVALID",
