@@ -324,7 +324,9 @@ impl Base {
     }
 
     /// Positions (ascending) of the rows that may satisfy `need`: a superset of those that do.
-    fn candidates(&self, need: &Need) -> Vec<u32> {
+    /// The positions a match of `need` can be at, ascending; `None` for every position (a
+    /// phrase without trigrams narrows nothing), so that no list of every row is built.
+    fn candidates(&self, need: &Need) -> Option<Vec<u32>> {
         match need {
             Need::Phrases(phrases) => {
                 let mut lists: Vec<&[u32]> = Vec::new();
@@ -332,39 +334,34 @@ impl Base {
                     let chars: Vec<char> = t.chars().collect();
                     match self.postings.get(&trigram_key(&chars)) {
                         Some(list) => lists.push(list),
-                        None => return Vec::new(),
+                        None => return Some(Vec::new()),
                     }
                 }
                 lists.sort_by_key(|l| l.len());
-                match lists.split_first() {
-                    None => (0..self.rows.len())
-                        .map(|p| u32::try_from(p).unwrap_or(u32::MAX))
-                        .collect(),
-                    Some((first, rest)) => {
-                        let mut out = first.to_vec();
-                        for l in rest {
-                            out = intersect(&out, l);
-                        }
-                        out
-                    }
+                let (first, rest) = lists.split_first()?;
+                let mut out = first.to_vec();
+                for l in rest {
+                    out = intersect(&out, l);
                 }
+                Some(out)
             }
             Need::And(items) => {
-                let mut lists: Vec<Vec<u32>> = items.iter().map(|n| self.candidates(n)).collect();
+                let mut lists: Vec<Vec<u32>> =
+                    items.iter().filter_map(|n| self.candidates(n)).collect();
                 lists.sort_by_key(Vec::len);
                 let mut it = lists.into_iter();
-                let mut out = it.next().unwrap_or_default();
+                let mut out = it.next()?;
                 for l in it {
                     out = intersect(&out, &l);
                 }
-                out
+                Some(out)
             }
             Need::Or(items) => {
                 let mut out: Vec<u32> = Vec::new();
                 for n in items {
-                    out = union(&out, &self.candidates(n));
+                    out = union(&out, &self.candidates(n)?);
                 }
-                out
+                Some(out)
             }
         }
     }
@@ -566,11 +563,13 @@ impl State {
         let want = limit.saturating_add(1);
         let start = self.base.start_after(after);
         let candidates: Box<dyn Iterator<Item = usize> + '_> = match q.need {
-            Some(need) => {
-                let list = self.base.candidates(need);
-                let from = list.partition_point(|&p| (p as usize) < start);
-                Box::new(list.into_iter().skip(from).map(|p| p as usize))
-            }
+            Some(need) => match self.base.candidates(need) {
+                Some(list) => {
+                    let from = list.partition_point(|&p| (p as usize) < start);
+                    Box::new(list.into_iter().skip(from).map(|p| p as usize))
+                }
+                None => Box::new(start..self.base.rows.len()),
+            },
             None => Box::new(start..self.base.rows.len()),
         };
         let mut out: Vec<Arc<Row>> = Vec::new();
