@@ -252,6 +252,16 @@ impl Feedback {
         }
     }
 
+    /// A finished action: `message` says what it did.
+    fn done(message: &str) -> Self {
+        Self::of(&Ok::<_, Error>(()), |()| message.to_owned())
+    }
+
+    /// A failed action: its violations next to their fields, anything else in words.
+    fn failed(e: Error) -> Self {
+        Self::of(&Err::<(), _>(e), |()| String::new())
+    }
+
     fn status(mut self, status: StatusCode) -> Self {
         self.status = status;
         self
@@ -737,7 +747,7 @@ async fn user_totp_enroll(State(c): S, Path(login): Path<String>, Posted(ctx, _)
                 ..Feedback::default()
             }
         }
-        Err(e) => Feedback::of(&Err::<(), _>(e), |()| String::new()),
+        Err(e) => Feedback::failed(e),
     };
     Ok(user_page(&c, &ctx, &login, fb).await)
 }
@@ -887,13 +897,11 @@ async fn customer_create(State(c): S, Posted(ctx, f): Posted) -> Page {
     };
     Ok(match result {
         Ok(x) => {
-            let fb = Feedback::of(&Ok::<_, Error>(()), |()| {
-                format!("Customer {} created.", x.customer_id)
-            });
+            let fb = Feedback::done(&format!("Customer {} created.", x.customer_id));
             customer_page(&c, &ctx, &x.customer_id, fb.status(StatusCode::CREATED)).await
         }
         Err(e) => {
-            let fb = Feedback::of(&Err::<(), _>(e), |()| String::new());
+            let fb = Feedback::failed(e);
             let form = customer_new_form(&c, &ctx, &source, &customer, &fb.violations);
             c.render(
                 &ctx,
@@ -1072,13 +1080,11 @@ async fn group_create(State(c): S, Posted(ctx, f): Posted) -> Page {
     };
     Ok(match result {
         Ok(g) => {
-            let fb = Feedback::of(&Ok::<_, Error>(()), |()| {
-                format!("Group {} created.", g.name)
-            });
+            let fb = Feedback::done(&format!("Group {} created.", g.name));
             group_page(&c, &ctx, &g.name, fb.status(StatusCode::CREATED)).await
         }
         Err(e) => {
-            let fb = Feedback::of(&Err::<(), _>(e), |()| String::new());
+            let fb = Feedback::failed(e);
             let form = group_new_form(&ctx, &g, &fb.violations);
             c.render(
                 &ctx,
