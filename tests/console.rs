@@ -604,15 +604,38 @@ async fn fill(b: &fantoccini::Client, id: &str, value: &str) {
     e.send_keys(value).await.unwrap();
 }
 
+/// Submits the form posting to `form_action` with its button `label`, and waits (bounded)
+/// until the answer replaced the page: the button is gone from the document (stale) and the new
+/// document has loaded, so the next read sees the answer, not the page that was left.
 async fn press(b: &fantoccini::Client, form_action: &str, label: &str) {
-    b.find(Locator::XPath(&format!(
-        "//form[@action='{form_action}']//button[normalize-space()='{label}']"
-    )))
-    .await
-    .unwrap()
-    .click()
-    .await
-    .unwrap();
+    let button = b
+        .find(Locator::XPath(&format!(
+            "//form[@action='{form_action}']//button[normalize-space()='{label}']"
+        )))
+        .await
+        .unwrap();
+    button.click().await.unwrap();
+    let start = std::time::Instant::now();
+    while button.is_enabled().await.is_ok() {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "no answer replaced the page after {label:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    while b
+        .execute("return document.readyState", vec![])
+        .await
+        .ok()
+        .and_then(|v| v.as_str().map(|s| s == "complete"))
+        != Some(true)
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "the answer to {label:?} did not load"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
