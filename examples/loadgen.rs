@@ -20,13 +20,21 @@
 //! - `auth`: Authenticate with the seeded password (floor: cores / one argon2id hash);
 //! - `create`: CreateCustomerUser of new logins.
 //!
+//! The last two columns are the CPU milliseconds per call that the server (`--server-pid`)
+//! and the load generator itself spent during Clientele's phase (from `/proc`): on a machine
+//! whose cores they share, they say who the throughput is bound by. `--no-floor` runs only
+//! Clientele's side, for the whole `--duration`.
+//!
 //! The data set must be the one `clientele seed` writes with the same `--users`, `--customers`
 //! and `--seed`. `--db-url` may be PostgreSQL (every floor), SQLite or MariaDB (`search` and
 //! `typeahead` floors; the other operations are then skipped).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // load generator: a failed step ends the run
 
 use std::{
-    sync::Arc,
+    sync::{
+        atomic::{AtomicBool, AtomicU32, Ordering},
+        Arc, Mutex,
+    },
     time::{Duration, Instant},
 };
 
@@ -71,9 +79,18 @@ struct Args {
     /// Bearer token, if the server has callers.
     #[arg(long, env = "CLIENTELE_TOKEN")]
     token: Option<String>,
-    /// The server's process id, to report its peak resident memory.
+    /// The server's process id, to report its peak resident memory and the CPU it spends
+    /// per operation.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// Run only Clientele's side (the whole `--duration`), not the floors.
+    #[arg(long)]
+    no_floor: bool,
+    /// Searches (`search`, `typeahead`) read each answer's records as bytes instead of
+    /// decoding their fields, so that the generator's own decoding does not take the CPU the
+    /// server is measured on (a client elsewhere pays it on its own cores).
+    #[arg(long)]
+    lean_client: bool,
 }
 
 /// Search terms of varied selectivity, as people type them into a portal: one broad (a common
@@ -188,6 +205,43 @@ impl Stats {
     }
 }
 
+/// `SearchCustomerUsersResponse` with its records left encoded (`--lean-client`): the same
+/// bytes on the wire, split per record but not decoded.
+#[derive(Clone, PartialEq, prost::Message)]
+struct LeanSearchResponse {
+    #[prost(bytes = "bytes", repeated, tag = "1")]
+    customer_users: Vec<prost::bytes::Bytes>,
+    #[prost(bool, tag = "2")]
+    truncated: bool,
+}
+
+/// SearchCustomerUsers, its answer decoded fully or (`--lean-client`) leanly; the number of
+/// records answered.
+async fn search_call(
+    channel: Channel,
+    request: pb::SearchCustomerUsersRequest,
+    token: &Option<String>,
+) -> Result<usize, String> {
+    if !LEAN_CLIENT.load(Ordering::Relaxed) {
+        return CustomerUserServiceClient::new(channel)
+            .search_customer_users(authed(request, token))
+            .await
+            .map(|r| r.into_inner().customer_users.len())
+            .map_err(|e| e.to_string());
+    }
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.map_err(|e| e.to_string())?;
+    let codec =
+        tonic_prost::ProstCodec::<pb::SearchCustomerUsersRequest, LeanSearchResponse>::default();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+        "/clientele.v1.CustomerUserService/SearchCustomerUsers",
+    );
+    grpc.unary(authed(request, token), path, codec)
+        .await
+        .map(|r| r.into_inner().customer_users.len())
+        .map_err(|e| e.to_string())
+}
+
 fn authed<T>(m: T, token: &Option<String>) -> tonic::Request<T> {
     let mut r = tonic::Request::new(m);
     if let Some(t) = token {
@@ -264,18 +318,57 @@ where
     F2: Fn(usize, u64) -> Fut2 + Send + Sync + 'static,
     Fut2: std::future::Future<Output = Result<usize, String>> + Send,
 {
-    let half = d / 2;
+    let no_floor = NO_FLOOR.load(Ordering::Relaxed);
+    let half = if no_floor { d } else { d / 2 };
     let (mut s, mut st) = (Stats::default(), Duration::ZERO);
     let (mut f, mut ft) = (Stats::default(), Duration::ZERO);
-    for _ in 0..2 {
+    let (mut server_cpu, mut own_cpu) = (0.0, 0.0);
+    for _ in 0..if no_floor { 1 } else { 2 } {
+        let (server0, own0) = (
+            cpu_seconds(SERVER_PID.load(Ordering::Relaxed)),
+            cpu_seconds(0),
+        );
         let (a, at) = drive(c, half, clientele.clone()).await;
+        server_cpu += cpu_seconds(SERVER_PID.load(Ordering::Relaxed)) - server0;
+        own_cpu += cpu_seconds(0) - own0;
         s.merge(a);
         st += at;
-        let (b, bt) = drive(c, half, floor.clone()).await;
-        f.merge(b);
-        ft += bt;
+        if !no_floor {
+            let (b, bt) = drive(c, half, floor.clone()).await;
+            f.merge(b);
+            ft += bt;
+        }
+    }
+    if let Ok(mut last) = LAST_CPU.lock() {
+        *last = (server_cpu, own_cpu);
     }
     ((s, st), (f, ft))
+}
+
+/// `--lean-client`.
+static LEAN_CLIENT: AtomicBool = AtomicBool::new(false);
+/// `--no-floor`.
+static NO_FLOOR: AtomicBool = AtomicBool::new(false);
+/// `--server-pid` (0: none).
+static SERVER_PID: AtomicU32 = AtomicU32::new(0);
+/// CPU seconds the server and the load generator spent in the last Clientele phase.
+static LAST_CPU: Mutex<(f64, f64)> = Mutex::new((0.0, 0.0));
+
+/// User + system CPU seconds of process `pid` (0: this one) from `/proc` (0 where unreadable).
+fn cpu_seconds(pid: u32) -> f64 {
+    let path = if pid == 0 {
+        "/proc/self/stat".to_owned()
+    } else {
+        format!("/proc/{pid}/stat")
+    };
+    let Ok(stat) = std::fs::read_to_string(path) else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn row(name: &str, s: &Stats, took: Duration, floor: Option<(&Stats, Duration)>) {
@@ -290,12 +383,22 @@ fn row(name: &str, s: &Stats, took: Duration, floor: Option<(&Stats, Duration)>)
         ),
         None => String::new(),
     };
+    let floor_text = if NO_FLOOR.load(Ordering::Relaxed) {
+        format!("{:>10}", "skipped")
+    } else {
+        floor_text
+    };
+    // CPU per call (not per address) on each side of the Clientele phase.
+    let (server_cpu, own_cpu) = LAST_CPU.lock().map_or((0.0, 0.0), |l| *l);
+    let calls = (s.latencies.len() + s.errors).max(1) as f64;
     println!(
-        "{name:<12} {:>10.0} {:>8.2} {:>8.2} {:>7} | {floor_text}",
+        "{name:<12} {:>10.0} {:>8.2} {:>8.2} {:>7} | {floor_text} | {:>8.3} {:>8.3}",
         rate(s, took),
         s.pct(0.5),
         s.pct(0.99),
-        s.errors
+        s.errors,
+        server_cpu * 1000.0 / calls,
+        own_cpu * 1000.0 / calls,
     );
 }
 
@@ -358,9 +461,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "{} users, concurrency {}, {:?} per operation and floor; ops/s counts addresses for resolve",
         args.users, args.concurrency, args.duration
     );
+    NO_FLOOR.store(args.no_floor, Ordering::Relaxed);
+    LEAN_CLIENT.store(args.lean_client, Ordering::Relaxed);
+    SERVER_PID.store(args.server_pid.unwrap_or(0), Ordering::Relaxed);
     println!(
-        "{:<12} {:>10} {:>8} {:>8} {:>7} | {:>10} {:>8} {:>8} {:>8}",
-        "operation", "ops/s", "p50 ms", "p99 ms", "errors", "floor/s", "p50 ms", "p99 ms", "ratio"
+        "{:<12} {:>10} {:>8} {:>8} {:>7} | {:>10} {:>8} {:>8} {:>8} | {:>8} {:>8}",
+        "operation",
+        "ops/s",
+        "p50 ms",
+        "p99 ms",
+        "errors",
+        "floor/s",
+        "p50 ms",
+        "p99 ms",
+        "ratio",
+        "srv cpu",
+        "gen cpu"
     );
     let run_id = std::process::id();
     for op in args.ops.split(',') {
@@ -373,21 +489,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "search" => {
                 let ch = channel.clone();
                 let cj = job(move |w: usize, n: u64| {
-                    let mut cl = CustomerUserServiceClient::new(ch.clone());
+                    let ch = ch.clone();
                     let term = TERMS[rng(w, n).gen_range(0..TERMS.len())];
                     let token = token.clone();
                     async move {
-                        cl.search_customer_users(authed(
-                            pb::SearchCustomerUsersRequest {
-                                criterion: Some(Criterion::Query(term.into())),
-                                limit: 250,
-                                ..Default::default()
-                            },
-                            &token,
-                        ))
-                        .await
-                        .map(|_| 1)
-                        .map_err(|e| e.to_string())
+                        let request = pb::SearchCustomerUsersRequest {
+                            criterion: Some(Criterion::Query(term.into())),
+                            limit: 250,
+                            ..Default::default()
+                        };
+                        search_call(ch, request, &token).await.map(|_| 1)
                     }
                 });
                 let (any2, table2) = (any.clone(), table.clone());
@@ -415,21 +526,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let ch = channel.clone();
                 let data2 = data.clone();
                 let cj = job(move |w: usize, n: u64| {
-                    let mut cl = CustomerUserServiceClient::new(ch.clone());
+                    let ch = ch.clone();
                     let term = typeahead_term(&data2, &mut rng(w, n));
                     let token = token.clone();
                     async move {
-                        cl.search_customer_users(authed(
-                            pb::SearchCustomerUsersRequest {
-                                criterion: Some(Criterion::Query(term)),
-                                limit: 250,
-                                ..Default::default()
-                            },
-                            &token,
-                        ))
-                        .await
-                        .map(|_| 1)
-                        .map_err(|e| e.to_string())
+                        let request = pb::SearchCustomerUsersRequest {
+                            criterion: Some(Criterion::Query(term)),
+                            limit: 250,
+                            ..Default::default()
+                        };
+                        search_call(ch, request, &token).await.map(|_| 1)
                     }
                 });
                 let (any2, table2, data3) = (any.clone(), table.clone(), data.clone());

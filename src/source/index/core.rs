@@ -9,10 +9,15 @@ use std::{
     sync::Arc,
 };
 
+use crate::domain::query::{Pattern, Piece};
 use crate::domain::{
     fold, query::Expr, CaseRule, Field, MatchingRules, Record, Timestamp, Validity,
 };
-use crate::source::sql::search_index::{distinct_trigrams, Need, TRIGRAM};
+use crate::source::sql::search_index::{need_with, Need, TRIGRAM};
+
+/// The shortest phrase the postings narrow: besides trigrams the index keeps bigrams, so the
+/// two-character terms of a search box (`le`) find their candidates without a scan.
+pub const BIGRAM: usize = 2;
 
 /// The order searches answer in: the folded key, then the key (UTF-8 byte order is code point
 /// order, as the database path's `LOWER(key) COLLATE "C"`, then key, and its sort by
@@ -38,6 +43,8 @@ impl MergeKey {
 #[derive(Debug)]
 pub struct Row {
     key: Box<str>,
+    /// The folded key where it differs from the key (most keys are lower case already).
+    folded: Option<Box<str>>,
     valid: bool,
     changed: Option<i64>,
     search: Box<str>,
@@ -58,7 +65,9 @@ impl Row {
             ends.push(u32::try_from(search.len()).unwrap_or(u32::MAX));
         }
         let (create, change) = record.times();
+        let folded = fold(record.key());
         Self {
+            folded: (folded != record.key()).then(|| folded.into_boxed_str()),
             key: record.key().into(),
             valid: record.validity() == Validity::Valid,
             changed: change.map(|t| t.0),
@@ -70,6 +79,16 @@ impl Row {
 
     pub fn key(&self) -> &str {
         &self.key
+    }
+
+    /// The folded key (the first part of the merge key).
+    pub fn folded_key(&self) -> &str {
+        self.folded.as_deref().unwrap_or(&self.key)
+    }
+
+    /// The merge key, compared with `other` without building it.
+    fn cmp_key(&self, other: &MergeKey) -> std::cmp::Ordering {
+        (self.folded_key(), self.key()).cmp(&(other.folded.as_str(), other.key.as_str()))
     }
 
     /// `change_time` of the record (epoch seconds), if the table has one.
@@ -105,10 +124,21 @@ impl Row {
         }
     }
 
+    /// Whether `other` holds exactly what this row holds.
+    fn same_as(&self, other: &Row) -> bool {
+        self.key == other.key
+            && self.valid == other.valid
+            && self.changed == other.changed
+            && self.search == other.search
+            && self.ends == other.ends
+            && self.packed == other.packed
+    }
+
     /// Approximate heap bytes of the row.
     pub fn bytes(&self) -> usize {
         std::mem::size_of::<Self>()
             + self.key.len()
+            + self.folded.as_ref().map_or(0, |f| f.len())
             + self.search.len()
             + self.ends.len() * 4
             + self.packed.len()
@@ -188,7 +218,11 @@ impl Reader<'_> {
         let n = n.min(self.0.len());
         let (head, rest) = self.0.split_at(n);
         self.0 = rest;
-        String::from_utf8_lossy(head).into_owned()
+        // `pack` wrote valid UTF-8: checked (no `unsafe`), on the fast path.
+        match std::str::from_utf8(head) {
+            Ok(s) => s.to_owned(),
+            Err(_) => String::from_utf8_lossy(head).into_owned(),
+        }
     }
     fn str(&mut self) -> String {
         let n = self.len();
@@ -231,15 +265,77 @@ fn unpack<R: Record>(packed: &[u8], source: &str) -> R {
     record
 }
 
-/// A trigram of folded text as a postings key (three code points of 21 bits).
-fn trigram_key(chars: &[char]) -> u64 {
-    chars
+/// A bigram or trigram of folded text as a postings key: its code points, 21 bits each; a
+/// bigram's key has bit 63 set, so it never equals a trigram's.
+fn gram_key(chars: &[char]) -> u64 {
+    let key = chars
         .iter()
-        .fold(0u64, |acc, &c| (acc << 21) | u64::from(u32::from(c)))
+        .fold(0u64, |acc, &c| (acc << 21) | u64::from(u32::from(c)));
+    if chars.len() == BIGRAM {
+        key | 1 << 63
+    } else {
+        key
+    }
 }
 
-/// Rows in merge-key order, with the positions of the rows holding each trigram of their
-/// folded search values (ascending, so in key order too).
+/// What every match of `expr` (terms wrapped in `prefix`/`suffix`) contains, as the postings
+/// see it: each literal text of a term folded (the postings hold the grams of folded values;
+/// folding is per character, so a value containing a text contains its folded form), where it
+/// is at least a bigram long.
+pub fn need(expr: &Expr, prefix: &Pattern, suffix: &Pattern) -> Option<Need> {
+    need_with(expr, prefix, suffix, &|text| {
+        let folded = fold(text);
+        if folded.chars().count() >= BIGRAM {
+            vec![folded]
+        } else {
+            Vec::new()
+        }
+    })
+}
+
+/// Whether the postings alone decide `prepared` (made by `MatchingRules::prepared_query` of a
+/// case-insensitive source, whose search values are folded): every term positive and
+/// `*text*` with `text` one gram long (two or three characters). A row is then in the gram's
+/// postings exactly when one of its values contains `text`, which is all the term asks, so the
+/// candidates of [`need`] are the matches (the differential test holds this to the matcher).
+pub fn decided_by_postings(prepared: &Expr) -> bool {
+    match prepared {
+        Expr::Term {
+            negated: true,
+            pattern: _,
+        } => false,
+        Expr::Term {
+            negated: false,
+            pattern,
+        } => matches!(
+            pattern.pieces(),
+            [Piece::Any, Piece::Text(t), Piece::Any]
+                if (BIGRAM..=TRIGRAM).contains(&t.chars().count())
+        ),
+        Expr::And(items) | Expr::Or(items) => items.iter().all(decided_by_postings),
+    }
+}
+
+/// The postings keys every value containing one of `phrases` (folded, as [`need`] makes
+/// them) has: each phrase's trigrams, or its bigram when it is two characters long; sorted,
+/// once.
+fn phrase_keys(phrases: &[String]) -> Vec<u64> {
+    let mut keys = Vec::new();
+    for p in phrases {
+        let chars: Vec<char> = p.chars().collect();
+        if chars.len() >= TRIGRAM {
+            keys.extend(chars.windows(TRIGRAM).map(gram_key));
+        } else if chars.len() == BIGRAM {
+            keys.push(gram_key(&chars));
+        }
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
+/// Rows in merge-key order, with the positions of the rows holding each bigram and trigram
+/// of their folded search values (ascending, so in key order too).
 #[derive(Debug, Default)]
 pub struct Base {
     rows: Vec<Arc<Row>>,
@@ -249,16 +345,14 @@ pub struct Base {
 impl Base {
     /// The base of `rows` (any order; of rows with equal keys the last one stays).
     pub fn build(rows: Vec<Arc<Row>>) -> Self {
-        let mut keyed: Vec<(MergeKey, Arc<Row>)> = rows
-            .into_iter()
-            .map(|r| (MergeKey::of(r.key()), r))
-            .collect();
-        keyed.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut rows = rows;
+        let order =
+            |a: &Arc<Row>, b: &Arc<Row>| (a.folded_key(), a.key()).cmp(&(b.folded_key(), b.key()));
+        rows.sort_by(order);
         // Keep the last of equal keys: reverse, dedup keeps the first of each run.
-        keyed.reverse();
-        keyed.dedup_by(|a, b| a.0 == b.0);
-        keyed.reverse();
-        let rows: Vec<Arc<Row>> = keyed.into_iter().map(|(_, r)| r).collect();
+        rows.reverse();
+        rows.dedup_by(|a, b| order(a, b).is_eq());
+        rows.reverse();
         let mut postings: HashMap<u64, Vec<u32>> = HashMap::new();
         let mut seen: Vec<u64> = Vec::new();
         for (pos, row) in rows.iter().enumerate() {
@@ -266,7 +360,8 @@ impl Base {
             seen.clear();
             for v in row.values() {
                 let chars: Vec<char> = fold(v).chars().collect();
-                seen.extend(chars.windows(TRIGRAM).map(trigram_key));
+                seen.extend(chars.windows(TRIGRAM).map(gram_key));
+                seen.extend(chars.windows(BIGRAM).map(gram_key));
             }
             seen.sort_unstable();
             seen.dedup();
@@ -301,120 +396,139 @@ impl Base {
                 .sum::<usize>()
     }
 
-    /// The first position whose key is past `after` (0 without).
-    pub fn start_after(&self, after: Option<&MergeKey>) -> usize {
+    /// The first position whose row lies past `after` (0 without).
+    pub fn start_after(&self, after: Option<&After>) -> usize {
         match after {
             None => 0,
-            Some(a) => self.rows.partition_point(|r| {
-                let f = fold(r.key());
-                (f.as_str(), r.key()) <= (a.folded.as_str(), a.key.as_str())
-            }),
+            Some(After::Key(a)) => self.rows.partition_point(|r| r.cmp_key(a).is_le()),
+            Some(After::Folded(f)) => self.rows.partition_point(|r| r.folded_key() <= f.as_str()),
         }
     }
 
     /// The positions of rows whose folded key is `folded`.
     fn positions_folded(&self, folded: &str) -> std::ops::Range<usize> {
-        let lo = self
-            .rows
-            .partition_point(|r| fold(r.key()).as_str() < folded);
-        let hi = self
-            .rows
-            .partition_point(|r| fold(r.key()).as_str() <= folded);
+        let lo = self.rows.partition_point(|r| r.folded_key() < folded);
+        let hi = self.rows.partition_point(|r| r.folded_key() <= folded);
         lo..hi
     }
 
-    /// Positions (ascending) of the rows that may satisfy `need`: a superset of those that do.
-    /// The positions a match of `need` can be at, ascending; `None` for every position (a
-    /// phrase without trigrams narrows nothing), so that no list of every row is built.
-    fn candidates(&self, need: &Need) -> Option<Vec<u32>> {
+    /// A cursor over the positions a match of `need` can be at (a superset of those that
+    /// do); `None` for every position (a phrase shorter than a bigram narrows nothing).
+    fn cursor(&self, need: &Need) -> Option<Cursor<'_>> {
         match need {
             Need::Phrases(phrases) => {
-                let mut lists: Vec<&[u32]> = Vec::new();
-                for t in distinct_trigrams(phrases) {
-                    let chars: Vec<char> = t.chars().collect();
-                    match self.postings.get(&trigram_key(&chars)) {
-                        Some(list) => lists.push(list),
-                        None => return Some(Vec::new()),
+                let keys = phrase_keys(phrases);
+                if keys.is_empty() {
+                    return None;
+                }
+                let mut lists = Vec::with_capacity(keys.len());
+                for k in keys {
+                    match self.postings.get(&k) {
+                        Some(list) => lists.push(Cursor::List { list, at: 0 }),
+                        None => return Some(Cursor::Empty),
                     }
                 }
-                lists.sort_by_key(|l| l.len());
-                let (first, rest) = lists.split_first()?;
-                let mut out = first.to_vec();
-                for l in rest {
-                    out = intersect(&out, l);
-                }
-                Some(out)
+                Some(Cursor::all(lists))
             }
             Need::And(items) => {
-                let mut lists: Vec<Vec<u32>> =
-                    items.iter().filter_map(|n| self.candidates(n)).collect();
-                lists.sort_by_key(Vec::len);
-                let mut it = lists.into_iter();
-                let mut out = it.next()?;
-                for l in it {
-                    out = intersect(&out, &l);
-                }
-                Some(out)
+                let cursors: Vec<Cursor<'_>> =
+                    items.iter().filter_map(|n| self.cursor(n)).collect();
+                (!cursors.is_empty()).then(|| Cursor::all(cursors))
             }
-            Need::Or(items) => {
-                let mut out: Vec<u32> = Vec::new();
-                for n in items {
-                    out = union(&out, &self.candidates(n)?);
-                }
-                Some(out)
-            }
+            Need::Or(items) => items
+                .iter()
+                .map(|n| self.cursor(n))
+                .collect::<Option<Vec<_>>>()
+                .map(Cursor::Any),
         }
     }
 }
 
-/// The common elements of two ascending lists.
-fn intersect(a: &[u32], b: &[u32]) -> Vec<u32> {
-    let (small, mut large) = if a.len() <= b.len() { (a, b) } else { (b, a) };
-    let mut out = Vec::with_capacity(small.len());
-    for &x in small {
-        let at = large.partition_point(|&y| y < x);
-        large = &large[at..];
-        match large.first() {
-            Some(&y) if y == x => out.push(x),
-            Some(_) => {}
-            None => break,
-        }
-    }
-    out
+/// Ascending positions, produced lazily: a search stops after its first `limit + 1` matches,
+/// so a broad term never intersects whole postings lists.
+#[derive(Debug)]
+enum Cursor<'a> {
+    /// A postings list, read from `at`.
+    List {
+        list: &'a [u32],
+        at: usize,
+    },
+    /// Positions in every child (leapfrog: the shortest child leads).
+    All(Vec<Cursor<'a>>),
+    /// Positions in any child.
+    Any(Vec<Cursor<'a>>),
+    Empty,
 }
 
-/// The elements of either ascending list, ascending, once.
-fn union(a: &[u32], b: &[u32]) -> Vec<u32> {
-    let mut out = Vec::with_capacity(a.len() + b.len());
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() && j < b.len() {
-        match a[i].cmp(&b[j]) {
-            std::cmp::Ordering::Less => {
-                out.push(a[i]);
-                i += 1;
-            }
-            std::cmp::Ordering::Greater => {
-                out.push(b[j]);
-                j += 1;
-            }
-            std::cmp::Ordering::Equal => {
-                out.push(a[i]);
-                i += 1;
-                j += 1;
-            }
+impl<'a> Cursor<'a> {
+    /// The intersection of `cursors`, shortest first.
+    fn all(mut cursors: Vec<Cursor<'a>>) -> Self {
+        if cursors.len() == 1 {
+            return cursors.pop().unwrap_or(Cursor::Empty);
+        }
+        cursors.sort_by_key(Cursor::estimate);
+        Cursor::All(cursors)
+    }
+
+    /// An upper bound of the positions left.
+    fn estimate(&self) -> usize {
+        match self {
+            Self::List { list, at } => list.len().saturating_sub(*at),
+            Self::All(c) => c.iter().map(Self::estimate).min().unwrap_or(0),
+            Self::Any(c) => c.iter().map(Self::estimate).sum(),
+            Self::Empty => 0,
         }
     }
-    out.extend_from_slice(&a[i..]);
-    out.extend_from_slice(&b[j..]);
-    out
+
+    /// The first position at or after `p`; `None` when there is none. Positions before `p`
+    /// are passed for good (seeks go forward).
+    fn seek(&mut self, p: u32) -> Option<u32> {
+        match self {
+            Self::List { list, at } => {
+                let rest = list.get(*at..)?;
+                let first = *rest.first()?;
+                if first >= p {
+                    return Some(first);
+                }
+                // Gallop: rest[lo] < p; double the step while the entry a step on is too.
+                let (mut lo, mut step) = (0usize, 1usize);
+                while rest.get(lo + step).is_some_and(|&x| x < p) {
+                    lo += step;
+                    step *= 2;
+                }
+                let hi = (lo + step + 1).min(rest.len());
+                let skip = lo + 1 + rest.get(lo + 1..hi)?.partition_point(|&x| x < p);
+                *at += skip;
+                list.get(*at).copied()
+            }
+            Self::All(cursors) => {
+                let mut target = p;
+                'round: loop {
+                    for c in cursors.iter_mut() {
+                        let x = c.seek(target)?;
+                        if x > target {
+                            target = x;
+                            continue 'round;
+                        }
+                    }
+                    return Some(target);
+                }
+            }
+            Self::Any(cursors) => cursors.iter_mut().filter_map(|c| c.seek(p)).min(),
+            Self::Empty => None,
+        }
+    }
 }
 
 /// What a search asks of the index.
 pub struct Query<'a> {
     /// The expression prepared by `MatchingRules::prepared_query`.
     pub prepared: &'a Expr,
-    /// What every match contains (`sql::search_index::need`); `None`: every row is a candidate.
+    /// What every match contains ([`need`]); `None`: every row is a candidate.
     pub need: Option<&'a Need>,
+    /// The candidates of `need` are the matches ([`decided_by_postings`], case-insensitive
+    /// sources only): the matcher is not run.
+    pub decided: bool,
     pub include_invalid: bool,
 }
 
@@ -477,15 +591,41 @@ impl State {
     }
 
     /// Applies rows read from the table by a read that started at `read_seq`: a row changed
-    /// by this replica after that (a later sequence number) is newer and stays.
+    /// by this replica after that (a later sequence number) is newer and stays; a row the
+    /// index holds as it is (read again within the refresh overlap) changes nothing.
     pub fn apply_read(&mut self, rows: Vec<Arc<Row>>, read_seq: u64) {
         for row in rows {
             let key = MergeKey::of(row.key());
             if self.delta.get(&key).is_some_and(|(s, _)| *s > read_seq) {
                 continue;
             }
+            if self.current(&key).is_some_and(|r| r.same_as(&row)) {
+                continue;
+            }
             self.put(key, Some(row), read_seq);
         }
+    }
+
+    /// Whether the index holds `row` as it is.
+    pub fn holds(&self, row: &Row) -> bool {
+        self.current(&MergeKey::of(row.key()))
+            .is_some_and(|r| r.same_as(row))
+    }
+
+    /// The row the index holds under `key`.
+    fn current(&self, key: &MergeKey) -> Option<&Arc<Row>> {
+        if let Some((_, r)) = self.delta.get(key) {
+            return r.as_ref();
+        }
+        self.base
+            .positions_folded(&key.folded)
+            .find(|&p| {
+                self.base.rows.get(p).is_some_and(|r| r.key() == key.key)
+                    && !self
+                        .shadowed
+                        .contains(&u32::try_from(p).unwrap_or(u32::MAX))
+            })
+            .and_then(|p| self.base.rows.get(p))
     }
 
     /// Replaces the base by one read (or compacted) at `read_seq`; changes made after that
@@ -545,38 +685,52 @@ impl State {
         out
     }
 
-    /// At most `limit` rows matching `q` in merge-key order, past `after` when given, and
-    /// whether there were more.
+    /// At most `limit` rows that `keep` (besides `q`) in merge-key order, past `after` when
+    /// given, and whether there were more.
     pub fn search(
         &self,
         q: &Query<'_>,
-        after: Option<&MergeKey>,
+        after: Option<&After>,
         limit: usize,
+        extra: &dyn Fn(&Row) -> bool,
     ) -> (Vec<Arc<Row>>, bool) {
-        let keep = |row: &Row| (q.include_invalid || row.valid) && row.matches(q.prepared);
-        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut cursor = q.need.and_then(|need| self.base.cursor(need));
+        let decided = q.decided && cursor.is_some();
+        // Delta rows are in no postings list: the matcher decides them.
+        let keep =
+            |row: &Row| (q.include_invalid || row.valid) && row.matches(q.prepared) && extra(row);
+        // Candidates from the postings: the matcher, unless the postings decided already.
+        let keep_candidate = |row: &Row| {
+            (q.include_invalid || row.valid) && (decided || row.matches(q.prepared)) && extra(row)
+        };
+        let lower = match after {
+            None => Bound::Unbounded,
+            Some(After::Key(k)) => Bound::Excluded(k.clone()),
+            Some(After::Folded(f)) => Bound::Included(MergeKey {
+                folded: f.clone(),
+                key: String::new(),
+            }),
+        };
         let mut delta = self
             .delta
             .range((lower, Bound::Unbounded))
+            .filter(|(k, _)| after.is_none_or(|a| a.admits(&k.folded, &k.key)))
             .filter_map(|(k, (_, r))| r.as_ref().filter(|r| keep(r)).map(|r| (k, r)))
             .peekable();
         let want = limit.saturating_add(1);
-        let start = self.base.start_after(after);
-        let candidates: Box<dyn Iterator<Item = usize> + '_> = match q.need {
-            Some(need) => match self.base.candidates(need) {
-                Some(list) => {
-                    let from = list.partition_point(|&p| (p as usize) < start);
-                    Box::new(list.into_iter().skip(from).map(|p| p as usize))
-                }
-                None => Box::new(start..self.base.rows.len()),
-            },
-            None => Box::new(start..self.base.rows.len()),
-        };
+        let len = self.base.rows.len();
+        let mut next = self.base.start_after(after);
         let mut out: Vec<Arc<Row>> = Vec::new();
-        for pos in candidates {
-            if out.len() >= want {
-                break;
-            }
+        while out.len() < want {
+            let pos = match cursor.as_mut() {
+                Some(c) => match c.seek(u32::try_from(next).unwrap_or(u32::MAX)) {
+                    Some(p) => p as usize,
+                    None => break,
+                },
+                None if next < len => next,
+                None => break,
+            };
+            next = pos + 1;
             if !self.shadowed.is_empty()
                 && self
                     .shadowed
@@ -587,19 +741,16 @@ impl State {
             let Some(row) = self.base.rows.get(pos) else {
                 break;
             };
-            if !keep(row) {
+            if !keep_candidate(row) {
                 continue;
             }
-            if delta.peek().is_some() {
-                let mk = MergeKey::of(row.key());
-                while out.len() < want {
-                    match delta.peek() {
-                        Some((dk, dr)) if **dk < mk => {
-                            out.push((*dr).clone());
-                            delta.next();
-                        }
-                        _ => break,
+            while out.len() < want {
+                match delta.peek() {
+                    Some((dk, dr)) if row.cmp_key(dk).is_gt() => {
+                        out.push((*dr).clone());
+                        delta.next();
                     }
+                    _ => break,
                 }
             }
             if out.len() < want {
@@ -618,6 +769,26 @@ impl State {
     }
 }
 
+/// Where a page of a search starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum After {
+    /// Past this merge key.
+    Key(MergeKey),
+    /// Past every key that folds to this (a walk's position: page tokens carry the folded
+    /// key, and the walk's order compares folded keys only).
+    Folded(String),
+}
+
+impl After {
+    /// Whether the key (`folded`, `key`) lies past this position.
+    fn admits(&self, folded: &str, key: &str) -> bool {
+        match self {
+            Self::Key(k) => (folded, key) > (k.folded.as_str(), k.key.as_str()),
+            Self::Folded(f) => folded > f.as_str(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -627,7 +798,6 @@ mod tests {
         query::{parse, Grammar, Pattern},
         Attr, CustomerUser, UserField, UserRules,
     };
-    use crate::source::sql::search_index::need;
 
     fn rules() -> UserRules {
         UserRules::new(
@@ -667,12 +837,13 @@ mod tests {
         let prepared = r.prepared_query(&expr);
         let need = need(&expr, &r.prefix, &r.suffix);
         let query = Query {
+            decided: need.is_some() && decided_by_postings(&prepared),
             prepared: &prepared,
             need: need.as_ref(),
             include_invalid: false,
         };
-        let after = after.map(MergeKey::of);
-        let (rows, truncated) = state.search(&query, after.as_ref(), limit);
+        let after = after.map(|a| After::Key(MergeKey::of(a)));
+        let (rows, truncated) = state.search(&query, after.as_ref(), limit, &|_| true);
         (rows.iter().map(|r| r.key().to_owned()).collect(), truncated)
     }
 
@@ -735,8 +906,48 @@ mod tests {
     }
 
     #[test]
-    fn postings_lists_merge() {
-        assert_eq!(intersect(&[1, 3, 5, 7], &[3, 4, 7, 9]), [3, 7]);
-        assert_eq!(union(&[1, 3, 5], &[2, 3, 9]), [1, 2, 3, 5, 9]);
+    fn cursors_intersect_and_unite_lazily() {
+        let (a, b, c) = (
+            [1u32, 3, 5, 7, 9, 11, 13],
+            [3u32, 4, 7, 9, 13, 20],
+            [2u32, 7, 8],
+        );
+        let list = |l: &'static [u32]| Cursor::List { list: l, at: 0 };
+        let drain = |mut cur: Cursor<'_>| {
+            let (mut out, mut next) = (Vec::new(), 0);
+            while let Some(p) = cur.seek(next) {
+                out.push(p);
+                next = p + 1;
+            }
+            out
+        };
+        let (a, b, c): (&'static [u32], &'static [u32], &'static [u32]) = (
+            Box::leak(Box::new(a)),
+            Box::leak(Box::new(b)),
+            Box::leak(Box::new(c)),
+        );
+        assert_eq!(drain(Cursor::all(vec![list(a), list(b)])), [3, 7, 9, 13]);
+        assert_eq!(
+            drain(Cursor::Any(vec![list(b), list(c)])),
+            [2, 3, 4, 7, 8, 9, 13, 20]
+        );
+        assert_eq!(
+            drain(Cursor::all(vec![
+                list(a),
+                Cursor::Any(vec![list(b), list(c)])
+            ])),
+            [3, 7, 9, 13]
+        );
+        assert_eq!(
+            drain(Cursor::all(vec![list(a), Cursor::Empty])),
+            Vec::<u32>::new()
+        );
+        // A seek far ahead gallops; every entry at or after it is still found.
+        let long: &'static [u32] = Box::leak((0..10_000u32).map(|x| x * 3).collect());
+        let mut cur = list(long);
+        assert_eq!(cur.seek(7_001), Some(7_002));
+        assert_eq!(cur.seek(7_002), Some(7_002));
+        assert_eq!(cur.seek(29_998), None);
+        assert_eq!(list(long).seek(29_997), Some(29_997));
     }
 }

@@ -5,15 +5,17 @@
 //!
 //! What it keeps ([`core`]): each record once, compactly (its search values under the source's
 //! case rule, everything else packed in one buffer), in merge-key order (folded key, then key:
-//! the database path's order), with the positions of the records holding each trigram of their
-//! folded search values. A search takes its candidates from the postings of the trigrams every
-//! match must contain (the same [`need`] the SQLite and MariaDB indexes narrow with; none for
-//! terms shorter than three characters or negations: then every record is a candidate, in key
-//! order), decides each with the one matcher ([`Expr::matches_prepared`] of
+//! the database path's order), with the positions of the records holding each bigram and
+//! trigram of their folded search values. A search takes its candidates from the postings of
+//! the grams every match must contain ([`core::need`]: the folded texts of the terms, as the
+//! SQLite and MariaDB indexes narrow with their runs; none for one-character terms or
+//! negations: then every record is a candidate, in key order), decides each with the one matcher ([`Expr::matches_prepared`] of
 //! `MatchingRules::prepared_query`, the rule the database path re-checks with), and stops at
-//! the first `limit + 1` matches: no sort. Criteria other than the grammar (email, customer id,
-//! login patterns) go to the database, and so do searches with filters, another order or a
-//! page position ([`answers`]).
+//! the first `limit + 1` matches: no sort. Login patterns (a walk of everything is `login *`)
+//! are answered here too; email and customer-id criteria go to the database (their own
+//! indexes answer them), and so do orders other than by key ([`answers`]). Filters and page
+//! positions are decided by the domain's functions (`Detail`), as the database path decides
+//! what its statement cannot.
 //!
 //! Freshness (decided here; DESIGN §9 names only the keys):
 //! - Until the first build finished, and while the last refresh failed, searches go to the
@@ -22,10 +24,15 @@
 //!   returned, before the write returns; a password change re-reads its record; a customer-id
 //!   rename (and any change behind the source's back that the directory announces with
 //!   `forget_all`) marks the index stale, and the next search refreshes before it answers.
-//! - Everyone else's writes: every `index_refresh` the rows whose `change_time` is at or after
-//!   the newest one seen minus [`CHANGE_OVERLAP`] are read again (the overlap covers writers
-//!   whose clocks lag and rows committed late). A table without change columns (`foreign_db`)
-//!   is re-read whole every `index_refresh`.
+//! - Everyone else's writes: every `index_refresh` the rows changed since the previous read
+//!   began, less [`CHANGE_OVERLAP`] (which covers writers whose clocks lag and rows committed
+//!   late), are read. The table's clock is not ours (Znuny stores local time without a zone):
+//!   "since the previous read began" is our clock at that read plus the largest lead of the
+//!   table's clock over ours seen so far (`change_time` minus our clock at the read that saw
+//!   it; a row is never stamped later than its writer's now, so this never overshoots). A bulk
+//!   write is thus read again for [`CHANGE_OVERLAP`] seconds, not at every refresh for as long
+//!   as it is the newest change. A table without change columns (`foreign_db`) is re-read whole
+//!   every `index_refresh`.
 //! - Removed and renamed rows: the whole table is re-read every [`RECONCILE_EVERY`] refreshes
 //!   (60 × `index_refresh`: a minute at the default; keys that are gone disappear then; a
 //!   rename by this replica removes the old key at once).
@@ -48,31 +55,32 @@ use std::{
 
 use async_trait::async_trait;
 
-use self::core::{Base, MergeKey, Query, Row, State};
+use self::core::{decided_by_postings, need, After, Base, MergeKey, Query, Row, State};
 use crate::config::SearchIndexMode;
 use crate::domain::{
-    query::Expr,
+    query::{Expr, Pattern},
     search::{CustomerSearch, Detail, Page, UserCriterion, UserSearch},
     Customer, CustomerPatch, CustomerSchema, CustomerUser, CustomerUserPatch, MatchingRules,
     Record, UserSchema,
 };
 use crate::error::Error;
-use crate::source::sql::{customer::SqlCustomerSource, search_index::need, user::SqlUserSource};
+use crate::source::sql::{customer::SqlCustomerSource, user::SqlUserSource};
 use crate::source::{
     CustomerReader, CustomerSourceBundle, CustomerWriter, SourceError, UserReader,
     UserSourceBundle, UserWriter,
 };
 
-/// Whether the index answers a search with this detail itself: the first page of a search in
-/// the default order (by key) without filters, which is every plain and typeahead search and
-/// the first page of a walk. Filters, other orders and later pages of a walk (issue 17) go to
-/// the database path, which answers them exactly; the core's seek (`after`) is where the
-/// index would take them over.
+/// Whether the index answers a search with this detail itself: in the default order (by key),
+/// which is every plain and typeahead search and every page of a walk by key, with or without
+/// filters (decided by the domain's `Detail::filters_match`; the page position by the folded
+/// key, as `Detail::is_after` compares it). Another order needs every match sorted: it goes
+/// to the database, which sorts in its index.
 fn answers<F: crate::domain::Field>(detail: &Detail<F>) -> bool {
-    detail.filters.is_empty() && detail.order.is_by_key() && detail.after.is_none()
+    detail.order.is_by_key()
 }
 
-/// How far before the newest `change_time` seen a refresh reads again.
+/// How many seconds before the previous read began (on the table's clock) a refresh reads
+/// changed rows again.
 pub const CHANGE_OVERLAP: i64 = 10;
 
 /// The whole table is re-read once in this many `index_refresh` periods (removed rows and
@@ -109,8 +117,13 @@ pub trait Table: Send + Sync + 'static {
     /// `call_timeout`: bounds a refresh that reads changed rows (a full read gets
     /// [`FULL_READ_CALLS`] times as long).
     fn call_timeout(&self) -> Duration;
-    /// Every record, or those changed at or after `since` (epoch seconds).
-    async fn read(&self, since: Option<i64>) -> Result<Vec<Self::Record>, SourceError>;
+    /// Every record, or those changed at or after `since` (epoch seconds), each handed to
+    /// `each` as it is read.
+    async fn read(
+        &self,
+        since: Option<i64>,
+        each: &mut (dyn FnMut(Self::Record) + Send),
+    ) -> Result<(), SourceError>;
     /// Completes a record unpacked from the index as the source completes what it reads.
     fn complete(&self, record: Self::Record) -> Self::Record {
         record
@@ -146,8 +159,12 @@ macro_rules! sql_table {
 #[async_trait]
 impl Table for SqlUserSource {
     sql_table!(SqlUserSource, CustomerUser, UserReader);
-    async fn read(&self, since: Option<i64>) -> Result<Vec<CustomerUser>, SourceError> {
-        self.scan(since).await
+    async fn read(
+        &self,
+        since: Option<i64>,
+        each: &mut (dyn FnMut(CustomerUser) + Send),
+    ) -> Result<(), SourceError> {
+        self.scan(since, each).await
     }
     fn complete(&self, mut record: CustomerUser) -> CustomerUser {
         record.full_name = self.rules().full_name(&record);
@@ -158,8 +175,12 @@ impl Table for SqlUserSource {
 #[async_trait]
 impl Table for SqlCustomerSource {
     sql_table!(SqlCustomerSource, Customer, CustomerReader);
-    async fn read(&self, since: Option<i64>) -> Result<Vec<Customer>, SourceError> {
-        self.scan(since).await
+    async fn read(
+        &self,
+        since: Option<i64>,
+        each: &mut (dyn FnMut(Customer) + Send),
+    ) -> Result<(), SourceError> {
+        self.scan(since, each).await
     }
 }
 
@@ -168,6 +189,11 @@ impl Table for SqlCustomerSource {
 struct Progress {
     /// The newest `change_time` read.
     newest: Option<i64>,
+    /// The largest lead of the table's clock over ours seen: `change_time` minus our clock
+    /// (epoch seconds) at the start of the read that returned it.
+    lead: Option<i64>,
+    /// Our clock (epoch seconds) when the newest successful read began.
+    read_at: Option<i64>,
     last_full: Option<Instant>,
     /// The start of the newest successful refresh's read.
     last_ok: Option<Instant>,
@@ -274,10 +300,14 @@ impl<T: Table> MemoryIndex<T> {
             });
         let read_seq = self.seq.load(Ordering::SeqCst);
         let began = Instant::now();
+        let began_epoch = epoch_now();
         let since = if full {
             None
         } else {
-            p.newest.map(|n| n - CHANGE_OVERLAP)
+            p.read_at
+                .zip(p.lead)
+                .map(|(at, lead)| at.saturating_add(lead) - CHANGE_OVERLAP)
+                .or(p.newest.map(|n| n - CHANGE_OVERLAP))
         };
         let bound = if full {
             self.table
@@ -287,33 +317,37 @@ impl<T: Table> MemoryIndex<T> {
         } else {
             self.table.call_timeout()
         };
-        let read = tokio::time::timeout(bound, self.table.read(since))
+        // Records become rows as they are read (the table is never held as records); a row
+        // read again as the index holds it (the refresh overlap) is dropped at once.
+        let rules = self.table.matching().clone();
+        let mut rows: Vec<Arc<Row>> = Vec::new();
+        let mut newest: Option<i64> = None;
+        let mut each = |record: T::Record| {
+            newest = newest.max(record.times().1.map(|t| t.0));
+            let row = Row::new(&record, &rules);
+            if full || !self.read_state().holds(&row) {
+                rows.push(Arc::new(row));
+            }
+        };
+        let read = tokio::time::timeout(bound, self.table.read(since, &mut each))
             .await
             .unwrap_or_else(|_| {
                 Err(SourceError::Unavailable(format!(
                     "reading the table for the search index took over {bound:?}"
                 )))
             });
-        let records = match read {
-            Ok(r) => r,
+        match read {
+            Ok(()) => {}
             Err(e) => {
                 if self.healthy.swap(false, Ordering::SeqCst) {
                     tracing::warn!(source = %self.table.source_name(), error = %e, "search index refresh failed: searches go to the database until one succeeds");
                 }
                 return Err(e);
             }
-        };
-        let newest = records
-            .iter()
-            .filter_map(|r| r.times().1.map(|t| t.0))
-            .max();
+        }
         p.newest = p.newest.max(newest);
-        let rules = self.table.matching().clone();
-        let rows: Vec<Arc<Row>> = records
-            .iter()
-            .map(|r| Arc::new(Row::new(r, &rules)))
-            .collect();
-        drop(records);
+        p.lead = p.lead.max(newest.map(|n| n - began_epoch));
+        p.read_at = Some(began_epoch);
         if full {
             let count = rows.len();
             let base = build(rows).await;
@@ -374,28 +408,59 @@ impl<T: Table> MemoryIndex<T> {
         self.ready()
     }
 
-    /// At most `limit` (capped by `list_limit`) records matching `query` in key order, past
-    /// `after` when given; `truncated` when there were more.
-    pub fn search_after(
+    /// At most `limit` (capped by `list_limit`, as the database path caps) records in key
+    /// order that `wanted` selects, `detail`'s filters keep and that lie past its position;
+    /// `truncated` when there were more. `detail` must be in key order ([`answers`]).
+    pub fn search_detail(
         &self,
-        query: &Expr,
+        wanted: Wanted<'_>,
         include_invalid: bool,
         limit: usize,
-        after: Option<&str>,
+        detail: &Detail<<T::Record as Record>::Field>,
     ) -> Page<T::Record> {
         let rules = self.table.matching();
-        let prepared = rules.prepared_query(query);
-        let need = need(query, &rules.prefix, &rules.suffix);
+        let everything = Expr::Term {
+            pattern: Pattern::wildcards("*"),
+            negated: false,
+        };
+        let (prepared, need) = match wanted {
+            Wanted::Query(query) => (
+                rules.prepared_query(query),
+                need(query, &rules.prefix, &rules.suffix),
+            ),
+            Wanted::Key(_) => (everything, None),
+        };
         let q = Query {
+            decided: need.is_some()
+                && !rules.case.is_case_sensitive()
+                && decided_by_postings(&prepared),
             prepared: &prepared,
             need: need.as_ref(),
-            include_invalid,
+            include_invalid: include_invalid || detail.wants_invalid(),
         };
-        let after = after.map(MergeKey::of);
-        let (rows, truncated) =
-            self.read_state()
-                .search(&q, after.as_ref(), limit.min(self.table.limit_cap()));
         let name = self.table.source_name();
+        let case = rules.case;
+        // The login pattern and the filters are the domain's own rules: the key against the
+        // pattern, the record (unpacked only when there are filters) against the filters.
+        let extra = |row: &Row| {
+            let key_ok = match wanted {
+                Wanted::Key(p) => case.matches(p, row.key()),
+                Wanted::Query(_) => true,
+            };
+            key_ok
+                && (detail.filters.is_empty()
+                    || detail.filters_match(&self.table.complete(row.record(name)), case))
+        };
+        let after = detail
+            .after
+            .as_ref()
+            .map(|pos| After::Folded(pos.key.clone()));
+        let (rows, truncated) = self.read_state().search(
+            &q,
+            after.as_ref(),
+            limit.min(self.table.limit_cap()),
+            &extra,
+        );
         Page {
             items: rows
                 .iter()
@@ -406,11 +471,27 @@ impl<T: Table> MemoryIndex<T> {
     }
 }
 
+/// What a search selects, besides its detail.
+#[derive(Clone, Copy)]
+pub enum Wanted<'a> {
+    /// The grammar over the search fields.
+    Query(&'a Expr),
+    /// Keys matching a `*` pattern under the source's case rule (`UserCriterion::Login`).
+    Key(&'a Pattern),
+}
+
 impl<T: Table> MemoryIndex<T> {
     /// The next search refreshes before it answers.
     pub fn mark_stale(&self) {
         self.stale.fetch_add(1, Ordering::SeqCst);
     }
+}
+
+/// Our clock in epoch seconds.
+fn epoch_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// Builds a base off the async threads (sorting and postings of a large table take a while).
@@ -454,7 +535,7 @@ impl IndexedUsers {
         Arc::new(Self { inner, index })
     }
 
-    /// The index (for tests and benchmarks: `refresh`, `search_after`, `ready`).
+    /// The index (for tests and benchmarks: `refresh`, `search_detail`, `ready`).
     pub fn index(&self) -> &Arc<MemoryIndex<SqlUserSource>> {
         &self.index
     }
@@ -496,16 +577,22 @@ impl UserReader for IndexedUsers {
         self.inner.get(login).await
     }
     async fn search(&self, search: &UserSearch) -> Result<Page<CustomerUser>, SourceError> {
-        match &search.criterion {
-            UserCriterion::Query(expr)
-                if answers(&search.detail) && self.index.ensure_fresh().await =>
-            {
-                Ok(self
-                    .index
-                    .search_after(expr, search.include_invalid, search.limit, None))
+        let wanted = match &search.criterion {
+            UserCriterion::Query(expr) => Some(Wanted::Query(expr)),
+            UserCriterion::Login(pattern) => Some(Wanted::Key(pattern)),
+            UserCriterion::Email(_) | UserCriterion::CustomerId(_) => None,
+        };
+        if let Some(wanted) = wanted {
+            if answers(&search.detail) && self.index.ensure_fresh().await {
+                return Ok(self.index.search_detail(
+                    wanted,
+                    search.include_invalid,
+                    search.limit,
+                    &search.detail,
+                ));
             }
-            _ => self.inner.search(search).await,
         }
+        self.inner.search(search).await
     }
     async fn find_by_emails(
         &self,
@@ -618,11 +705,11 @@ impl CustomerReader for IndexedCustomers {
     }
     async fn search(&self, search: &CustomerSearch) -> Result<Page<Customer>, SourceError> {
         if answers(&search.detail) && self.index.ensure_fresh().await {
-            return Ok(self.index.search_after(
-                &search.query,
+            return Ok(self.index.search_detail(
+                Wanted::Query(&search.query),
                 search.include_invalid,
                 search.limit,
-                None,
+                &search.detail,
             ));
         }
         self.inner.search(search).await

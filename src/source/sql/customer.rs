@@ -154,10 +154,14 @@ impl SqlCustomerSource {
 
 impl SqlCustomerSource {
     /// Every record (with `since`, epoch seconds: those changed at or after it; see
-    /// [`Table::scan`]). For the in-memory search index.
-    pub async fn scan(&self, since: Option<i64>) -> Result<Vec<Customer>, SourceError> {
+    /// [`Table::scan`]), each handed to `each`. For the in-memory search index.
+    pub async fn scan(
+        &self,
+        since: Option<i64>,
+        each: &mut (dyn FnMut(Customer) + Send),
+    ) -> Result<(), SourceError> {
         self.db.ready().await?;
-        self.table.scan(&self.db, since).await
+        self.table.scan(&self.db, since, each).await
     }
 
     /// The source's matching rules.

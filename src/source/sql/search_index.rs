@@ -542,6 +542,25 @@ pub enum Need {
 /// Non-ASCII characters split runs rather than being trusted to fold alike in Rust and in the
 /// database.
 pub fn need(expr: &Expr, prefix: &Pattern, suffix: &Pattern) -> Option<Need> {
+    need_with(expr, prefix, suffix, &|text| {
+        ascii_runs(text)
+            .into_iter()
+            .filter(|run| run.chars().count() >= TRIGRAM)
+            .map(str::to_owned)
+            .collect()
+    })
+}
+
+/// [`need`] with the phrases `runs` takes from each literal text of a term (a text every match
+/// contains, between wildcards): the in-memory index, whose postings are made by Rust's own
+/// folding, takes whole folded texts of two characters or more.
+pub fn need_with(
+    expr: &Expr,
+    prefix: &Pattern,
+    suffix: &Pattern,
+    runs: &dyn Fn(&str) -> Vec<String>,
+) -> Option<Need> {
+    let need = |e: &Expr, prefix: &Pattern, suffix: &Pattern| need_with(e, prefix, suffix, runs);
     match expr {
         Expr::Term {
             negated: true,
@@ -559,9 +578,7 @@ pub fn need(expr: &Expr, prefix: &Pattern, suffix: &Pattern) -> Option<Need> {
                     Piece::Text(t) => Some(t),
                     Piece::Any => None,
                 })
-                .flat_map(|t| ascii_runs(t))
-                .filter(|run| run.chars().count() >= TRIGRAM)
-                .map(str::to_owned)
+                .flat_map(|t| runs(t))
                 .collect();
             (!phrases.is_empty()).then_some(Need::Phrases(phrases))
         }

@@ -313,8 +313,14 @@ impl<F: Field> Table<F> {
     /// or after it (a table without change columns is read whole), in no particular order:
     /// one statement without ORDER BY (the database sorts nothing), its rows streamed and
     /// converted one at a time. For the in-memory search index (`source::index`), which
-    /// orders them itself.
-    pub async fn scan(&self, db: &Db, since: Option<i64>) -> Result<Vec<F::Record>, SourceError> {
+    /// orders them itself. Each record goes to `each` as it is converted, so a reader that
+    /// keeps something smaller never holds the whole table as records.
+    pub async fn scan(
+        &self,
+        db: &Db,
+        since: Option<i64>,
+        each: &mut (dyn FnMut(F::Record) + Send),
+    ) -> Result<(), SourceError> {
         use futures::TryStreamExt;
         let mut sql = self.select();
         match since {
@@ -327,22 +333,21 @@ impl<F: Field> Table<F> {
                 sql.push("1=1");
             }
         }
-        let mut out = Vec::new();
         match db.pg_pool() {
             Some(pg) => {
                 let mut rows = sql.query_pg().fetch(pg);
                 while let Some(row) = rows.try_next().await.map_err(source_error)? {
-                    out.push(self.row_to_record(&row)?);
+                    each(self.row_to_record(&row)?);
                 }
             }
             None => {
                 let mut rows = sql.query().fetch(db.pool());
                 while let Some(row) = rows.try_next().await.map_err(source_error)? {
-                    out.push(self.row_to_record(&row)?);
+                    each(self.row_to_record(&row)?);
                 }
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// The statement [`Table::fetch_filtered`] runs for `sql` (built by [`Table::select`]): the

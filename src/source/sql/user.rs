@@ -519,11 +519,17 @@ impl SqlUserSource {
     }
 
     /// Every record (with `since`, epoch seconds: those changed at or after it; see
-    /// [`Table::scan`]), completed as reads complete them. For the in-memory search index.
-    pub async fn scan(&self, since: Option<i64>) -> Result<Vec<CustomerUser>, SourceError> {
+    /// [`Table::scan`]), completed as reads complete them, each handed to `each`. For the
+    /// in-memory search index.
+    pub async fn scan(
+        &self,
+        since: Option<i64>,
+        each: &mut (dyn FnMut(CustomerUser) + Send),
+    ) -> Result<(), SourceError> {
         self.db.ready().await?;
-        let rows = self.table.scan(&self.db, since).await?;
-        Ok(rows.into_iter().map(|u| self.finish(u)).collect())
+        self.table
+            .scan(&self.db, since, &mut |u| each(self.finish(u)))
+            .await
     }
 
     /// The source's matching rules.
