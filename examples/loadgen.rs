@@ -169,6 +169,15 @@ fn typeahead_floor_sql(engine: Engine, table: &str, parts: usize) -> String {
     sql
 }
 
+/// How many times [`typeahead_floor_sql`] binds each part: PostgreSQL refers to `$i` in each
+/// of the four columns; `?` placeholders are bound one by one.
+fn floor_binds(engine: Engine) -> usize {
+    match engine {
+        Engine::Postgres => 1,
+        Engine::Sqlite | Engine::MariaDb => 4,
+    }
+}
+
 /// The LIKE patterns of a term's `+` parts (substring, lower-cased, `%`/`_` escaped).
 fn like_parts(term: &str) -> Vec<String> {
     term.split('+')
@@ -511,7 +520,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         let sql = typeahead_floor_sql(engine, &table, parts.len());
                         let mut q = sqlx::query(&sql);
                         for p in parts {
-                            q = q.bind(p);
+                            // PostgreSQL's `$i` is bound once; `?` once per column.
+                            for _ in 0..floor_binds(engine) {
+                                q = q.bind(p.clone());
+                            }
                         }
                         q.fetch_all(&any)
                             .await
@@ -547,7 +559,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         let sql = typeahead_floor_sql(engine, &table, parts.len());
                         let mut q = sqlx::query(&sql);
                         for p in parts {
-                            q = q.bind(p);
+                            // PostgreSQL's `$i` is bound once; `?` once per column.
+                            for _ in 0..floor_binds(engine) {
+                                q = q.bind(p.clone());
+                            }
                         }
                         q.fetch_all(&any)
                             .await

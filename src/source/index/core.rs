@@ -334,12 +334,30 @@ fn phrase_keys(phrases: &[String]) -> Vec<u64> {
     keys
 }
 
+/// The distinct bigram and trigram keys of `row`'s folded search values, into `out`.
+fn row_grams(row: &Row, out: &mut Vec<u64>) {
+    out.clear();
+    let mut chars: Vec<char> = Vec::new();
+    for v in row.values() {
+        chars.clear();
+        chars.extend(v.chars().flat_map(char::to_lowercase));
+        out.extend(chars.windows(TRIGRAM).map(gram_key));
+        out.extend(chars.windows(BIGRAM).map(gram_key));
+    }
+    out.sort_unstable();
+    out.dedup();
+}
+
 /// Rows in merge-key order, with the positions of the rows holding each bigram and trigram
 /// of their folded search values (ascending, so in key order too).
 #[derive(Debug, Default)]
 pub struct Base {
     rows: Vec<Arc<Row>>,
-    postings: HashMap<u64, Box<[u32]>>,
+    /// Gram → where its postings list lies in `arena` (start, length).
+    postings: HashMap<u64, (u32, u32)>,
+    /// Every postings list, back to back: one allocation of exactly the size needed (lists
+    /// grown one by one would each keep up to half again as much spare).
+    arena: Box<[u32]>,
 }
 
 impl Base {
@@ -353,29 +371,47 @@ impl Base {
         rows.reverse();
         rows.dedup_by(|a, b| order(a, b).is_eq());
         rows.reverse();
-        let mut postings: HashMap<u64, Vec<u32>> = HashMap::new();
+        // Two passes over the rows' grams: count each list's length, then fill the lists in
+        // place, in row order (so ascending).
         let mut seen: Vec<u64> = Vec::new();
+        let mut postings: HashMap<u64, (u32, u32)> = HashMap::new();
+        for row in &rows {
+            row_grams(row, &mut seen);
+            for &g in &seen {
+                postings.entry(g).or_default().1 += 1;
+            }
+        }
+        let mut total = 0u32;
+        for (start, len) in postings.values_mut() {
+            *start = total;
+            total = total.saturating_add(*len);
+            *len = 0;
+        }
+        let mut arena = vec![0u32; total as usize].into_boxed_slice();
         for (pos, row) in rows.iter().enumerate() {
             let pos = u32::try_from(pos).unwrap_or(u32::MAX);
-            seen.clear();
-            for v in row.values() {
-                let chars: Vec<char> = fold(v).chars().collect();
-                seen.extend(chars.windows(TRIGRAM).map(gram_key));
-                seen.extend(chars.windows(BIGRAM).map(gram_key));
-            }
-            seen.sort_unstable();
-            seen.dedup();
-            for &t in &seen {
-                postings.entry(t).or_default().push(pos);
+            row_grams(row, &mut seen);
+            for g in &seen {
+                if let Some((start, len)) = postings.get_mut(g) {
+                    if let Some(slot) = arena.get_mut((*start + *len) as usize) {
+                        *slot = pos;
+                    }
+                    *len += 1;
+                }
             }
         }
+        postings.shrink_to_fit();
         Self {
             rows,
-            postings: postings
-                .into_iter()
-                .map(|(k, v)| (k, v.into_boxed_slice()))
-                .collect(),
+            postings,
+            arena,
         }
+    }
+
+    /// The postings list of gram `key`.
+    fn list(&self, key: u64) -> Option<&[u32]> {
+        let &(start, len) = self.postings.get(&key)?;
+        self.arena.get(start as usize..(start + len) as usize)
     }
 
     pub fn len(&self) -> usize {
@@ -389,11 +425,8 @@ impl Base {
     /// Approximate heap bytes: rows, postings and the tables holding them.
     pub fn bytes(&self) -> usize {
         self.rows.iter().map(|r| r.bytes() + 16).sum::<usize>()
-            + self
-                .postings
-                .values()
-                .map(|p| p.len() * 4 + 32)
-                .sum::<usize>()
+            + self.arena.len() * 4
+            + self.postings.capacity() * 24
     }
 
     /// The first position whose row lies past `after` (0 without).
@@ -423,7 +456,7 @@ impl Base {
                 }
                 let mut lists = Vec::with_capacity(keys.len());
                 for k in keys {
-                    match self.postings.get(&k) {
+                    match self.list(k) {
                         Some(list) => lists.push(Cursor::List { list, at: 0 }),
                         None => return Some(Cursor::Empty),
                     }
