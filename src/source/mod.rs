@@ -46,6 +46,18 @@ pub enum SourceError {
     Failed(String),
 }
 
+impl SourceError {
+    /// A search in an order other than by key found more than
+    /// [`ORDER_SCAN_MAX`](crate::domain::search::ORDER_SCAN_MAX) matches past its position
+    /// (a SQL source and its in-memory index answer this alike).
+    pub fn order_scan_exceeded() -> Self {
+        Self::Failed(format!(
+            "order_by other than the key reads at most {} matches per source; narrow the search with filters",
+            crate::domain::search::ORDER_SCAN_MAX
+        ))
+    }
+}
+
 impl From<SourceError> for Error {
     fn from(e: SourceError) -> Self {
         match e {

@@ -13,9 +13,9 @@
 //! `MatchingRules::prepared_query`, the rule the database path re-checks with), and stops at
 //! the first `limit + 1` matches: no sort. Login patterns (a walk of everything is `login *`)
 //! are answered here too; email and customer-id criteria go to the database (their own
-//! indexes answer them), and so do orders other than by key ([`answers`]). Filters and page
-//! positions are decided by the domain's functions (`Detail`), as the database path decides
-//! what its statement cannot.
+//! indexes answer them). Filters, page positions and other orders are decided by the
+//! domain's functions (`Detail`), as the database path decides what its statement cannot
+//! ([`MemoryIndex::search_detail`]).
 //!
 //! Freshness (decided here; DESIGN §9 names only the keys):
 //! - Until the first build finished, and while the last refresh failed, searches go to the
@@ -59,7 +59,7 @@ use self::core::{decided_by_postings, need, After, Base, MergeKey, Query, Row, S
 use crate::config::SearchIndexMode;
 use crate::domain::{
     query::{Expr, Pattern},
-    search::{CustomerSearch, Detail, Page, UserCriterion, UserSearch},
+    search::{CustomerSearch, Detail, Page, UserCriterion, UserSearch, ORDER_SCAN_MAX},
     Customer, CustomerPatch, CustomerSchema, CustomerUser, CustomerUserPatch, MatchingRules,
     Record, UserSchema,
 };
@@ -69,15 +69,6 @@ use crate::source::{
     CustomerReader, CustomerSourceBundle, CustomerWriter, SourceError, UserReader,
     UserSourceBundle, UserWriter,
 };
-
-/// Whether the index answers a search with this detail itself: in the default order (by key),
-/// which is every plain and typeahead search and every page of a walk by key, with or without
-/// filters (decided by the domain's `Detail::filters_match`; the page position by the folded
-/// key, as `Detail::is_after` compares it). Another order needs every match sorted: it goes
-/// to the database, which sorts in its index.
-fn answers<F: crate::domain::Field>(detail: &Detail<F>) -> bool {
-    detail.order.is_by_key()
-}
 
 /// How many seconds before the previous read began (on the table's clock) a refresh reads
 /// changed rows again.
@@ -408,16 +399,20 @@ impl<T: Table> MemoryIndex<T> {
         self.ready()
     }
 
-    /// At most `limit` (capped by `list_limit`, as the database path caps) records in key
-    /// order that `wanted` selects, `detail`'s filters keep and that lie past its position;
-    /// `truncated` when there were more. `detail` must be in key order ([`answers`]).
+    /// At most `limit` (capped by `list_limit`, as the database path caps) records that
+    /// `wanted` selects, `detail`'s filters keep and that lie past its position, in its order;
+    /// `truncated` when there were more. The rules are the database path's, from the domain:
+    /// in key order the first matches come out of the index in order (the position compared
+    /// by the folded key, as `Detail::is_after` does); in another order every match past the
+    /// position is read, at most `ORDER_SCAN_MAX` (more: the database path's error), and
+    /// sorted by `Detail::page_of`.
     pub fn search_detail(
         &self,
         wanted: Wanted<'_>,
         include_invalid: bool,
         limit: usize,
         detail: &Detail<<T::Record as Record>::Field>,
-    ) -> Page<T::Record> {
+    ) -> Result<Page<T::Record>, SourceError> {
         let rules = self.table.matching();
         let everything = Expr::Term {
             pattern: Pattern::wildcards("*"),
@@ -440,34 +435,41 @@ impl<T: Table> MemoryIndex<T> {
         };
         let name = self.table.source_name();
         let case = rules.case;
-        // The login pattern and the filters are the domain's own rules: the key against the
-        // pattern, the record (unpacked only when there are filters) against the filters.
+        let by_key = detail.order.is_by_key();
+        let limit = limit.min(self.table.limit_cap());
+        // The login pattern, the filters and (out of key order) the position are the domain's
+        // own rules: the key against the pattern, the record (unpacked only when needed)
+        // against the rest.
         let extra = |row: &Row| {
             let key_ok = match wanted {
                 Wanted::Key(p) => case.matches(p, row.key()),
                 Wanted::Query(_) => true,
             };
             key_ok
-                && (detail.filters.is_empty()
-                    || detail.filters_match(&self.table.complete(row.record(name)), case))
+                && if by_key {
+                    detail.filters.is_empty()
+                        || detail.filters_match(&self.table.complete(row.record(name)), case)
+                } else {
+                    detail.keeps(&self.table.complete(row.record(name)), case)
+                }
         };
-        let after = detail
-            .after
-            .as_ref()
-            .map(|pos| After::Folded(pos.key.clone()));
-        let (rows, truncated) = self.read_state().search(
-            &q,
-            after.as_ref(),
-            limit.min(self.table.limit_cap()),
-            &extra,
-        );
-        Page {
-            items: rows
-                .iter()
-                .map(|r| self.table.complete(r.record(name)))
-                .collect(),
-            truncated,
+        let after = match &detail.after {
+            Some(pos) if by_key => Some(After::Folded(pos.key.clone())),
+            _ => None,
+        };
+        let cap = if by_key { limit } else { ORDER_SCAN_MAX };
+        let (rows, truncated) = self.read_state().search(&q, after.as_ref(), cap, &extra);
+        let items: Vec<T::Record> = rows
+            .iter()
+            .map(|r| self.table.complete(r.record(name)))
+            .collect();
+        if by_key {
+            return Ok(Page { items, truncated });
         }
+        if truncated {
+            return Err(SourceError::order_scan_exceeded());
+        }
+        Ok(detail.page_of(items, limit))
     }
 }
 
@@ -583,13 +585,13 @@ impl UserReader for IndexedUsers {
             UserCriterion::Email(_) | UserCriterion::CustomerId(_) => None,
         };
         if let Some(wanted) = wanted {
-            if answers(&search.detail) && self.index.ensure_fresh().await {
-                return Ok(self.index.search_detail(
+            if self.index.ensure_fresh().await {
+                return self.index.search_detail(
                     wanted,
                     search.include_invalid,
                     search.limit,
                     &search.detail,
-                ));
+                );
             }
         }
         self.inner.search(search).await
@@ -704,13 +706,13 @@ impl CustomerReader for IndexedCustomers {
         self.inner.get(customer_id).await
     }
     async fn search(&self, search: &CustomerSearch) -> Result<Page<Customer>, SourceError> {
-        if answers(&search.detail) && self.index.ensure_fresh().await {
-            return Ok(self.index.search_detail(
+        if self.index.ensure_fresh().await {
+            return self.index.search_detail(
                 Wanted::Query(&search.query),
                 search.include_invalid,
                 search.limit,
                 &search.detail,
-            ));
+            );
         }
         self.inner.search(search).await
     }

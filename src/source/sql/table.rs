@@ -226,9 +226,7 @@ impl<F: Field> Table<F> {
             .fetch_checked(db, sql, ORDER_SCAN_MAX, keep, checked)
             .await?;
         if all.truncated {
-            return Err(SourceError::Failed(format!(
-                "order_by other than the key reads at most {ORDER_SCAN_MAX} matches per source; narrow the search with filters"
-            )));
+            return Err(SourceError::order_scan_exceeded());
         }
         Ok(detail.page_of(all.items, limit))
     }
