@@ -425,14 +425,14 @@ async fn without_callers_every_visitor_is_anonymous_but_forms_still_need_csrf() 
             "a given password is not shown"
         );
     }
-    // The list stops at console_list_limit and says so.
+    // The list pages (50 a page, page tokens); console_list_limit no longer cuts it.
     let list = http(s.console, "GET", "/customer-users?q=u*", &me, "").await;
     assert!(
-        list.body.contains("only the first 3 are listed"),
+        list.body.contains(">u1<") && list.body.contains(">u4<"),
         "{}",
         list.body
     );
-    assert!(list.body.contains(">u3<") && !list.body.contains(">u4<"));
+    assert!(list.body.contains("page 1") && !list.body.contains("next →"));
     // A bad query is an error next to the search box, in words.
     let bad = http(s.console, "GET", "/customer-users?q=%20", &me, "").await;
     assert!(bad.body.contains("class=\"violation\""), "{}", bad.body);
@@ -964,4 +964,90 @@ async fn two_factor_enrolment_on_a_customer_users_page() {
     .await;
     assert_eq!(a.status, 200, "{}", a.body);
     assert!(a.body.contains("Second factor removed.") && a.body.contains("No TOTP secret."));
+}
+
+/// The `href` of the link labelled `label` in `body` (HTML entities of a query string undone).
+fn href_of(body: &str, label: &str) -> Option<String> {
+    let end = body.find(&format!(">{label}</a>"))?;
+    let start = body[..end].rfind("href=\"")? + 6;
+    let stop = start + body[start..].find('"')?;
+    Some(body[start..stop].replace("&amp;", "&"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_page_through_every_record_with_page_tokens() {
+    let s = serve_with("console_list_limit = 3", false).await;
+    let mut users = pb::customer_user_service_client::CustomerUserServiceClient::connect(format!(
+        "http://{}",
+        s.grpc
+    ))
+    .await
+    .unwrap();
+    pb::customer_service_client::CustomerServiceClient::connect(format!("http://{}", s.grpc))
+        .await
+        .unwrap()
+        .create_customer(pb::CreateCustomerRequest {
+            customer: Some(pb::Customer {
+                customer_id: "acme".into(),
+                name: "ACME".into(),
+                validity: pb::Validity::Valid.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for i in 0..57 {
+        users
+            .create_customer_user(pb::CreateCustomerUserRequest {
+                customer_user: Some(pb::CustomerUser {
+                    login: format!("p{i:02}"),
+                    first_name: "P".into(),
+                    last_name: format!("L{i}"),
+                    email: format!("p{i}@acme.example"),
+                    customer_id: "acme".into(),
+                    validity: pb::Validity::Valid.into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let me = session_of(&http(s.console, "GET", "/", "", "").await);
+    let first = http(s.console, "GET", "/customer-users?q=p*", &me, "").await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert!(first.body.contains(">p00<") && first.body.contains(">p49<"));
+    assert!(!first.body.contains(">p50<"), "50 a page");
+    assert!(first.body.contains("page 1"));
+    let next = href_of(&first.body, "next →").expect("a next link on a full page");
+    assert!(next.contains("page_token="), "{next}");
+    let second = http(s.console, "GET", &next, &me, "").await;
+    assert_eq!(second.status, 200, "{}", second.body);
+    assert!(second.body.contains(">p50<") && second.body.contains(">p56<"));
+    assert!(!second.body.contains(">p49<"), "no record twice");
+    assert!(second.body.contains("page 2"));
+    assert!(href_of(&second.body, "next →").is_none(), "the last page");
+    assert!(href_of(&second.body, "← first page").is_some());
+    // A token used with another query is refused next to the search box.
+    let token = next
+        .split("page_token=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    let other = http(
+        s.console,
+        "GET",
+        &format!("/customer-users?q=q*&page_token={token}"),
+        &me,
+        "",
+    )
+    .await;
+    assert!(other.body.contains("class=\"violation\""), "{}", other.body);
+    // Customers page the same way.
+    let customers = http(s.console, "GET", "/customers?q=*", &me, "").await;
+    assert_eq!(customers.status, 200, "{}", customers.body);
+    assert!(customers.body.contains("page 1"));
 }

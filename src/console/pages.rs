@@ -17,12 +17,15 @@ use maud::{html, Markup};
 
 use super::view::{self, csrf_field, error_box, escape_path, notice, record_fields, text_input};
 use super::{error_words, Console, Ctx, Form, Posted, Viewer};
+use crate::directory::paging::{next_token, PageRequest};
 use crate::directory::Held;
 use crate::domain::group::Context;
 use crate::domain::group::Group;
 use crate::domain::query::{parse_within, Grammar};
-use crate::domain::search::{CustomerSearch, UserCriterion};
-use crate::domain::{Attr, Customer, CustomerUser, Field, Patch, Record, Schema, Validity};
+use crate::domain::search::{CustomerSearch, UserCriterion, UserSearch};
+use crate::domain::{
+    Attr, Customer, CustomerField, CustomerUser, Field, Patch, Record, Schema, UserField, Validity,
+};
 use crate::error::{Error, FieldViolation};
 
 type S = State<Arc<Console>>;
@@ -309,16 +312,35 @@ fn user_table(users: &[CustomerUser]) -> Markup {
     }
 }
 
-fn pager(base: &str, q: &str, page: usize, total: usize) -> Markup {
-    let pages = total.div_ceil(PAGE).max(1);
-    let link = |p: usize| format!("{base}?q={}&page={p}", escape_path(q));
+/// The links of a walked list: back to the first page, and on to the next one through the
+/// walk's page token (empty on the last page), so a list pages to its end however large the
+/// directory. `n` is this page's number, carried in the link for display only.
+fn pager(base: &str, q: &str, n: usize, next: &str) -> Markup {
+    let first = format!("{base}?q={}", escape_path(q));
+    let link = format!(
+        "{base}?q={}&page_token={}&n={}",
+        escape_path(q),
+        escape_path(next),
+        n + 1
+    );
     html! {
         nav aria-label="Pages" {
-            @if page > 1 { a href=(link(page - 1)) { "← previous" } " " }
-            span { "page " (page) " of " (pages) }
-            @if page < pages { " " a href=(link(page + 1)) { "next →" } }
+            @if n > 1 { a href=(first) { "← first page" } " " }
+            span { "page " (n) }
+            @if !next.is_empty() { " " a href=(link) { "next →" } }
         }
     }
+}
+
+/// The page token and page number of a list request (`page_token`, `n`).
+fn list_position(q: &BTreeMap<String, String>) -> (String, usize) {
+    let token = q.get("page_token").cloned().unwrap_or_default();
+    let n = q
+        .get("n")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(1usize)
+        .max(1);
+    (token, n)
 }
 
 async fn users(
@@ -327,25 +349,29 @@ async fn users(
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Page {
     let query = q.get("q").map_or("*", |s| s.as_str()).to_owned();
-    let page: usize = q
-        .get("page")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(1)
-        .max(1);
-    let result = match parse_within(&query, Grammar::CustomerUser, c.query_limits) {
-        Ok(expr) => {
-            c.dir
-                .search_users(
-                    UserCriterion::Query(expr),
-                    true,
-                    c.list_limit,
-                    &[],
-                    c.deadline(),
-                )
-                .await
-        }
-        Err(e) => Err(Error::invalid("q", e.to_string())),
-    };
+    let (token, n) = list_position(&q);
+    // A walk in pages of PAGE (page tokens bound to the query, as the API's).
+    let paging = PageRequest::list(PAGE as u32, &token, 0);
+    let result = async {
+        let expr = parse_within(&query, Grammar::CustomerUser, c.query_limits)
+            .map_err(|e| Error::invalid("q", e.to_string()))?;
+        let criterion = UserCriterion::Query(expr);
+        let dir = &c.dir;
+        let (detail, digest) = paging.detail::<UserField>(
+            &format!("console|{criterion:?}"),
+            &|x| dir.user_extra_known(x),
+            c.query_limits,
+        )?;
+        let search = UserSearch {
+            criterion,
+            include_invalid: true,
+            limit: paging.size(),
+            detail,
+        };
+        let w = dir.walk_users(search, &[], false, c.deadline()).await?;
+        Ok::<_, Error>((next_token(&digest, w.next.as_ref()), w))
+    }
+    .await;
     let body = html! {
         form method="get" action="/customer-users" role="search" {
             label for="f-q" { "Search (OTRS grammar: * wildcard, + and, ! not, \"phrase\")" }
@@ -358,16 +384,13 @@ async fn users(
         @match &result {
             Err(Error::InvalidArgument(v)) => { @for x in v { p.violation { (x.description) } } }
             Err(e) => (error_box(&error_words(e).1)),
-            Ok(m) => {
+            Ok((next, m)) => {
                 @for s in m.status.iter().filter(|s| s.error.is_some()) {
                     (error_box(&format!("source {}: {}", s.source, s.error.clone().unwrap_or_default())))
                 }
-                p {
-                    (m.items.len()) " customer users"
-                    @if m.truncated { " — only the first " (c.list_limit) " are listed; narrow the search" }
-                }
-                (user_table(&m.items.iter().skip((page - 1) * PAGE).take(PAGE).cloned().collect::<Vec<_>>()))
-                (pager("/customer-users", &query, page, m.items.len()))
+                p { (m.items.len()) " customer users on this page" }
+                (user_table(&m.items))
+                (pager("/customer-users", &query, n, next))
             }
         }
     };
@@ -792,28 +815,27 @@ async fn customers(
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Page {
     let query = q.get("q").map_or("*", |s| s.as_str()).to_owned();
-    let page: usize = q
-        .get("page")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(1)
-        .max(1);
-    let result = match parse_within(&query, Grammar::Full, c.query_limits) {
-        Ok(expr) => {
-            c.dir
-                .search_customers(
-                    CustomerSearch {
-                        query: expr,
-                        include_invalid: true,
-                        limit: c.list_limit,
-                        detail: Default::default(),
-                    },
-                    &[],
-                    c.deadline(),
-                )
-                .await
-        }
-        Err(e) => Err(Error::invalid("q", e.to_string())),
-    };
+    let (token, n) = list_position(&q);
+    let paging = PageRequest::list(PAGE as u32, &token, 0);
+    let result = async {
+        let expr = parse_within(&query, Grammar::Full, c.query_limits)
+            .map_err(|e| Error::invalid("q", e.to_string()))?;
+        let dir = &c.dir;
+        let (detail, digest) = paging.detail::<CustomerField>(
+            &format!("console|{expr:?}"),
+            &|x| dir.customer_extra_known(x),
+            c.query_limits,
+        )?;
+        let search = CustomerSearch {
+            query: expr,
+            include_invalid: true,
+            limit: paging.size(),
+            detail,
+        };
+        let w = dir.walk_customers(search, &[], false, c.deadline()).await?;
+        Ok::<_, Error>((next_token(&digest, w.next.as_ref()), w))
+    }
+    .await;
     let body = html! {
         form method="get" action="/customers" role="search" {
             label for="f-q" { "Search (OTRS grammar)" }
@@ -824,17 +846,17 @@ async fn customers(
         @match &result {
             Err(Error::InvalidArgument(v)) => { @for x in v { p.violation { (x.description) } } }
             Err(e) => (error_box(&error_words(e).1)),
-            Ok(m) => {
-                p { (m.items.len()) " customers" @if m.truncated { " — only the first " (c.list_limit) " are listed; narrow the search" } }
+            Ok((next, m)) => {
+                p { (m.items.len()) " customers on this page" }
                 table {
                     thead { tr { th { "Customer ID" } th { "Name" } th { "City" } th { "Source" } th { "Validity" } } }
                     tbody {
-                        @for x in m.items.iter().skip((page - 1) * PAGE).take(PAGE) {
+                        @for x in &m.items {
                             tr { td { a href={ "/customers/" (escape_path(&x.customer_id)) } { (x.customer_id) } } td { (x.name) } td { (x.city) } td { (x.source) } td { (x.validity) } }
                         }
                     }
                 }
-                (pager("/customers", &query, page, m.items.len()))
+                (pager("/customers", &query, n, next))
             }
         }
     };

@@ -34,6 +34,7 @@ mod fanin;
 mod groups;
 mod health;
 mod login_state;
+pub mod paging;
 mod two_factor;
 mod walk;
 
