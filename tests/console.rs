@@ -1046,6 +1046,14 @@ async fn lists_page_through_every_record_with_page_tokens() {
     )
     .await;
     assert!(other.body.contains("class=\"violation\""), "{}", other.body);
+    // A customer's customer users page console_list_limit (3) at a time.
+    let acme = http(s.console, "GET", "/customers/acme", &me, "").await;
+    assert_eq!(acme.status, 200, "{}", acme.body);
+    assert!(acme.body.contains(">p02<") && !acme.body.contains(">p03<"));
+    let next = href_of(&acme.body, "next →").expect("a next link under a full sub-list");
+    let acme2 = http(s.console, "GET", &next, &me, "").await;
+    assert!(acme2.body.contains(">p03<") && acme2.body.contains(">p05<"));
+    assert!(!acme2.body.contains(">p02<") && !acme2.body.contains(">p06<"));
     // Customers page the same way.
     let customers = http(s.console, "GET", "/customers?q=*", &me, "").await;
     assert_eq!(customers.status, 200, "{}", customers.body);

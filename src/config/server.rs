@@ -46,9 +46,9 @@ pub struct ServerConfig {
     /// The admin console's address (HTML over HTTP, see `console`); `""` turns it off. Like
     /// the API, a non-loopback address needs `[[callers]]` (or `insecure = true`).
     pub console_listen: String,
-    /// The most customer users a console sub-list shows — a customer's customer users, a
-    /// group's members (default 1,000, as OTRS's "only the first 1000 customer users are
-    /// listed"); more are marked as truncated. The search lists page to their end instead.
+    /// The page size of a console sub-list — a customer's customer users, a group's members
+    /// (default 1,000, as OTRS's "only the first 1000 customer users are listed"); a full
+    /// page links to the next. The search lists page 50 at a time.
     pub console_list_limit: usize,
 }
 

@@ -332,6 +332,20 @@ fn pager(base: &str, q: &str, n: usize, next: &str) -> Markup {
     }
 }
 
+/// The links of a detail page's sub-list (a customer's customer users, a group's members):
+/// back to its start, and on past `next` (the last key shown; `None` on the last page). The
+/// links end at the list's heading `anchor`.
+fn sub_pager(path: &str, anchor: &str, next: Option<&str>) -> Markup {
+    html! {
+        @if let Some(n) = next {
+            nav aria-label="Pages" {
+                a href={ (path) "#" (anchor) } { "← first" } " "
+                a href={ (path) "?after=" (escape_path(n)) "#" (anchor) } { "next →" }
+            }
+        }
+    }
+}
+
 /// The page token and page number of a list request (`page_token`, `n`).
 fn list_position(q: &BTreeMap<String, String>) -> (String, usize) {
     let token = q.get("page_token").cloned().unwrap_or_default();
@@ -920,7 +934,14 @@ async fn customer_create(State(c): S, Posted(ctx, f): Posted) -> Page {
     Ok(match result {
         Ok(x) => {
             let fb = Feedback::done(&format!("Customer {} created.", x.customer_id));
-            customer_page(&c, &ctx, &x.customer_id, fb.status(StatusCode::CREATED)).await
+            customer_page(
+                &c,
+                &ctx,
+                &x.customer_id,
+                fb.status(StatusCode::CREATED),
+                None,
+            )
+            .await
         }
         Err(e) => {
             let fb = Feedback::failed(e);
@@ -935,7 +956,15 @@ async fn customer_create(State(c): S, Posted(ctx, f): Posted) -> Page {
     })
 }
 
-async fn customer_page(c: &Console, ctx: &Ctx, id: &str, fb: Feedback) -> Response {
+/// A customer's page; its customer users start after `after` (a folded login: the `after`
+/// query parameter of the page's "next →" link), `console_list_limit` at a time.
+async fn customer_page(
+    c: &Console,
+    ctx: &Ctx,
+    id: &str,
+    fb: Feedback,
+    after: Option<String>,
+) -> Response {
     let Feedback {
         message,
         violations,
@@ -957,7 +986,7 @@ async fn customer_page(c: &Console, ctx: &Ctx, id: &str, fb: Feedback) -> Respon
     let users = if c.may(ctx, "CustomerService/ListCustomerUsersOfCustomer") {
         Some(
             c.dir
-                .customer_users_of(&customer.customer_id, true, c.list_limit, None, until)
+                .customer_users_of(&customer.customer_id, true, c.list_limit, after, until)
                 .await,
         )
     } else {
@@ -980,7 +1009,7 @@ async fn customer_page(c: &Console, ctx: &Ctx, id: &str, fb: Feedback) -> Respon
                 @match users {
                     Ok(m) => {
                         (user_table(&m.items))
-                        @if m.next.is_some() { p { "only the first " (c.list_limit) " are listed" } }
+                        (sub_pager(&path, "h-users", m.next.as_ref().map(|n| n.key.as_str())))
                     }
                     Err(e) => (error_box(&error_words(&e).1)),
                 }
@@ -1001,8 +1030,14 @@ async fn customer_page(c: &Console, ctx: &Ctx, id: &str, fb: Feedback) -> Respon
     )
 }
 
-async fn customer_view(State(c): S, Viewer(ctx): Viewer, Path(id): Path<String>) -> Page {
-    Ok(customer_page(&c, &ctx, &id, Feedback::default()).await)
+async fn customer_view(
+    State(c): S,
+    Viewer(ctx): Viewer,
+    Path(id): Path<String>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Page {
+    let after = q.get("after").cloned();
+    Ok(customer_page(&c, &ctx, &id, Feedback::default(), after).await)
 }
 
 async fn customer_update(State(c): S, Path(id): Path<String>, Posted(ctx, f): Posted) -> Page {
@@ -1022,7 +1057,7 @@ async fn customer_update(State(c): S, Path(id): Path<String>, Posted(ctx, f): Po
         .as_ref()
         .map_or(id.clone(), |x| x.customer_id.clone());
     let fb = Feedback::of(&result, |x| format!("Customer {} saved.", x.customer_id));
-    Ok(customer_page(&c, &ctx, &key, fb).await)
+    Ok(customer_page(&c, &ctx, &key, fb, None).await)
 }
 
 async fn customer_grant(State(c): S, Path(id): Path<String>, Posted(ctx, f): Posted) -> Page {
@@ -1034,7 +1069,7 @@ async fn customer_grant(State(c): S, Path(id): Path<String>, Posted(ctx, f): Pos
         .set_customer_permissions(&id, group, context, grant_of(&f), c.deadline())
         .await;
     let fb = Feedback::of(&r, |keys| held(group, keys));
-    Ok(customer_page(&c, &ctx, &id, fb).await)
+    Ok(customer_page(&c, &ctx, &id, fb, None).await)
 }
 
 // ---- groups ----
@@ -1103,7 +1138,7 @@ async fn group_create(State(c): S, Posted(ctx, f): Posted) -> Page {
     Ok(match result {
         Ok(g) => {
             let fb = Feedback::done(&format!("Group {} created.", g.name));
-            group_page(&c, &ctx, &g.name, fb.status(StatusCode::CREATED)).await
+            group_page(&c, &ctx, &g.name, fb.status(StatusCode::CREATED), None).await
         }
         Err(e) => {
             let fb = Feedback::failed(e);
@@ -1118,7 +1153,14 @@ async fn group_create(State(c): S, Posted(ctx, f): Posted) -> Page {
     })
 }
 
-async fn group_page(c: &Console, ctx: &Ctx, name: &str, fb: Feedback) -> Response {
+/// A group's page; its members start after `after` (as [`customer_page`]'s customer users).
+async fn group_page(
+    c: &Console,
+    ctx: &Ctx,
+    name: &str,
+    fb: Feedback,
+    after: Option<String>,
+) -> Response {
     let Feedback {
         message,
         violations,
@@ -1132,7 +1174,7 @@ async fn group_page(c: &Console, ctx: &Ctx, name: &str, fb: Feedback) -> Respons
     let writable = c.may(ctx, "GroupService/UpdateGroup");
     let members = c
         .dir
-        .group_customer_users(&g.name, "ro", c.list_limit, None, c.deadline())
+        .group_customer_users(&g.name, "ro", c.list_limit, after, c.deadline())
         .await;
     let path = format!("/groups/{}", escape_path(&g.name));
     let body = html! {
@@ -1148,7 +1190,7 @@ async fn group_page(c: &Console, ctx: &Ctx, name: &str, fb: Feedback) -> Respons
             @match members {
                 Ok((logins, next)) => {
                     ul { @for l in &logins { li { a href={ "/customer-users/" (escape_path(l)) } { (l) } } } }
-                    @if next.is_some() { p { "only the first " (c.list_limit) " are listed" } }
+                    (sub_pager(&path, "h-members", next.as_deref()))
                 }
                 Err(e) => (error_box(&error_words(&e).1)),
             }
@@ -1165,8 +1207,14 @@ async fn group_page(c: &Console, ctx: &Ctx, name: &str, fb: Feedback) -> Respons
     c.render(ctx, status, &format!("Group {}", g.name), body)
 }
 
-async fn group_view(State(c): S, Viewer(ctx): Viewer, Path(name): Path<String>) -> Page {
-    Ok(group_page(&c, &ctx, &name, Feedback::default()).await)
+async fn group_view(
+    State(c): S,
+    Viewer(ctx): Viewer,
+    Path(name): Path<String>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Page {
+    let after = q.get("after").cloned();
+    Ok(group_page(&c, &ctx, &name, Feedback::default(), after).await)
 }
 
 async fn group_update(State(c): S, Path(name): Path<String>, Posted(ctx, f): Posted) -> Page {
@@ -1186,7 +1234,7 @@ async fn group_update(State(c): S, Path(name): Path<String>, Posted(ctx, f): Pos
     };
     let key = result.as_ref().map_or(name.clone(), |g| g.name.clone());
     let fb = Feedback::of(&result, |g| format!("Group {} saved.", g.name));
-    Ok(group_page(&c, &ctx, &key, fb).await)
+    Ok(group_page(&c, &ctx, &key, fb, None).await)
 }
 
 async fn group_grant_user(State(c): S, Path(name): Path<String>, Posted(ctx, f): Posted) -> Page {
@@ -1197,7 +1245,7 @@ async fn group_grant_user(State(c): S, Path(name): Path<String>, Posted(ctx, f):
         .set_user_permissions(login, &name, grant_of(&f), c.deadline())
         .await;
     let fb = Feedback::of(&r, |keys| format!("{login}: {}", held(&name, keys)));
-    Ok(group_page(&c, &ctx, &name, fb).await)
+    Ok(group_page(&c, &ctx, &name, fb, None).await)
 }
 
 async fn group_grant_customer(
@@ -1212,7 +1260,7 @@ async fn group_grant_customer(
         .set_customer_permissions(id, &name, context_of(&f), grant_of(&f), c.deadline())
         .await;
     let fb = Feedback::of(&r, |keys| format!("{id}: {}", held(&name, keys)));
-    Ok(group_page(&c, &ctx, &name, fb).await)
+    Ok(group_page(&c, &ctx, &name, fb, None).await)
 }
 
 async fn sources(State(c): S, Viewer(ctx): Viewer) -> Page {
