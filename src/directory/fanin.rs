@@ -14,7 +14,7 @@ use tokio::time::{timeout_at, Instant};
 use tracing::Instrument;
 
 use crate::domain::{
-    fold,
+    fold, fold_chars,
     search::{Order, Page, SortKey},
     Record,
 };
@@ -304,14 +304,6 @@ pub fn collect<'a, S: Held, T>(
     Ok(out)
 }
 
-/// `fold(a).cmp(&fold(b))` without building either (folded strings compare as their
-/// characters do).
-fn folded_cmp(a: &str, b: &str) -> std::cmp::Ordering {
-    a.chars()
-        .flat_map(char::to_lowercase)
-        .cmp(b.chars().flat_map(char::to_lowercase))
-}
-
 /// Merges pages: first source wins on a key (case-insensitive), sorted by key, cut at `limit`.
 pub fn merge_pages<S: Held, R: Record>(
     results: Vec<(&S, std::result::Result<Page<R>, SourceError>)>,
@@ -320,16 +312,15 @@ pub fn merge_pages<S: Held, R: Record>(
     let mut collected = collect(results, |p| (p.items.len(), p.truncated))?;
     // One source answered (the common case) with its keys strictly ascending once folded: the
     // sort and dedup below would change nothing, so the page is the answer as it is.
-    if let [(_, page)] = collected.answers.as_slice() {
-        if page
-            .items
+    // (Folded strings compare as their characters do: no fold is built.)
+    let ascending = |items: &[R]| {
+        items
             .windows(2)
-            .all(|w| folded_cmp(w[0].key(), w[1].key()).is_lt())
-        {
-            let Some((_, page)) = collected.answers.pop() else {
-                return Err(Error::Internal("a page vanished".into()));
-            };
-            let mut items = page.items;
+            .all(|w| fold_chars(w[0].key()).lt(fold_chars(w[1].key())))
+    };
+    if let [(_, page)] = collected.answers.as_mut_slice() {
+        if ascending(&page.items) {
+            let mut items = std::mem::take(&mut page.items);
             let truncated = page.truncated || items.len() > limit;
             items.truncate(limit);
             return Ok(Merged {

@@ -65,7 +65,13 @@ pub struct Timestamp(pub i64);
 /// fragment folds the same on its own as inside a word, as the search grammar and SQL `LOWER()`
 /// do).
 pub fn fold(s: &str) -> String {
-    s.chars().flat_map(char::to_lowercase).collect()
+    fold_chars(s).collect()
+}
+
+/// The characters of [`fold`]`(s)`, without building the string (to compare or scan folded
+/// text in place).
+pub fn fold_chars(s: &str) -> impl Iterator<Item = char> + '_ {
+    s.chars().flat_map(char::to_lowercase)
 }
 
 /// Length limits of the OTRS columns (in characters), checked before anything is written so a

@@ -11,7 +11,7 @@ use std::{
 
 use crate::domain::query::{Pattern, Piece};
 use crate::domain::{
-    fold, query::Expr, CaseRule, Field, MatchingRules, Record, Timestamp, Validity,
+    fold, fold_chars, query::Expr, CaseRule, Field, MatchingRules, Record, Timestamp, Validity,
 };
 use crate::source::sql::search_index::{need_with, Need, TRIGRAM};
 
@@ -298,7 +298,7 @@ pub fn need(expr: &Expr, prefix: &Pattern, suffix: &Pattern) -> Option<Need> {
 /// `*text*` with `text` one gram long (two or three characters). A row is then in the gram's
 /// postings exactly when one of its values contains `text`, which is all the term asks, so the
 /// candidates of [`need`] are the matches (the differential test holds this to the matcher).
-pub fn decided_by_postings(prepared: &Expr) -> bool {
+fn decided_by_postings(prepared: &Expr) -> bool {
     match prepared {
         Expr::Term {
             negated: true,
@@ -340,7 +340,7 @@ fn row_grams(row: &Row, out: &mut Vec<u64>) {
     let mut chars: Vec<char> = Vec::new();
     for v in row.values() {
         chars.clear();
-        chars.extend(v.chars().flat_map(char::to_lowercase));
+        chars.extend(fold_chars(v));
         out.extend(chars.windows(TRIGRAM).map(gram_key));
         out.extend(chars.windows(BIGRAM).map(gram_key));
     }
@@ -561,8 +561,25 @@ pub struct Query<'a> {
     pub need: Option<&'a Need>,
     /// The candidates of `need` are the matches ([`decided_by_postings`], case-insensitive
     /// sources only): the matcher is not run.
-    pub decided: bool,
+    decided: bool,
     pub include_invalid: bool,
+}
+
+impl<'a> Query<'a> {
+    /// The query of `prepared` with its `need`, on a source with this case rule.
+    pub fn new(
+        prepared: &'a Expr,
+        need: Option<&'a Need>,
+        case: CaseRule,
+        include_invalid: bool,
+    ) -> Self {
+        Self {
+            decided: need.is_some() && !case.is_case_sensitive() && decided_by_postings(prepared),
+            prepared,
+            need,
+            include_invalid,
+        }
+    }
 }
 
 /// A change of the delta: the sequence number it was made at and the row (`None`: removed).
@@ -624,15 +641,12 @@ impl State {
     }
 
     /// Applies rows read from the table by a read that started at `read_seq`: a row changed
-    /// by this replica after that (a later sequence number) is newer and stays; a row the
-    /// index holds as it is (read again within the refresh overlap) changes nothing.
+    /// by this replica after that (a later sequence number) is newer and stays. (Rows the
+    /// index already [`holds`](Self::holds) are dropped by the reader as they arrive.)
     pub fn apply_read(&mut self, rows: Vec<Arc<Row>>, read_seq: u64) {
         for row in rows {
             let key = MergeKey::of(row.key());
             if self.delta.get(&key).is_some_and(|(s, _)| *s > read_seq) {
-                continue;
-            }
-            if self.current(&key).is_some_and(|r| r.same_as(&row)) {
                 continue;
             }
             self.put(key, Some(row), read_seq);
@@ -869,12 +883,7 @@ mod tests {
         let expr = parse(q, Grammar::CustomerUser).unwrap();
         let prepared = r.prepared_query(&expr);
         let need = need(&expr, &r.prefix, &r.suffix);
-        let query = Query {
-            decided: need.is_some() && decided_by_postings(&prepared),
-            prepared: &prepared,
-            need: need.as_ref(),
-            include_invalid: false,
-        };
+        let query = Query::new(&prepared, need.as_ref(), r.case, false);
         let after = after.map(|a| After::Key(MergeKey::of(a)));
         let (rows, truncated) = state.search(&query, after.as_ref(), limit, &|_| true);
         (rows.iter().map(|r| r.key().to_owned()).collect(), truncated)

@@ -55,7 +55,7 @@ use std::{
 
 use async_trait::async_trait;
 
-use self::core::{decided_by_postings, need, After, Base, MergeKey, Query, Row, State};
+use self::core::{need, After, Base, MergeKey, Query, Row, State};
 use crate::config::SearchIndexMode;
 use crate::domain::{
     query::{Expr, Pattern},
@@ -178,10 +178,9 @@ impl Table for SqlCustomerSource {
 /// Where refreshes stand (held while one runs, so refreshes never overlap).
 #[derive(Default)]
 struct Progress {
-    /// The newest `change_time` read.
-    newest: Option<i64>,
     /// The largest lead of the table's clock over ours seen: `change_time` minus our clock
-    /// (epoch seconds) at the start of the read that returned it.
+    /// (epoch seconds) at the start of the read that returned it; `None` until a read saw a
+    /// `change_time` (then every refresh reads the whole table).
     lead: Option<i64>,
     /// Our clock (epoch seconds) when the newest successful read began.
     read_at: Option<i64>,
@@ -278,14 +277,14 @@ impl<T: Table> MemoryIndex<T> {
     }
 
     /// Refreshes now: a full read when none was made yet, the table has no change columns or
-    /// [`RECONCILE_EVERY`] periods passed; otherwise the rows changed since the newest change
-    /// seen.
+    /// [`RECONCILE_EVERY`] periods passed; otherwise the rows changed since the previous read
+    /// began, on the table's clock, less [`CHANGE_OVERLAP`].
     pub async fn refresh(&self) -> Result<(), SourceError> {
         let mut p = self.progress.lock().await;
         let stale_mark = self.stale.load(Ordering::SeqCst);
         let full = !self.built.load(Ordering::SeqCst)
             || !self.table.has_change_time()
-            || p.newest.is_none()
+            || p.lead.is_none()
             || p.last_full.is_none_or(|t| {
                 t.elapsed() >= self.table.refresh_every().saturating_mul(RECONCILE_EVERY)
             });
@@ -298,7 +297,6 @@ impl<T: Table> MemoryIndex<T> {
             p.read_at
                 .zip(p.lead)
                 .map(|(at, lead)| at.saturating_add(lead) - CHANGE_OVERLAP)
-                .or(p.newest.map(|n| n - CHANGE_OVERLAP))
         };
         let bound = if full {
             self.table
@@ -336,7 +334,6 @@ impl<T: Table> MemoryIndex<T> {
                 return Err(e);
             }
         }
-        p.newest = p.newest.max(newest);
         p.lead = p.lead.max(newest.map(|n| n - began_epoch));
         p.read_at = Some(began_epoch);
         if full {
@@ -425,14 +422,12 @@ impl<T: Table> MemoryIndex<T> {
             ),
             Wanted::Key(_) => (everything, None),
         };
-        let q = Query {
-            decided: need.is_some()
-                && !rules.case.is_case_sensitive()
-                && decided_by_postings(&prepared),
-            prepared: &prepared,
-            need: need.as_ref(),
-            include_invalid: include_invalid || detail.wants_invalid(),
-        };
+        let q = Query::new(
+            &prepared,
+            need.as_ref(),
+            rules.case,
+            include_invalid || detail.wants_invalid(),
+        );
         let name = self.table.source_name();
         let case = rules.case;
         let by_key = detail.order.is_by_key();
