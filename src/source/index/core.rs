@@ -22,7 +22,7 @@ pub const BIGRAM: usize = 2;
 /// The order searches answer in: the folded key, then the key (UTF-8 byte order is code point
 /// order, as the database path's `LOWER(key) COLLATE "C"`, then key, and its sort by
 /// `fold(key)`).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MergeKey {
     folded: String,
     key: String,
@@ -37,19 +37,27 @@ impl MergeKey {
     }
 }
 
-/// One record as the index keeps it: its key, validity, the search values under the source's
-/// case rule (concatenated, with their ends), and every other attribute packed into one buffer
-/// (length-prefixed values), unpacked only for the records a search returns.
-#[derive(Debug)]
-pub struct Row {
-    key: Box<str>,
-    /// The folded key where it differs from the key (most keys are lower case already).
-    folded: Option<Box<str>>,
+/// One record as the index keeps it, in one allocation (a row costs its bytes and one
+/// allocator header, however many fields the record has): its validity, its key, its folded
+/// key where that differs, the search values under the source's case rule, and every other
+/// attribute packed, unpacked only for the records a search returns.
+///
+/// The allocation is a `str`: texts are kept as they are and every number (lengths, the
+/// validity id, times) is written in digits of six bits below 0x80 ([`put_num`]), so the
+/// whole is valid UTF-8 and each text is sliced out of it without being validated again.
+/// Layout: validity (0/1), the lengths of the key, of the folded key (0: the key is folded
+/// already), of the search values together, and their count; the key, the folded key, the
+/// search values back to back, the length of each; then the record ([`pack`]).
+#[derive(Debug, Clone)]
+pub struct Row(Arc<str>);
+
+/// Where a row's parts lie.
+struct Head {
     valid: bool,
-    changed: Option<i64>,
-    search: Box<str>,
-    ends: Box<[u32]>,
-    packed: Box<[u8]>,
+    key: std::ops::Range<usize>,
+    folded: std::ops::Range<usize>,
+    search: std::ops::Range<usize>,
+    values: usize,
 }
 
 /// Search fields evaluated without an allocation (more are rare and still work).
@@ -58,32 +66,64 @@ const INLINE_VALUES: usize = 16;
 impl Row {
     /// The row of `record` under `rules`.
     pub fn new<R: Record>(record: &R, rules: &MatchingRules<R::Field>) -> Self {
-        let mut search = String::new();
-        let mut ends = Vec::new();
-        for v in rules.search_values(record) {
-            search.push_str(&v);
-            ends.push(u32::try_from(search.len()).unwrap_or(u32::MAX));
+        let values = rules.search_values(record);
+        let key = record.key();
+        let folded = fold(key);
+        let folded = if folded == key { "" } else { folded.as_str() };
+        let search_len: usize = values.iter().map(String::len).sum();
+        let mut s = String::with_capacity(key.len() + folded.len() + search_len + 320);
+        put_num(&mut s, u64::from(record.validity() == Validity::Valid));
+        for n in [key.len(), folded.len(), search_len, values.len()] {
+            put_num(&mut s, n as u64);
         }
-        let (create, change) = record.times();
-        let folded = fold(record.key());
-        Self {
-            folded: (folded != record.key()).then(|| folded.into_boxed_str()),
-            key: record.key().into(),
-            valid: record.validity() == Validity::Valid,
-            changed: change.map(|t| t.0),
-            search: search.into_boxed_str(),
-            ends: ends.into_boxed_slice(),
-            packed: pack(record, create, change).into_boxed_slice(),
+        s.push_str(key);
+        s.push_str(folded);
+        for v in &values {
+            s.push_str(v);
+        }
+        for v in &values {
+            put_num(&mut s, v.len() as u64);
+        }
+        pack(&mut s, record);
+        Self(Arc::from(s))
+    }
+
+    fn head(&self) -> Head {
+        let mut r = Reader::new(&self.0);
+        let valid = r.num() == 1;
+        let [key, folded, search, values] = [r.len(), r.len(), r.len(), r.len()];
+        let key = r.at..r.at.saturating_add(key);
+        let folded = key.end..key.end.saturating_add(folded);
+        let search = folded.end..folded.end.saturating_add(search);
+        Head {
+            valid,
+            key,
+            folded,
+            search,
+            values,
         }
     }
 
+    fn part(&self, range: std::ops::Range<usize>) -> &str {
+        self.0.get(range).unwrap_or("")
+    }
+
     pub fn key(&self) -> &str {
-        &self.key
+        self.part(self.head().key)
+    }
+
+    fn valid(&self) -> bool {
+        self.head().valid
     }
 
     /// The folded key (the first part of the merge key).
     pub fn folded_key(&self) -> &str {
-        self.folded.as_deref().unwrap_or(&self.key)
+        let head = self.head();
+        if head.folded.is_empty() {
+            self.part(head.key)
+        } else {
+            self.part(head.folded)
+        }
     }
 
     /// The merge key, compared with `other` without building it.
@@ -91,21 +131,27 @@ impl Row {
         (self.folded_key(), self.key()).cmp(&(other.folded.as_str(), other.key.as_str()))
     }
 
-    /// `change_time` of the record (epoch seconds), if the table has one.
-    pub fn changed(&self) -> Option<i64> {
-        self.changed
-    }
-
     /// The record again, read from source `source`.
     pub fn record<R: Record>(&self, source: &str) -> R {
-        unpack(&self.packed, source)
+        let head = self.head();
+        let mut r = Reader::new(&self.0);
+        r.at = head.search.end;
+        for _ in 0..head.values {
+            r.num();
+        }
+        unpack(r, source)
     }
 
+    /// The search values, each under the source's case rule.
     fn values(&self) -> impl Iterator<Item = &str> {
+        let head = self.head();
+        let search = self.part(head.search.clone());
+        let mut lens = Reader::new(&self.0);
+        lens.at = head.search.end;
         let mut start = 0usize;
-        self.ends.iter().map(move |&end| {
-            let end = end as usize;
-            let v = self.search.get(start..end).unwrap_or("");
+        (0..head.values).map(move |_| {
+            let end = start.saturating_add(lens.len()).min(search.len());
+            let v = search.get(start..end).unwrap_or("");
             start = end;
             v
         })
@@ -113,12 +159,13 @@ impl Row {
 
     /// Whether the prepared expression (`MatchingRules::prepared_query`) matches this row.
     pub fn matches(&self, prepared: &Expr) -> bool {
-        if self.ends.len() <= INLINE_VALUES {
+        let n = self.head().values;
+        if n <= INLINE_VALUES {
             let mut buf = [""; INLINE_VALUES];
             for (slot, v) in buf.iter_mut().zip(self.values()) {
                 *slot = v;
             }
-            prepared.matches_prepared(&buf[..self.ends.len()])
+            prepared.matches_prepared(&buf[..n])
         } else {
             prepared.matches_prepared(&self.values().collect::<Vec<_>>())
         }
@@ -126,129 +173,123 @@ impl Row {
 
     /// Whether `other` holds exactly what this row holds.
     fn same_as(&self, other: &Row) -> bool {
-        self.key == other.key
-            && self.valid == other.valid
-            && self.changed == other.changed
-            && self.search == other.search
-            && self.ends == other.ends
-            && self.packed == other.packed
+        self.0 == other.0
     }
 
-    /// Approximate heap bytes of the row.
+    /// Approximate heap bytes of the row: its allocation with the reference counts, and the
+    /// pointer that holds it.
     pub fn bytes(&self) -> usize {
-        std::mem::size_of::<Self>()
-            + self.key.len()
-            + self.folded.as_ref().map_or(0, |f| f.len())
-            + self.search.len()
-            + self.ends.len() * 4
-            + self.packed.len()
+        self.0.len() + 2 * std::mem::size_of::<usize>() + std::mem::size_of::<Self>()
     }
 }
 
-fn put_len(buf: &mut Vec<u8>, mut n: usize) {
+/// Writes `n` in digits of six bits, least significant first, each below 0x80 (bit 6 set
+/// when another follows): ASCII, so the row stays valid UTF-8.
+fn put_num(buf: &mut String, mut n: u64) {
     loop {
-        let byte = (n & 0x7f) as u8;
-        n >>= 7;
+        let digit = (n & 0x3f) as u8;
+        n >>= 6;
         if n == 0 {
-            buf.push(byte);
+            buf.push(char::from(digit));
             return;
         }
-        buf.push(byte | 0x80);
+        buf.push(char::from(digit | 0x40));
     }
 }
 
-fn put_str(buf: &mut Vec<u8>, s: &str) {
-    put_len(buf, s.len());
-    buf.extend_from_slice(s.as_bytes());
+fn put_str(buf: &mut String, s: &str) {
+    put_num(buf, s.len() as u64);
+    buf.push_str(s);
 }
 
-fn put_time(buf: &mut Vec<u8>, t: Option<Timestamp>) {
+fn put_time(buf: &mut String, t: Option<Timestamp>) {
     match t {
+        // Zig-zag: small magnitudes of either sign take few digits.
         Some(t) => {
-            buf.push(1);
-            buf.extend_from_slice(&t.0.to_le_bytes());
+            put_num(buf, 1);
+            put_num(buf, ((t.0 << 1) ^ (t.0 >> 63)) as u64);
         }
-        None => buf.push(0),
+        None => put_num(buf, 0),
     }
 }
 
 /// Every built-in text field (absent: 0, else length + 1), the extras, the validity id and
 /// the two times.
-fn pack<R: Record>(record: &R, create: Option<Timestamp>, change: Option<Timestamp>) -> Vec<u8> {
-    let mut buf = Vec::new();
+fn pack<R: Record>(buf: &mut String, record: &R) {
     for f in <R::Field as Field>::RECORD {
         match f.get(record) {
             Some(v) => {
-                put_len(&mut buf, v.len() + 1);
-                buf.extend_from_slice(v.as_bytes());
+                put_num(buf, v.len() as u64 + 1);
+                buf.push_str(v);
             }
-            None => put_len(&mut buf, 0),
+            None => put_num(buf, 0),
         }
     }
-    put_len(&mut buf, record.extra().len());
+    put_num(buf, record.extra().len() as u64);
     for (k, v) in record.extra() {
-        put_str(&mut buf, k);
-        put_str(&mut buf, v);
+        put_str(buf, k);
+        put_str(buf, v);
     }
-    put_len(&mut buf, usize::from(record.validity().id().unsigned_abs()));
-    put_time(&mut buf, create);
-    put_time(&mut buf, change);
-    buf.shrink_to_fit();
-    buf
+    put_num(buf, u64::from(record.validity().id().unsigned_abs()));
+    let (create, change) = record.times();
+    put_time(buf, create);
+    put_time(buf, change);
 }
 
-/// Reads what [`pack`] wrote (a malformed buffer, which `pack` never writes, yields defaults).
-struct Reader<'a>(&'a [u8]);
+/// Reads what [`Row::new`] and [`pack`] wrote (a malformed row, which they never write,
+/// yields defaults).
+struct Reader<'a> {
+    s: &'a str,
+    at: usize,
+}
 
-impl Reader<'_> {
-    fn len(&mut self) -> usize {
-        let mut n = 0usize;
-        let mut shift = 0;
-        while let Some((&b, rest)) = self.0.split_first() {
-            self.0 = rest;
-            n |= usize::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
+impl<'a> Reader<'a> {
+    fn new(s: &'a str) -> Self {
+        Self { s, at: 0 }
+    }
+    fn num(&mut self) -> u64 {
+        let bytes = self.s.as_bytes();
+        let (mut n, mut shift) = (0u64, 0u32);
+        while let Some(&b) = bytes.get(self.at) {
+            self.at += 1;
+            if shift < u64::BITS {
+                n |= u64::from(b & 0x3f) << shift;
+            }
+            if b & 0x40 == 0 {
                 break;
             }
-            shift += 7;
+            shift += 6;
         }
         n
     }
-    fn bytes(&mut self, n: usize) -> String {
-        let n = n.min(self.0.len());
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        // `pack` wrote valid UTF-8: checked (no `unsafe`), on the fast path.
-        match std::str::from_utf8(head) {
-            Ok(s) => s.to_owned(),
-            Err(_) => String::from_utf8_lossy(head).into_owned(),
-        }
+    fn len(&mut self) -> usize {
+        usize::try_from(self.num()).unwrap_or(usize::MAX)
+    }
+    fn text(&mut self, n: usize) -> &'a str {
+        let end = self.at.saturating_add(n).min(self.s.len());
+        let t = self.s.get(self.at..end).unwrap_or("");
+        self.at = end;
+        t
     }
     fn str(&mut self) -> String {
         let n = self.len();
-        self.bytes(n)
+        self.text(n).to_owned()
     }
     fn time(&mut self) -> Option<Timestamp> {
-        let (&flag, rest) = self.0.split_first()?;
-        self.0 = rest;
-        if flag == 0 || rest.len() < 8 {
+        if self.num() == 0 {
             return None;
         }
-        let (head, rest) = rest.split_at(8);
-        self.0 = rest;
-        let mut b = [0u8; 8];
-        b.copy_from_slice(head);
-        Some(Timestamp(i64::from_le_bytes(b)))
+        let z = self.num();
+        Some(Timestamp((z >> 1) as i64 ^ -((z & 1) as i64)))
     }
 }
 
-fn unpack<R: Record>(packed: &[u8], source: &str) -> R {
-    let mut r = Reader(packed);
+fn unpack<R: Record>(mut r: Reader<'_>, source: &str) -> R {
     let mut record = R::default();
     for f in <R::Field as Field>::RECORD {
         let n = r.len();
         if n > 0 {
-            let v = r.bytes(n - 1);
+            let v = r.text(n - 1).to_owned();
             f.set(&mut record, v);
         }
     }
@@ -257,7 +298,7 @@ fn unpack<R: Record>(packed: &[u8], source: &str) -> R {
         let v = r.str();
         record.extra_mut().insert(k, v);
     }
-    let id = i64::try_from(r.len()).unwrap_or(0);
+    let id = i64::try_from(r.num()).unwrap_or(0);
     record.set_validity(Validity::from_id(id).unwrap_or(Validity::Invalid));
     let create = r.time();
     let change = r.time();
@@ -350,27 +391,38 @@ fn row_grams(row: &Row, out: &mut Vec<u64>) {
 
 /// Rows in merge-key order, with the positions of the rows holding each bigram and trigram
 /// of their folded search values (ascending, so in key order too).
+///
+/// A list holding more than one position in [`DENSE`] is a bitmap of every position (one bit
+/// a row: smaller than four bytes an entry from that density on; the bigrams and trigrams of
+/// common names and mail domains are such lists and hold most entries); the others are
+/// sorted positions.
 #[derive(Debug, Default)]
 pub struct Base {
-    rows: Vec<Arc<Row>>,
-    /// Gram → where its postings list lies in `arena` (start, length).
+    rows: Vec<Row>,
+    /// Gram → where its list lies (start, length in positions): in `bitmaps` (the start in
+    /// words) when [`Base::dense`], else in `arena`.
     postings: HashMap<u64, (u32, u32)>,
-    /// Every postings list, back to back: one allocation of exactly the size needed (lists
+    /// Every sparse list, back to back: one allocation of exactly the size needed (lists
     /// grown one by one would each keep up to half again as much spare).
     arena: Box<[u32]>,
+    /// Every dense list's bitmap, back to back, [`Base::words`] words each.
+    bitmaps: Box<[u64]>,
 }
+
+/// A list is a bitmap when it holds more than one position in this many.
+const DENSE: usize = 32;
 
 impl Base {
     /// The base of `rows` (any order; of rows with equal keys the last one stays).
-    pub fn build(rows: Vec<Arc<Row>>) -> Self {
+    pub fn build(rows: Vec<Row>) -> Self {
         let mut rows = rows;
-        let order =
-            |a: &Arc<Row>, b: &Arc<Row>| (a.folded_key(), a.key()).cmp(&(b.folded_key(), b.key()));
+        let order = |a: &Row, b: &Row| (a.folded_key(), a.key()).cmp(&(b.folded_key(), b.key()));
         rows.sort_by(order);
         // Keep the last of equal keys: reverse, dedup keeps the first of each run.
         rows.reverse();
         rows.dedup_by(|a, b| order(a, b).is_eq());
         rows.reverse();
+        rows.shrink_to_fit();
         // Two passes over the rows' grams: count each list's length, then fill the lists in
         // place, in row order (so ascending).
         let mut seen: Vec<u64> = Vec::new();
@@ -381,37 +433,72 @@ impl Base {
                 postings.entry(g).or_default().1 += 1;
             }
         }
-        let mut total = 0u32;
+        let mut base = Self {
+            rows,
+            ..Self::default()
+        };
+        let (mut sparse, mut dense) = (0u32, 0u32);
         for (start, len) in postings.values_mut() {
-            *start = total;
-            total = total.saturating_add(*len);
-            *len = 0;
+            if base.dense(*len) {
+                *start = dense;
+                dense = dense.saturating_add(u32::try_from(base.words()).unwrap_or(u32::MAX));
+            } else {
+                *start = sparse;
+                sparse = sparse.saturating_add(*len);
+                *len = 0;
+            }
         }
-        let mut arena = vec![0u32; total as usize].into_boxed_slice();
-        for (pos, row) in rows.iter().enumerate() {
-            let pos = u32::try_from(pos).unwrap_or(u32::MAX);
+        let mut arena = vec![0u32; sparse as usize].into_boxed_slice();
+        let mut bitmaps = vec![0u64; dense as usize].into_boxed_slice();
+        for (pos, row) in base.rows.iter().enumerate() {
             row_grams(row, &mut seen);
             for g in &seen {
-                if let Some((start, len)) = postings.get_mut(g) {
+                let Some((start, len)) = postings.get_mut(g) else {
+                    continue;
+                };
+                if base.dense(*len) {
+                    if let Some(word) = bitmaps.get_mut(*start as usize + pos / 64) {
+                        *word |= 1 << (pos % 64);
+                    }
+                } else {
                     if let Some(slot) = arena.get_mut((*start + *len) as usize) {
-                        *slot = pos;
+                        *slot = u32::try_from(pos).unwrap_or(u32::MAX);
                     }
                     *len += 1;
                 }
             }
         }
         postings.shrink_to_fit();
-        Self {
-            rows,
-            postings,
-            arena,
-        }
+        base.postings = postings;
+        base.arena = arena;
+        base.bitmaps = bitmaps;
+        base
     }
 
-    /// The postings list of gram `key`.
-    fn list(&self, key: u64) -> Option<&[u32]> {
+    /// Whether a list of `len` positions is a bitmap.
+    fn dense(&self, len: u32) -> bool {
+        len as usize > self.rows.len() / DENSE
+    }
+
+    /// Words in a bitmap: a bit for each row.
+    fn words(&self) -> usize {
+        self.rows.len().div_ceil(64)
+    }
+
+    /// The cursor over the list of gram `key`.
+    fn list(&self, key: u64) -> Option<Cursor<'_>> {
         let &(start, len) = self.postings.get(&key)?;
-        self.arena.get(start as usize..(start + len) as usize)
+        let start = start as usize;
+        if self.dense(len) {
+            let words = self.bitmaps.get(start..start + self.words())?;
+            Some(Cursor::Bits {
+                words,
+                left: len as usize,
+            })
+        } else {
+            let list = self.arena.get(start..start + len as usize)?;
+            Some(Cursor::List { list, at: 0 })
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -424,8 +511,9 @@ impl Base {
 
     /// Approximate heap bytes: rows, postings and the tables holding them.
     pub fn bytes(&self) -> usize {
-        self.rows.iter().map(|r| r.bytes() + 16).sum::<usize>()
+        self.rows.iter().map(Row::bytes).sum::<usize>()
             + self.arena.len() * 4
+            + self.bitmaps.len() * 8
             + self.postings.capacity() * 24
     }
 
@@ -457,7 +545,7 @@ impl Base {
                 let mut lists = Vec::with_capacity(keys.len());
                 for k in keys {
                     match self.list(k) {
-                        Some(list) => lists.push(Cursor::List { list, at: 0 }),
+                        Some(list) => lists.push(list),
                         None => return Some(Cursor::Empty),
                     }
                 }
@@ -481,10 +569,16 @@ impl Base {
 /// so a broad term never intersects whole postings lists.
 #[derive(Debug)]
 enum Cursor<'a> {
-    /// A postings list, read from `at`.
+    /// A sparse postings list, read from `at`.
     List {
         list: &'a [u32],
         at: usize,
+    },
+    /// A dense list: bit `p` of the words is set when position `p` is in it; `left`, an
+    /// upper bound of the positions left (its length).
+    Bits {
+        words: &'a [u64],
+        left: usize,
     },
     /// Positions in every child (leapfrog: the shortest child leads).
     All(Vec<Cursor<'a>>),
@@ -507,6 +601,7 @@ impl<'a> Cursor<'a> {
     fn estimate(&self) -> usize {
         match self {
             Self::List { list, at } => list.len().saturating_sub(*at),
+            Self::Bits { left, .. } => *left,
             Self::All(c) => c.iter().map(Self::estimate).min().unwrap_or(0),
             Self::Any(c) => c.iter().map(Self::estimate).sum(),
             Self::Empty => 0,
@@ -533,6 +628,17 @@ impl<'a> Cursor<'a> {
                 let skip = lo + 1 + rest.get(lo + 1..hi)?.partition_point(|&x| x < p);
                 *at += skip;
                 list.get(*at).copied()
+            }
+            Self::Bits { words, .. } => {
+                let p = p as usize;
+                let mut i = p / 64;
+                // The bits at and after `p` in its word, then whole words.
+                let mut word = words.get(i)? & (u64::MAX << (p % 64));
+                while word == 0 {
+                    i += 1;
+                    word = *words.get(i)?;
+                }
+                u32::try_from(i * 64 + word.trailing_zeros() as usize).ok()
             }
             Self::All(cursors) => {
                 let mut target = p;
@@ -582,8 +688,35 @@ impl<'a> Query<'a> {
     }
 }
 
+/// Where the index holds a key.
+enum Held<'a> {
+    /// At this position of the base.
+    Base(usize, &'a Row),
+    /// In the delta (`None`: removed).
+    Delta(Option<&'a Row>),
+}
+
+impl<'a> Held<'a> {
+    fn row(self) -> Option<&'a Row> {
+        match self {
+            Self::Base(_, r) => Some(r),
+            Self::Delta(r) => r,
+        }
+    }
+}
+
+/// The rows the index held that a full read of the table saw again ([`State::mark_seen`]).
+pub struct Seen {
+    /// The base the positions are of.
+    base: Arc<Base>,
+    /// One bit per base position.
+    positions: Vec<u64>,
+    /// Keys of the delta.
+    delta: HashSet<MergeKey>,
+}
+
 /// A change of the delta: the sequence number it was made at and the row (`None`: removed).
-type Change = (u64, Option<Arc<Row>>);
+type Change = (u64, Option<Row>);
 
 /// The searchable state: a base and the rows changed since it was built.
 #[derive(Debug, Default)]
@@ -635,7 +768,7 @@ impl State {
     }
 
     /// Sets the row of `key` (`None`: removes it) as of sequence number `seq`.
-    pub fn put(&mut self, key: MergeKey, row: Option<Arc<Row>>, seq: u64) {
+    pub fn put(&mut self, key: MergeKey, row: Option<Row>, seq: u64) {
         self.shadow(&key);
         self.delta.insert(key, (seq, row));
     }
@@ -643,7 +776,7 @@ impl State {
     /// Applies rows read from the table by a read that started at `read_seq`: a row changed
     /// by this replica after that (a later sequence number) is newer and stays. (Rows the
     /// index already [`holds`](Self::holds) are dropped by the reader as they arrive.)
-    pub fn apply_read(&mut self, rows: Vec<Arc<Row>>, read_seq: u64) {
+    pub fn apply_read(&mut self, rows: Vec<Row>, read_seq: u64) {
         for row in rows {
             let key = MergeKey::of(row.key());
             if self.delta.get(&key).is_some_and(|(s, _)| *s > read_seq) {
@@ -655,14 +788,15 @@ impl State {
 
     /// Whether the index holds `row` as it is.
     pub fn holds(&self, row: &Row) -> bool {
-        self.current(&MergeKey::of(row.key()))
+        self.held(&MergeKey::of(row.key()))
+            .and_then(Held::row)
             .is_some_and(|r| r.same_as(row))
     }
 
-    /// The row the index holds under `key`.
-    fn current(&self, key: &MergeKey) -> Option<&Arc<Row>> {
+    /// Where the index holds `key`: the delta's entry, or else the base row not replaced.
+    fn held(&self, key: &MergeKey) -> Option<Held<'_>> {
         if let Some((_, r)) = self.delta.get(key) {
-            return r.as_ref();
+            return Some(Held::Delta(r.as_ref()));
         }
         self.base
             .positions_folded(&key.folded)
@@ -672,7 +806,72 @@ impl State {
                         .shadowed
                         .contains(&u32::try_from(p).unwrap_or(u32::MAX))
             })
-            .and_then(|p| self.base.rows.get(p))
+            .and_then(|p| self.base.rows.get(p).map(|r| Held::Base(p, r)))
+    }
+
+    /// What a full read of the table will mark as it sees the rows the index holds.
+    pub fn seen(&self) -> Seen {
+        Seen {
+            base: self.base.clone(),
+            positions: vec![0; self.base.len().div_ceil(64)],
+            delta: HashSet::new(),
+        }
+    }
+
+    /// Marks the row held under `row`'s key as seen by a full read (`seen`, of this state);
+    /// whether it is held as it is (then the read drops `row`).
+    pub fn mark_seen(&self, row: &Row, seen: &mut Seen) -> bool {
+        let key = MergeKey::of(row.key());
+        match self.held(&key) {
+            Some(Held::Base(pos, held)) => {
+                if let Some(word) = seen.positions.get_mut(pos / 64) {
+                    *word |= 1 << (pos % 64);
+                }
+                held.same_as(row)
+            }
+            Some(Held::Delta(held)) => {
+                let same = held.is_some_and(|h| h.same_as(row));
+                seen.delta.insert(key);
+                same
+            }
+            None => false,
+        }
+    }
+
+    /// Applies a full read of the table that started at `read_seq`: `rows` (those it read
+    /// that the index did not hold as they are) as [`apply_read`](Self::apply_read) does,
+    /// and every row held from before the read that the read did not see is removed (it is
+    /// gone from the table, or renamed). Nothing is rebuilt: the changes join the delta.
+    /// `seen` must be of the base this state holds (refreshes do not overlap, and only they
+    /// rebase); of another, nothing is removed (the next full read will).
+    pub fn apply_full_read(&mut self, rows: Vec<Row>, seen: &Seen, read_seq: u64) {
+        let mut gone: Vec<MergeKey> = Vec::new();
+        if Arc::ptr_eq(&seen.base, &self.base) {
+            for (pos, row) in self.base.rows.iter().enumerate() {
+                let marked = seen
+                    .positions
+                    .get(pos / 64)
+                    .is_some_and(|w| w & (1 << (pos % 64)) != 0);
+                // A replaced position is the delta's to decide.
+                if !marked
+                    && !self
+                        .shadowed
+                        .contains(&u32::try_from(pos).unwrap_or(u32::MAX))
+                {
+                    gone.push(MergeKey::of(row.key()));
+                }
+            }
+            gone.extend(
+                self.delta
+                    .iter()
+                    .filter(|(k, (s, r))| r.is_some() && *s <= read_seq && !seen.delta.contains(*k))
+                    .map(|(k, _)| k.clone()),
+            );
+        }
+        for key in gone {
+            self.put(key, None, read_seq);
+        }
+        self.apply_read(rows, read_seq);
     }
 
     /// Replaces the base by one read (or compacted) at `read_seq`; changes made after that
@@ -690,8 +889,8 @@ impl State {
     }
 
     /// Every current row (base rows not replaced, then the delta's), for compaction.
-    pub fn rows(&self) -> Vec<Arc<Row>> {
-        let mut out: Vec<Arc<Row>> = self
+    pub fn rows(&self) -> Vec<Row> {
+        let mut out: Vec<Row> = self
             .base
             .rows
             .iter()
@@ -740,15 +939,15 @@ impl State {
         after: Option<&After>,
         limit: usize,
         extra: &dyn Fn(&Row) -> bool,
-    ) -> (Vec<Arc<Row>>, bool) {
+    ) -> (Vec<Row>, bool) {
         let mut cursor = q.need.and_then(|need| self.base.cursor(need));
         let decided = q.decided && cursor.is_some();
         // Delta rows are in no postings list: the matcher decides them.
         let keep =
-            |row: &Row| (q.include_invalid || row.valid) && row.matches(q.prepared) && extra(row);
+            |row: &Row| (q.include_invalid || row.valid()) && row.matches(q.prepared) && extra(row);
         // Candidates from the postings: the matcher, unless the postings decided already.
         let keep_candidate = |row: &Row| {
-            (q.include_invalid || row.valid) && (decided || row.matches(q.prepared)) && extra(row)
+            (q.include_invalid || row.valid()) && (decided || row.matches(q.prepared)) && extra(row)
         };
         let lower = match after {
             None => Bound::Unbounded,
@@ -767,7 +966,7 @@ impl State {
         let want = limit.saturating_add(1);
         let len = self.base.rows.len();
         let mut next = self.base.start_after(after);
-        let mut out: Vec<Arc<Row>> = Vec::new();
+        let mut out: Vec<Row> = Vec::new();
         while out.len() < want {
             let pos = match cursor.as_mut() {
                 Some(c) => match c.seek(u32::try_from(next).unwrap_or(u32::MAX)) {
@@ -874,7 +1073,7 @@ mod tests {
 
     fn state(users: &[CustomerUser]) -> State {
         let r = rules();
-        let rows = users.iter().map(|u| Arc::new(Row::new(u, &r))).collect();
+        let rows = users.iter().map(|u| Row::new(u, &r)).collect();
         State::new(Arc::new(Base::build(rows)))
     }
 
@@ -896,6 +1095,119 @@ mod tests {
         let mut back: CustomerUser = row.record("main");
         back.source.clear();
         assert_eq!(back, u);
+        // Multi-byte texts, long values (lengths of several digits), times before the epoch
+        // and absent, an invalid record, extras with empty values.
+        let mut u = user("Ærøskøbing.Ünal", &"Łukasiewicz-".repeat(40));
+        u.comment = "☃ ".repeat(3000);
+        u.create_time = Some(Timestamp(-86_400 * 365 * 30));
+        u.change_time = None;
+        u.extra.insert("empty".into(), String::new());
+        u.validity = Validity::Invalid;
+        let row = Row::new(&u, &rules());
+        assert_eq!(row.key(), "Ærøskøbing.Ünal");
+        assert_eq!(row.folded_key(), "ærøskøbing.ünal");
+        assert!(!row.valid());
+        let mut back: CustomerUser = row.record("main");
+        back.source.clear();
+        assert_eq!(back, u);
+    }
+
+    /// Names from a few syllables: some grams are in most rows (bitmaps), others in a few
+    /// (sorted positions); the index must answer every term as the matcher over every row.
+    #[test]
+    fn dense_and_sparse_postings_answer_as_the_matcher() {
+        let syllables = ["an", "ber", "ko", "lu", "mi", "sch", "tz", "ö", "er", "q"];
+        let mut users = Vec::new();
+        for i in 0..600usize {
+            let pick = |k: usize| syllables[(i * 7 + k * 13 + i / (k + 1)) % syllables.len()];
+            let last = format!(
+                "{}{}{}",
+                pick(1),
+                pick(2),
+                if i % 97 == 0 { "zyx" } else { "" }
+            );
+            users.push(user(&format!("u{i:03}{}", pick(3)), &last));
+        }
+        let s = state(&users);
+        let r = rules();
+        let mut terms: Vec<String> = vec!["zyx".into(), "yx".into(), "qq".into(), "xx".into()];
+        for a in syllables {
+            for b in syllables {
+                terms.push(format!("{a}{b}"));
+                terms.push(format!("{a}{b}").chars().take(2).collect());
+                terms.push(format!("{a} {b}"));
+                terms.push(format!("{a}* !{b}"));
+            }
+        }
+        for t in &terms {
+            let expr = parse(t, Grammar::CustomerUser).unwrap();
+            let prepared = r.prepared_query(&expr);
+            let mut expected: Vec<String> = users
+                .iter()
+                .filter(|u| {
+                    let values = r.search_values(*u);
+                    let values: Vec<&str> = values.iter().map(String::as_str).collect();
+                    prepared.matches_prepared(&values)
+                })
+                .map(|u| u.login.clone())
+                .collect();
+            expected.sort_by_key(|l| (fold(l), l.clone()));
+            let (got, truncated) = logins(&s, t, None, 1_000);
+            assert_eq!(got, expected, "term {t:?}");
+            assert!(!truncated);
+            // Stopping at a limit gives the first matches and says there were more.
+            if expected.len() > 3 {
+                assert_eq!(logins(&s, t, None, 3), (expected[..3].to_vec(), true));
+            }
+        }
+        assert!(
+            !s.base.bitmaps.is_empty() && !s.base.arena.is_empty(),
+            "both kinds of lists are built"
+        );
+    }
+
+    /// A full read of the table marks the rows it sees: what it did not see is removed,
+    /// changed rows replace theirs, and a write of this replica after the read began stays.
+    #[test]
+    fn a_full_read_removes_what_it_did_not_see() {
+        let r = rules();
+        let mut s = state(&[
+            user("anna", "Alt"),
+            user("bert", "Brot"),
+            user("carl", "Chor"),
+            user("dora", "Dach"),
+        ]);
+        s.put(
+            MergeKey::of("emil"),
+            Some(Row::new(&user("emil", "Eis"), &r)),
+            1,
+        );
+        let mut seen = s.seen();
+        // The read (begun at sequence 1): anna as held, bert changed, dora and emil gone,
+        // fritz new; carl unseen too, but this replica rewrote it after the read began.
+        let mut changed = Vec::new();
+        for u in [
+            user("anna", "Alt"),
+            user("bert", "Brötchen"),
+            user("fritz", "Fest"),
+        ] {
+            let row = Row::new(&u, &r);
+            if !s.mark_seen(&row, &mut seen) {
+                changed.push(row);
+            }
+        }
+        assert_eq!(changed.len(), 2, "anna is dropped as held");
+        s.put(
+            MergeKey::of("carl"),
+            Some(Row::new(&user("carl", "Chorus"), &r)),
+            2,
+        );
+        s.apply_full_read(changed, &seen, 1);
+        let (all, _) = logins(&s, "*", None, 10);
+        assert_eq!(all, ["anna", "bert", "carl", "fritz"]);
+        assert_eq!(logins(&s, "brötchen", None, 10).0, ["bert"]);
+        assert_eq!(logins(&s, "chorus", None, 10).0, ["carl"]);
+        assert_eq!(s.len(), 4);
     }
 
     #[test]
@@ -925,7 +1237,7 @@ mod tests {
         let r = rules();
         s.put(
             MergeKey::of("bob"),
-            Some(Arc::new(Row::new(&user("bob", "Müll"), &r))),
+            Some(Row::new(&user("bob", "Müll"), &r)),
             2,
         );
         assert_eq!(
@@ -991,5 +1303,17 @@ mod tests {
         assert_eq!(cur.seek(7_002), Some(7_002));
         assert_eq!(cur.seek(29_998), None);
         assert_eq!(list(long).seek(29_997), Some(29_997));
+        // A bitmap: positions 3, 64, 200.
+        let mut words = [0u64; 4];
+        for p in [3usize, 64, 200] {
+            words[p / 64] |= 1 << (p % 64);
+        }
+        let words: &'static [u64] = Box::leak(Box::new(words));
+        let bits = || Cursor::Bits { words, left: 3 };
+        assert_eq!(drain(bits()), [3, 64, 200]);
+        assert_eq!(drain(Cursor::all(vec![bits(), list(b)])), [3]);
+        assert_eq!(bits().seek(65), Some(200));
+        assert_eq!(bits().seek(201), None);
+        assert_eq!(bits().seek(10_000), None);
     }
 }

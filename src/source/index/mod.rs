@@ -3,8 +3,8 @@
 //! the SQL source, as `cached` is in front of a reader: every read but the grammar search goes
 //! to the source; writes go to the source and then into the index.
 //!
-//! What it keeps ([`core`]): each record once, compactly (its search values under the source's
-//! case rule, everything else packed in one buffer), in merge-key order (folded key, then key:
+//! What it keeps ([`core`]): each record once, in one allocation (its search values under the
+//! source's case rule, everything else packed), in merge-key order (folded key, then key:
 //! the database path's order), with the positions of the records holding each bigram and
 //! trigram of their folded search values. A search takes its candidates from the postings of
 //! the grams every match must contain ([`core::need`]: the folded texts of the terms, as the
@@ -31,11 +31,17 @@
 //!   table's clock over ours seen so far (`change_time` minus our clock at the read that saw
 //!   it; a row is never stamped later than its writer's now, so this never overshoots). A bulk
 //!   write is thus read again for [`CHANGE_OVERLAP`] seconds, not at every refresh for as long
-//!   as it is the newest change. A table without change columns (`foreign_db`) is re-read whole
+//!   as it is the newest change. A table without change columns (`foreign_db`) is read whole
 //!   every `index_refresh`.
-//! - Removed and renamed rows: the whole table is re-read every [`RECONCILE_EVERY`] refreshes
-//!   (60 × `index_refresh`: a minute at the default; keys that are gone disappear then; a
-//!   rename by this replica removes the old key at once).
+//! - Removed and renamed rows: the whole table is read again every [`RECONCILE_EVERY`]
+//!   refreshes (60 × `index_refresh`: a minute at the default; a rename by this replica
+//!   removes the old key at once). A full read after the first builds nothing: each row read
+//!   is compared with the one held (the same: dropped at once), the changed ones join the
+//!   delta, and the rows held from before the read that it did not see are removed
+//!   ([`State::apply_full_read`]); so the table is never held twice, and a table without
+//!   change columns costs a read and a comparison a period, not a rebuild.
+//! - The delta is folded into a new base (in memory, sharing the rows) once it holds more
+//!   than [`COMPACT_AT`] changes.
 //! - Rows read by a refresh never overwrite a change this replica made after that read began
 //!   (sequence numbers).
 //!
@@ -82,7 +88,7 @@ pub const RECONCILE_EVERY: u32 = 60;
 pub const FULL_READ_CALLS: u32 = 12;
 
 /// Changes kept beside the base before it is rebuilt from memory.
-const COMPACT_AT: usize = 4_096;
+pub const COMPACT_AT: usize = 4_096;
 
 /// A source's search index as its bundle sees it.
 pub trait Freshness: Send + Sync {
@@ -261,7 +267,7 @@ impl<T: Table> MemoryIndex<T> {
 
     /// Puts a record this replica wrote into the index.
     pub fn upsert(&self, record: &T::Record) {
-        let row = Arc::new(Row::new(record, self.table.matching()));
+        let row = Row::new(record, self.table.matching());
         let seq = self.next_seq();
         self.write_state()
             .put(MergeKey::of(record.key()), Some(row), seq);
@@ -307,15 +313,23 @@ impl<T: Table> MemoryIndex<T> {
             self.table.call_timeout()
         };
         // Records become rows as they are read (the table is never held as records); a row
-        // read again as the index holds it (the refresh overlap) is dropped at once.
+        // read again as the index holds it (the refresh overlap, or a full read of rows that
+        // did not change) is dropped at once. A full read after the first marks what it sees:
+        // what it does not see is gone.
+        let first = !self.built.load(Ordering::SeqCst);
+        let mut seen = (full && !first).then(|| self.read_state().seen());
         let rules = self.table.matching().clone();
-        let mut rows: Vec<Arc<Row>> = Vec::new();
+        let mut rows: Vec<Row> = Vec::new();
         let mut newest: Option<i64> = None;
         let mut each = |record: T::Record| {
             newest = newest.max(record.times().1.map(|t| t.0));
             let row = Row::new(&record, &rules);
-            if full || !self.read_state().holds(&row) {
-                rows.push(Arc::new(row));
+            let held = match seen.as_mut() {
+                Some(seen) => self.read_state().mark_seen(&row, seen),
+                None => !first && self.read_state().holds(&row),
+            };
+            if !held {
+                rows.push(row);
             }
         };
         let read = tokio::time::timeout(bound, self.table.read(since, &mut each))
@@ -336,11 +350,10 @@ impl<T: Table> MemoryIndex<T> {
         }
         p.lead = p.lead.max(newest.map(|n| n - began_epoch));
         p.read_at = Some(began_epoch);
-        if full {
+        if first {
             let count = rows.len();
             let base = build(rows).await;
             self.write_state().rebase(base, read_seq);
-            p.last_full = Some(began);
             let took = began.elapsed();
             metrics::gauge!("clientele_search_index_build_seconds", "source" => self.table.source_name().to_owned())
                 .set(took.as_secs_f64());
@@ -351,15 +364,22 @@ impl<T: Table> MemoryIndex<T> {
         } else {
             let compact = {
                 let mut state = self.write_state();
-                state.apply_read(rows, read_seq);
+                match &seen {
+                    Some(seen) => state.apply_full_read(rows, seen, read_seq),
+                    None => state.apply_read(rows, read_seq),
+                }
                 state.delta_len() > COMPACT_AT
             };
+            drop(seen);
             if compact {
                 let at = self.seq.load(Ordering::SeqCst);
                 let rows = self.read_state().rows();
                 let base = build(rows).await;
                 self.write_state().rebase(base, at);
             }
+        }
+        if full {
+            p.last_full = Some(began);
         }
         self.built.store(true, Ordering::SeqCst);
         self.healthy.store(true, Ordering::SeqCst);
@@ -492,7 +512,7 @@ fn epoch_now() -> i64 {
 }
 
 /// Builds a base off the async threads (sorting and postings of a large table take a while).
-async fn build(rows: Vec<Arc<Row>>) -> Arc<Base> {
+async fn build(rows: Vec<Row>) -> Arc<Base> {
     match tokio::task::spawn_blocking(move || Base::build(rows)).await {
         Ok(base) => Arc::new(base),
         Err(e) => {
