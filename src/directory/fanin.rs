@@ -14,7 +14,7 @@ use tokio::time::{timeout_at, Instant};
 use tracing::Instrument;
 
 use crate::domain::{
-    fold, fold_chars,
+    cmp_folded, fold,
     search::{Order, Page, SortKey},
     Record,
 };
@@ -316,7 +316,7 @@ pub fn merge_pages<S: Held, R: Record>(
     let ascending = |items: &[R]| {
         items
             .windows(2)
-            .all(|w| fold_chars(w[0].key()).lt(fold_chars(w[1].key())))
+            .all(|w| cmp_folded(w[0].key(), w[1].key()).is_lt())
     };
     if let [(_, page)] = collected.answers.as_mut_slice() {
         if ascending(&page.items) {

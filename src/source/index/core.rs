@@ -38,26 +38,26 @@ impl MergeKey {
 }
 
 /// One record as the index keeps it, in one allocation (a row costs its bytes and one
-/// allocator header, however many fields the record has): its validity, its key, its folded
-/// key where that differs, the search values under the source's case rule, and every other
-/// attribute packed, unpacked only for the records a search returns.
+/// allocator header, however many fields the record has): its key, its folded key where that
+/// differs, the search values under the source's case rule, and every other attribute packed,
+/// unpacked only for the records a search returns; beside it, where each part ends and the
+/// validity (read for every candidate of every search, so not parsed).
 ///
 /// The allocation is a `str`: texts are kept as they are and every number (lengths, the
 /// validity id, times) is written in digits of six bits below 0x80 ([`put_num`]), so the
 /// whole is valid UTF-8 and each text is sliced out of it without being validated again.
-/// Layout: validity (0/1), the lengths of the key, of the folded key (0: the key is folded
-/// already), of the search values together, and their count; the key, the folded key, the
-/// search values back to back, the length of each; then the record ([`pack`]).
+/// Layout: the key, the folded key (empty: the key is folded already), the search values
+/// back to back, the length of each; then the record ([`pack`]).
 #[derive(Debug, Clone)]
-pub struct Row(Arc<str>);
-
-/// Where a row's parts lie.
-struct Head {
+pub struct Row {
+    text: Arc<str>,
+    key_end: u32,
+    folded_end: u32,
+    search_end: u32,
+    /// Where the packed record starts (after the values' lengths).
+    packed_at: u32,
+    values: u16,
     valid: bool,
-    key: std::ops::Range<usize>,
-    folded: std::ops::Range<usize>,
-    search: std::ops::Range<usize>,
-    values: usize,
 }
 
 /// Search fields evaluated without an allocation (more are rare and still work).
@@ -72,57 +72,45 @@ impl Row {
         let folded = if folded == key { "" } else { folded.as_str() };
         let search_len: usize = values.iter().map(String::len).sum();
         let mut s = String::with_capacity(key.len() + folded.len() + search_len + 320);
-        put_num(&mut s, u64::from(record.validity() == Validity::Valid));
-        for n in [key.len(), folded.len(), search_len, values.len()] {
-            put_num(&mut s, n as u64);
-        }
+        let offset = |s: &String| u32::try_from(s.len()).unwrap_or(u32::MAX);
         s.push_str(key);
+        let key_end = offset(&s);
         s.push_str(folded);
+        let folded_end = offset(&s);
         for v in &values {
             s.push_str(v);
         }
+        let search_end = offset(&s);
         for v in &values {
             put_num(&mut s, v.len() as u64);
         }
+        let packed_at = offset(&s);
         pack(&mut s, record);
-        Self(Arc::from(s))
-    }
-
-    fn head(&self) -> Head {
-        let mut r = Reader::new(&self.0);
-        let valid = r.num() == 1;
-        let [key, folded, search, values] = [r.len(), r.len(), r.len(), r.len()];
-        let key = r.at..r.at.saturating_add(key);
-        let folded = key.end..key.end.saturating_add(folded);
-        let search = folded.end..folded.end.saturating_add(search);
-        Head {
-            valid,
-            key,
-            folded,
-            search,
-            values,
+        Self {
+            text: Arc::from(s),
+            key_end,
+            folded_end,
+            search_end,
+            packed_at,
+            values: u16::try_from(values.len()).unwrap_or(u16::MAX),
+            valid: record.validity() == Validity::Valid,
         }
     }
 
-    fn part(&self, range: std::ops::Range<usize>) -> &str {
-        self.0.get(range).unwrap_or("")
+    fn part(&self, from: u32, to: u32) -> &str {
+        self.text.get(from as usize..to as usize).unwrap_or("")
     }
 
     pub fn key(&self) -> &str {
-        self.part(self.head().key)
-    }
-
-    fn valid(&self) -> bool {
-        self.head().valid
+        self.part(0, self.key_end)
     }
 
     /// The folded key (the first part of the merge key).
     pub fn folded_key(&self) -> &str {
-        let head = self.head();
-        if head.folded.is_empty() {
-            self.part(head.key)
+        if self.folded_end == self.key_end {
+            self.key()
         } else {
-            self.part(head.folded)
+            self.part(self.key_end, self.folded_end)
         }
     }
 
@@ -133,23 +121,18 @@ impl Row {
 
     /// The record again, read from source `source`.
     pub fn record<R: Record>(&self, source: &str) -> R {
-        let head = self.head();
-        let mut r = Reader::new(&self.0);
-        r.at = head.search.end;
-        for _ in 0..head.values {
-            r.num();
-        }
+        let mut r = Reader::new(&self.text);
+        r.at = self.packed_at as usize;
         unpack(r, source)
     }
 
     /// The search values, each under the source's case rule.
     fn values(&self) -> impl Iterator<Item = &str> {
-        let head = self.head();
-        let search = self.part(head.search.clone());
-        let mut lens = Reader::new(&self.0);
-        lens.at = head.search.end;
+        let search = self.part(self.folded_end, self.search_end);
+        let mut lens = Reader::new(&self.text);
+        lens.at = self.search_end as usize;
         let mut start = 0usize;
-        (0..head.values).map(move |_| {
+        (0..self.values).map(move |_| {
             let end = start.saturating_add(lens.len()).min(search.len());
             let v = search.get(start..end).unwrap_or("");
             start = end;
@@ -159,7 +142,7 @@ impl Row {
 
     /// Whether the prepared expression (`MatchingRules::prepared_query`) matches this row.
     pub fn matches(&self, prepared: &Expr) -> bool {
-        let n = self.head().values;
+        let n = usize::from(self.values);
         if n <= INLINE_VALUES {
             let mut buf = [""; INLINE_VALUES];
             for (slot, v) in buf.iter_mut().zip(self.values()) {
@@ -173,13 +156,13 @@ impl Row {
 
     /// Whether `other` holds exactly what this row holds.
     fn same_as(&self, other: &Row) -> bool {
-        self.0 == other.0
+        self.valid == other.valid && self.text == other.text
     }
 
     /// Approximate heap bytes of the row: its allocation with the reference counts, and the
     /// pointer that holds it.
     pub fn bytes(&self) -> usize {
-        self.0.len() + 2 * std::mem::size_of::<usize>() + std::mem::size_of::<Self>()
+        self.text.len() + 2 * std::mem::size_of::<usize>() + std::mem::size_of::<Self>()
     }
 }
 
@@ -401,13 +384,17 @@ pub struct Base {
     rows: Vec<Row>,
     /// Gram → where its list lies (start, length in positions): in `bitmaps` (the start in
     /// words) when [`Base::dense`], else in `arena`.
-    postings: HashMap<u64, (u32, u32)>,
+    postings: HashMap<u64, (u32, u32), Fast>,
     /// Every sparse list, back to back: one allocation of exactly the size needed (lists
     /// grown one by one would each keep up to half again as much spare).
     arena: Box<[u32]>,
     /// Every dense list's bitmap, back to back, [`Base::words`] words each.
     bitmaps: Box<[u64]>,
 }
+
+/// The postings' hasher: their keys are grams (no attacker picks which a table holds, and a
+/// search looks up a few), hashed a hundred times a row while a base is built.
+type Fast = foldhash::fast::RandomState;
 
 /// A list is a bitmap when it holds more than one position in this many.
 const DENSE: usize = 32;
@@ -417,16 +404,19 @@ impl Base {
     pub fn build(rows: Vec<Row>) -> Self {
         let mut rows = rows;
         let order = |a: &Row, b: &Row| (a.folded_key(), a.key()).cmp(&(b.folded_key(), b.key()));
-        rows.sort_by(order);
-        // Keep the last of equal keys: reverse, dedup keeps the first of each run.
-        rows.reverse();
-        rows.dedup_by(|a, b| order(a, b).is_eq());
-        rows.reverse();
+        // A compaction's rows are in order and distinct already.
+        if !rows.is_sorted_by(|a, b| order(a, b).is_lt()) {
+            rows.sort_by(order);
+            // Keep the last of equal keys: reverse, dedup keeps the first of each run.
+            rows.reverse();
+            rows.dedup_by(|a, b| order(a, b).is_eq());
+            rows.reverse();
+        }
         rows.shrink_to_fit();
         // Two passes over the rows' grams: count each list's length, then fill the lists in
         // place, in row order (so ascending).
         let mut seen: Vec<u64> = Vec::new();
-        let mut postings: HashMap<u64, (u32, u32)> = HashMap::new();
+        let mut postings: HashMap<u64, (u32, u32), Fast> = HashMap::default();
         for row in &rows {
             row_grams(row, &mut seen);
             for &g in &seen {
@@ -888,21 +878,28 @@ impl State {
         }
     }
 
-    /// Every current row (base rows not replaced, then the delta's), for compaction.
+    /// Every current row in merge-key order (base rows not replaced merged with the delta's),
+    /// for compaction: [`Base::build`] then has nothing to sort.
     pub fn rows(&self) -> Vec<Row> {
-        let mut out: Vec<Row> = self
-            .base
-            .rows
+        let mut out: Vec<Row> = Vec::with_capacity(self.len());
+        let mut delta = self
+            .delta
             .iter()
-            .enumerate()
-            .filter(|(p, _)| {
-                !self
-                    .shadowed
-                    .contains(&u32::try_from(*p).unwrap_or(u32::MAX))
-            })
-            .map(|(_, r)| r.clone())
-            .collect();
-        out.extend(self.delta.values().filter_map(|(_, r)| r.clone()));
+            .filter_map(|(k, (_, r))| r.as_ref().map(|r| (k, r)))
+            .peekable();
+        for (pos, row) in self.base.rows.iter().enumerate() {
+            if self
+                .shadowed
+                .contains(&u32::try_from(pos).unwrap_or(u32::MAX))
+            {
+                continue;
+            }
+            while let Some((_, r)) = delta.next_if(|(k, _)| row.cmp_key(k).is_gt()) {
+                out.push(r.clone());
+            }
+            out.push(row.clone());
+        }
+        out.extend(delta.map(|(_, r)| r.clone()));
         out
     }
 
@@ -944,10 +941,10 @@ impl State {
         let decided = q.decided && cursor.is_some();
         // Delta rows are in no postings list: the matcher decides them.
         let keep =
-            |row: &Row| (q.include_invalid || row.valid()) && row.matches(q.prepared) && extra(row);
+            |row: &Row| (q.include_invalid || row.valid) && row.matches(q.prepared) && extra(row);
         // Candidates from the postings: the matcher, unless the postings decided already.
         let keep_candidate = |row: &Row| {
-            (q.include_invalid || row.valid()) && (decided || row.matches(q.prepared)) && extra(row)
+            (q.include_invalid || row.valid) && (decided || row.matches(q.prepared)) && extra(row)
         };
         let lower = match after {
             None => Bound::Unbounded,
@@ -1106,7 +1103,7 @@ mod tests {
         let row = Row::new(&u, &rules());
         assert_eq!(row.key(), "Ærøskøbing.Ünal");
         assert_eq!(row.folded_key(), "ærøskøbing.ünal");
-        assert!(!row.valid());
+        assert!(!row.valid);
         let mut back: CustomerUser = row.record("main");
         back.source.clear();
         assert_eq!(back, u);
