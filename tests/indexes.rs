@@ -75,6 +75,21 @@ async fn expect_plans(src: &SqlUserSource, cases: Vec<(UserCriterion, &str)>) {
     }
 }
 
+/// Asserts that the search index's refresh of the rows changed since a moment (a day ahead:
+/// none are, so the planner prefers the index on any engine) reads them through `index`.
+async fn expect_refresh_plan(src: &SqlUserSource, index: &str) {
+    let tomorrow = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        + 86_400;
+    let plan = src.explain_scan(Some(tomorrow)).await.unwrap();
+    assert!(
+        plan.contains(index),
+        "{index} not in the refresh's plan:\n{plan}"
+    );
+}
+
 fn search(criterion: UserCriterion) -> UserSearch {
     UserSearch {
         criterion,
@@ -121,6 +136,7 @@ async fn postgres_plans_use_trigram_and_lower_indexes() {
         ],
     )
     .await;
+    expect_refresh_plan(&src, "customer_user_change_time").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -146,6 +162,11 @@ async fn sqlite_plans_use_lower_indexes() {
                 "customer_user_login_lower (<expr>=?)",
             ),
         ],
+    )
+    .await;
+    expect_refresh_plan(
+        &src,
+        "USING INDEX customer_user_change_time (change_time>?)",
     )
     .await;
 }
@@ -177,6 +198,7 @@ async fn mariadb_plans_use_column_indexes() {
         ],
     )
     .await;
+    expect_refresh_plan(&src, "\"key\": \"customer_user_change_time\"").await;
     // Case-insensitive through the collation, exact through the re-check.
     let found = src.get(&user.login.to_uppercase()).await.unwrap().unwrap();
     assert_eq!(found.login, user.login);
@@ -540,6 +562,10 @@ async fn mariadb_add_indexes_creates_missing_column_indexes_only() {
         indexes,
         [
             ("PRIMARY".to_owned(), "id".to_owned()),
+            (
+                "customer_user_change_time".to_owned(),
+                "change_time".to_owned()
+            ),
             (
                 "customer_user_customer_id_ci".to_owned(),
                 "customer_id".to_owned()

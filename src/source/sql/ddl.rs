@@ -91,6 +91,22 @@ pub fn index_statements(
     out
 }
 
+/// The B-tree on `change_time` that the in-memory search index's refresh reads the rows
+/// changed since its previous read through (`source::index`; without it every refresh scans
+/// the table: at 1,000,000 rows, once a second).
+pub(super) fn change_time_index(dialect: Dialect, table: &str) -> IndexDdl {
+    match dialect {
+        Dialect::MySql => IndexDdl::MySqlIndex {
+            table: table.to_owned(),
+            name: format!("{table}_change_time"),
+            column: "change_time".to_owned(),
+        },
+        Dialect::Postgres | Dialect::Sqlite => IndexDdl::Statement(format!(
+            "CREATE INDEX IF NOT EXISTS {table}_change_time ON {table} (change_time)"
+        )),
+    }
+}
+
 /// Clientele's own tables (`clientele_write_lock`, `clientele_login_state`,
 /// `clientele_totp_step`).
 pub(super) fn own_tables_sql(dialect: Dialect) -> &'static str {

@@ -61,6 +61,22 @@ impl Dialect {
         }
     }
 
+    /// The text around a bound epoch-seconds integer that makes it the timestamp
+    /// [`Self::epoch`] maps to that integer, so that `column >= …` equals
+    /// `epoch(column) >= t` and can use an index on the column: PostgreSQL's timestamp without
+    /// time zone as UTC wall time, MySQL's in the session's time zone (as `UNIX_TIMESTAMP`
+    /// reads it), SQLite's `YYYY-MM-DD HH:MM:SS` text (as `CURRENT_TIMESTAMP` writes it).
+    pub(super) fn epoch_param(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Postgres => (
+                "(TIMESTAMP 'epoch' + CAST(",
+                " AS BIGINT) * INTERVAL '1 second')",
+            ),
+            Self::MySql => ("FROM_UNIXTIME(", ")"),
+            Self::Sqlite => ("datetime(", ", 'unixepoch')"),
+        }
+    }
+
     /// `ORDER BY` expression sorting by the case-folded value in code-point order.
     pub(super) fn order_folded(self, column: &str) -> String {
         match self {

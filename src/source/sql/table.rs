@@ -320,17 +320,7 @@ impl<F: Field> Table<F> {
         each: &mut (dyn FnMut(F::Record) + Send),
     ) -> Result<(), SourceError> {
         use futures::TryStreamExt;
-        let mut sql = self.select();
-        match since {
-            Some(t) if !self.foreign_db => {
-                sql.push(&self.dialect.epoch("change_time"))
-                    .push(" >= ")
-                    .int(t);
-            }
-            _ => {
-                sql.push("1=1");
-            }
-        }
+        let sql = self.scan_statement(since);
         match db.pg_pool() {
             Some(pg) => {
                 let mut rows = sql.query_pg().fetch(pg);
@@ -346,6 +336,22 @@ impl<F: Field> Table<F> {
             }
         }
         Ok(())
+    }
+
+    /// The statement [`Table::scan`] runs. `change_time` is compared bare (with the time
+    /// `since` is on the table's clock), so that an index on it serves the refresh.
+    pub fn scan_statement(&self, since: Option<i64>) -> Sql {
+        let mut sql = self.select();
+        match since {
+            Some(t) if !self.foreign_db => {
+                let (open, close) = self.dialect.epoch_param();
+                sql.push("change_time >= ").push(open).int(t).push(close);
+            }
+            _ => {
+                sql.push("1=1");
+            }
+        }
+        sql
     }
 
     /// The statement [`Table::fetch_filtered`] runs for `sql` (built by [`Table::select`]): the

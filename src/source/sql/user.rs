@@ -11,7 +11,7 @@ use super::{
     audit_columns, source_error, table::Table, text_at, write_error, Db, Dialect, IndexDdl,
     MariaDbTrigrams, SearchIndex, Sql, SqliteSearch, Val,
 };
-use crate::config::{SqlBackend, UserSourceSettings};
+use crate::config::{SearchIndexMode, SqlBackend, UserSourceSettings};
 use crate::domain::{
     customer_user::UserAttr,
     email::normalize_address,
@@ -332,6 +332,9 @@ pub fn index_statements_for(cfg: &UserSourceSettings, dialect: Dialect) -> Vec<I
             table = sql.table
         )));
     }
+    if sql.search_index == SearchIndexMode::Memory && !sql.foreign_db {
+        out.push(super::ddl::change_time_index(dialect, &sql.table));
+    }
     out
 }
 
@@ -496,6 +499,17 @@ impl SqlUserSource {
         self.db.ready().await?;
         let (sql, limit) = self.search_sql(search).await?;
         let sql = self.table.page_statement(&sql, Some(limit + 1))?;
+        self.explain(sql).await
+    }
+
+    /// `EXPLAIN` of the statement [`Self::scan`] runs with `since` (the search index's
+    /// refresh of changed rows).
+    pub async fn explain_scan(&self, since: Option<i64>) -> Result<String, SourceError> {
+        self.db.ready().await?;
+        self.explain(self.table.scan_statement(since)).await
+    }
+
+    async fn explain(&self, sql: Sql) -> Result<String, SourceError> {
         let (prefix, column) = match self.db.dialect() {
             Dialect::Sqlite => ("EXPLAIN QUERY PLAN ", 3),
             Dialect::Postgres => ("EXPLAIN ", 0),
