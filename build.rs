@@ -35,6 +35,8 @@ fn main() -> Result<(), Box<dyn Error>> {
     tonic_prost_build::configure()
         // Messages holding secrets get a hand-written, redacting `Debug` (src/api/redact.rs).
         .skip_debug(REDACTED)
+        // prost's codec, encoding each message into a buffer of its exact length.
+        .codec_path("crate::api::codec::ExactCodec")
         .build_server(true)
         .build_client(true)
         .compile_fds(fds)?;

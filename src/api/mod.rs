@@ -2,6 +2,7 @@
 //! convert the answer back. No SQL, no LDAP here.
 
 pub mod auth;
+pub mod codec;
 pub mod convert;
 pub mod customer;
 pub mod customer_user;
