@@ -811,20 +811,29 @@ impl State {
     /// Marks the row held under `row`'s key as seen by a full read (`seen`, of this state);
     /// whether it is held as it is (then the read drops `row`).
     pub fn mark_seen(&self, row: &Row, seen: &mut Seen) -> bool {
-        let key = MergeKey::of(row.key());
-        match self.held(&key) {
-            Some(Held::Base(pos, held)) => {
+        self.mark(MergeKey::of(row.key()), seen)
+            .is_some_and(|held| held.same_as(row))
+    }
+
+    /// Marks the row held under `key` as seen by a read of the table's keys (`seen`, of this
+    /// state).
+    pub fn mark_key_seen(&self, key: &str, seen: &mut Seen) {
+        self.mark(MergeKey::of(key), seen);
+    }
+
+    /// Marks where `key` is held; the row held there, if any.
+    fn mark(&self, key: MergeKey, seen: &mut Seen) -> Option<&Row> {
+        match self.held(&key)? {
+            Held::Base(pos, held) => {
                 if let Some(word) = seen.positions.get_mut(pos / 64) {
                     *word |= 1 << (pos % 64);
                 }
-                held.same_as(row)
+                Some(held)
             }
-            Some(Held::Delta(held)) => {
-                let same = held.is_some_and(|h| h.same_as(row));
+            Held::Delta(held) => {
                 seen.delta.insert(key);
-                same
+                held
             }
-            None => false,
         }
     }
 
@@ -1205,6 +1214,18 @@ mod tests {
         assert_eq!(logins(&s, "brötchen", None, 10).0, ["bert"]);
         assert_eq!(logins(&s, "chorus", None, 10).0, ["carl"]);
         assert_eq!(s.len(), 4);
+        // A read of the keys alone: fritz is gone (and BERT, in another case, is not bert).
+        let mut seen = s.seen();
+        for k in ["anna", "BERT", "bert", "carl", "nobody"] {
+            s.mark_key_seen(k, &mut seen);
+        }
+        s.apply_full_read(Vec::new(), &seen, 3);
+        assert_eq!(logins(&s, "*", None, 10).0, ["anna", "bert", "carl"]);
+        assert_eq!(
+            logins(&s, "brötchen", None, 10).0,
+            ["bert"],
+            "rows are kept as held"
+        );
     }
 
     #[test]

@@ -33,13 +33,16 @@
 //!   write is thus read again for [`CHANGE_OVERLAP`] seconds, not at every refresh for as long
 //!   as it is the newest change. A table without change columns (`foreign_db`) is read whole
 //!   every `index_refresh`.
-//! - Removed and renamed rows: the whole table is read again every [`RECONCILE_EVERY`]
-//!   refreshes (60 × `index_refresh`: a minute at the default; a rename by this replica
-//!   removes the old key at once). A full read after the first builds nothing: each row read
-//!   is compared with the one held (the same: dropped at once), the changed ones join the
-//!   delta, and the rows held from before the read that it did not see are removed
-//!   ([`State::apply_full_read`]); so the table is never held twice, and a table without
-//!   change columns costs a read and a comparison a period, not a rebuild.
+//! - Removed and renamed rows: the table's keys are read every [`RECONCILE_EVERY`] refreshes
+//!   (60 × `index_refresh`: a minute at the default; a rename by this replica removes the old
+//!   key at once), and the rows held from before that read whose keys it did not see are
+//!   removed. Every [`FULL_EVERY`]th time (ten minutes at the default) whole rows are read and
+//!   compared instead, which also finds a change whose `change_time` did not move past the
+//!   previous read. A full read after the first builds nothing: each row read is compared
+//!   with the one held (the same: dropped at once), the changed ones join the delta, and the
+//!   unseen ones are removed ([`State::apply_full_read`]); so the table is never held twice,
+//!   and a table without change columns costs a read and a comparison a period, not a
+//!   rebuild.
 //! - The delta is folded into a new base (in memory, sharing the rows) once it holds more
 //!   than [`COMPACT_AT`] changes.
 //! - Rows read by a refresh never overwrite a change this replica made after that read began
@@ -80,9 +83,13 @@ use crate::source::{
 /// changed rows again.
 pub const CHANGE_OVERLAP: i64 = 10;
 
-/// The whole table is re-read once in this many `index_refresh` periods (removed rows and
+/// The table's keys are read once in this many `index_refresh` periods (removed rows and
 /// others' renames disappear).
 pub const RECONCILE_EVERY: u32 = 60;
+
+/// Every this many reconciliations the whole rows are read and compared instead of the keys
+/// (a change whose `change_time` did not move past the previous read is found then).
+pub const FULL_EVERY: u32 = 10;
 
 /// A full read of the table may take this many `call_timeout`s (at least a minute).
 pub const FULL_READ_CALLS: u32 = 12;
@@ -121,6 +128,8 @@ pub trait Table: Send + Sync + 'static {
         since: Option<i64>,
         each: &mut (dyn FnMut(Self::Record) + Send),
     ) -> Result<(), SourceError>;
+    /// Every key of the table, each handed to `each` as it is read.
+    async fn read_keys(&self, each: &mut (dyn FnMut(String) + Send)) -> Result<(), SourceError>;
     /// Completes a record unpacked from the index as the source completes what it reads.
     fn complete(&self, record: Self::Record) -> Self::Record {
         record
@@ -163,6 +172,9 @@ impl Table for SqlUserSource {
     ) -> Result<(), SourceError> {
         self.scan(since, each).await
     }
+    async fn read_keys(&self, each: &mut (dyn FnMut(String) + Send)) -> Result<(), SourceError> {
+        self.scan_keys(each).await
+    }
     fn complete(&self, mut record: CustomerUser) -> CustomerUser {
         record.full_name = self.rules().full_name(&record);
         record
@@ -179,6 +191,9 @@ impl Table for SqlCustomerSource {
     ) -> Result<(), SourceError> {
         self.scan(since, each).await
     }
+    async fn read_keys(&self, each: &mut (dyn FnMut(String) + Send)) -> Result<(), SourceError> {
+        self.scan_keys(each).await
+    }
 }
 
 /// Where refreshes stand (held while one runs, so refreshes never overlap).
@@ -190,7 +205,10 @@ struct Progress {
     lead: Option<i64>,
     /// Our clock (epoch seconds) when the newest successful read began.
     read_at: Option<i64>,
-    last_full: Option<Instant>,
+    /// When the newest reconciliation (a full read, or a read of the keys) began, and how many
+    /// there were.
+    last_reconcile: Option<Instant>,
+    reconciles: u32,
     /// The start of the newest successful refresh's read.
     last_ok: Option<Instant>,
     built_once: bool,
@@ -288,12 +306,15 @@ impl<T: Table> MemoryIndex<T> {
     pub async fn refresh(&self) -> Result<(), SourceError> {
         let mut p = self.progress.lock().await;
         let stale_mark = self.stale.load(Ordering::SeqCst);
+        let reconcile = p.last_reconcile.is_none_or(|t| {
+            t.elapsed() >= self.table.refresh_every().saturating_mul(RECONCILE_EVERY)
+        });
         let full = !self.built.load(Ordering::SeqCst)
             || !self.table.has_change_time()
             || p.lead.is_none()
-            || p.last_full.is_none_or(|t| {
-                t.elapsed() >= self.table.refresh_every().saturating_mul(RECONCILE_EVERY)
-            });
+            || (reconcile && p.reconciles % FULL_EVERY == 0);
+        // The other reconciliations read the keys only, after the changed rows.
+        let keys = reconcile && !full;
         let read_seq = self.seq.load(Ordering::SeqCst);
         let began = Instant::now();
         let began_epoch = epoch_now();
@@ -305,10 +326,7 @@ impl<T: Table> MemoryIndex<T> {
                 .map(|(at, lead)| at.saturating_add(lead) - CHANGE_OVERLAP)
         };
         let bound = if full {
-            self.table
-                .call_timeout()
-                .saturating_mul(FULL_READ_CALLS)
-                .max(Duration::from_secs(60))
+            bound_full(self.table.as_ref())
         } else {
             self.table.call_timeout()
         };
@@ -378,14 +396,42 @@ impl<T: Table> MemoryIndex<T> {
                 self.write_state().rebase(base, at);
             }
         }
-        if full {
-            p.last_full = Some(began);
+        if keys {
+            self.reconcile_keys(bound_full(self.table.as_ref())).await?;
+        }
+        if full || keys {
+            p.last_reconcile = Some(began);
+            p.reconciles = p.reconciles.wrapping_add(1);
         }
         self.built.store(true, Ordering::SeqCst);
         self.healthy.store(true, Ordering::SeqCst);
         self.fresh.fetch_max(stale_mark, Ordering::SeqCst);
         p.last_ok = Some(began);
         self.report(&p);
+        Ok(())
+    }
+
+    /// Reads the table's keys and removes the rows held from before the read that it did not
+    /// see (gone, or renamed by others), as a full read would; rows are not compared.
+    async fn reconcile_keys(&self, bound: Duration) -> Result<(), SourceError> {
+        let read_seq = self.seq.load(Ordering::SeqCst);
+        let mut seen = self.read_state().seen();
+        let mut each = |key: String| self.read_state().mark_key_seen(&key, &mut seen);
+        let read = tokio::time::timeout(bound, self.table.read_keys(&mut each))
+            .await
+            .unwrap_or_else(|_| {
+                Err(SourceError::Unavailable(format!(
+                    "reading the table's keys for the search index took over {bound:?}"
+                )))
+            });
+        if let Err(e) = read {
+            if self.healthy.swap(false, Ordering::SeqCst) {
+                tracing::warn!(source = %self.table.source_name(), error = %e, "search index refresh failed: searches go to the database until one succeeds");
+            }
+            return Err(e);
+        }
+        self.write_state()
+            .apply_full_read(Vec::new(), &seen, read_seq);
         Ok(())
     }
 
@@ -502,6 +548,15 @@ impl<T: Table> MemoryIndex<T> {
     pub fn mark_stale(&self) {
         self.stale.fetch_add(1, Ordering::SeqCst);
     }
+}
+
+/// How long a read of the whole table may take: [`FULL_READ_CALLS`] `call_timeout`s, at
+/// least a minute.
+fn bound_full<T: Table>(table: &T) -> Duration {
+    table
+        .call_timeout()
+        .saturating_mul(FULL_READ_CALLS)
+        .max(Duration::from_secs(60))
 }
 
 /// Our clock in epoch seconds.

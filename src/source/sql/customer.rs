@@ -164,6 +164,15 @@ impl SqlCustomerSource {
         self.table.scan(&self.db, since, each).await
     }
 
+    /// Every key of the table, each handed to `each` (see [`Table::scan_keys`]).
+    pub async fn scan_keys(
+        &self,
+        each: &mut (dyn FnMut(String) + Send),
+    ) -> Result<(), SourceError> {
+        self.db.ready().await?;
+        self.table.scan_keys(&self.db, each).await
+    }
+
     /// The source's matching rules.
     pub fn rules(&self) -> &CustomerRules {
         &self.rules

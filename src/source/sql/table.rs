@@ -338,6 +338,37 @@ impl<F: Field> Table<F> {
         Ok(())
     }
 
+    /// Every key of the table (the key column, read as records read it), each handed to
+    /// `each` as it arrives: the search index's reconciliation, which only asks which keys are
+    /// gone.
+    pub async fn scan_keys(
+        &self,
+        db: &Db,
+        each: &mut (dyn FnMut(String) + Send),
+    ) -> Result<(), SourceError> {
+        use futures::TryStreamExt;
+        let mut sql = Sql::new(self.dialect);
+        sql.push("SELECT ")
+            .push(&self.dialect.text(&self.key_col))
+            .push(" FROM ")
+            .push(&self.name);
+        match db.pg_pool() {
+            Some(pg) => {
+                let mut rows = sql.query_pg().fetch(pg);
+                while let Some(row) = rows.try_next().await.map_err(source_error)? {
+                    each(text_at(&row, 0)?);
+                }
+            }
+            None => {
+                let mut rows = sql.query().fetch(db.pool());
+                while let Some(row) = rows.try_next().await.map_err(source_error)? {
+                    each(text_at(&row, 0)?);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The statement [`Table::scan`] runs. `change_time` is compared bare (with the time
     /// `since` is on the table's clock), so that an index on it serves the refresh.
     pub fn scan_statement(&self, since: Option<i64>) -> Sql {

@@ -546,6 +546,15 @@ impl SqlUserSource {
             .await
     }
 
+    /// Every key of the table, each handed to `each` (see [`Table::scan_keys`]).
+    pub async fn scan_keys(
+        &self,
+        each: &mut (dyn FnMut(String) + Send),
+    ) -> Result<(), SourceError> {
+        self.db.ready().await?;
+        self.table.scan_keys(&self.db, each).await
+    }
+
     /// The source's matching rules.
     pub fn rules(&self) -> &UserRules {
         &self.rules
