@@ -7,7 +7,7 @@
 use std::marker::PhantomData;
 
 use prost::Message;
-use tonic::codec::{BufferSettings, Codec, EncodeBuf, Encoder};
+use tonic::codec::{Codec, EncodeBuf, Encoder};
 use tonic::Status;
 use tonic_prost::ProstCodec;
 
@@ -52,9 +52,5 @@ impl<T: Message> Encoder for ExactEncoder<T> {
         buf.reserve(item.encoded_len());
         item.encode(buf)
             .map_err(|e| Status::internal(format!("encoding the answer: {e}")))
-    }
-
-    fn buffer_settings(&self) -> BufferSettings {
-        BufferSettings::default()
     }
 }

@@ -705,6 +705,20 @@ pub struct Seen {
     delta: HashSet<MergeKey>,
 }
 
+impl Seen {
+    fn set(&mut self, pos: usize) {
+        if let Some(word) = self.positions.get_mut(pos / 64) {
+            *word |= 1 << (pos % 64);
+        }
+    }
+
+    fn has(&self, pos: usize) -> bool {
+        self.positions
+            .get(pos / 64)
+            .is_some_and(|w| w & (1 << (pos % 64)) != 0)
+    }
+}
+
 /// A change of the delta: the sequence number it was made at and the row (`None`: removed).
 type Change = (u64, Option<Row>);
 
@@ -749,6 +763,14 @@ impl State {
                 .sum::<usize>()
     }
 
+    /// Whether a delta entry replaces base position `pos`.
+    fn replaced(&self, pos: usize) -> bool {
+        !self.shadowed.is_empty()
+            && self
+                .shadowed
+                .contains(&u32::try_from(pos).unwrap_or(u32::MAX))
+    }
+
     fn shadow(&mut self, key: &MergeKey) {
         for pos in self.base.positions_folded(&key.folded) {
             if self.base.rows.get(pos).is_some_and(|r| r.key() == key.key) {
@@ -791,10 +813,7 @@ impl State {
         self.base
             .positions_folded(&key.folded)
             .find(|&p| {
-                self.base.rows.get(p).is_some_and(|r| r.key() == key.key)
-                    && !self
-                        .shadowed
-                        .contains(&u32::try_from(p).unwrap_or(u32::MAX))
+                self.base.rows.get(p).is_some_and(|r| r.key() == key.key) && !self.replaced(p)
             })
             .and_then(|p| self.base.rows.get(p).map(|r| Held::Base(p, r)))
     }
@@ -825,9 +844,7 @@ impl State {
     fn mark(&self, key: MergeKey, seen: &mut Seen) -> Option<&Row> {
         match self.held(&key)? {
             Held::Base(pos, held) => {
-                if let Some(word) = seen.positions.get_mut(pos / 64) {
-                    *word |= 1 << (pos % 64);
-                }
+                seen.set(pos);
                 Some(held)
             }
             Held::Delta(held) => {
@@ -847,16 +864,8 @@ impl State {
         let mut gone: Vec<MergeKey> = Vec::new();
         if Arc::ptr_eq(&seen.base, &self.base) {
             for (pos, row) in self.base.rows.iter().enumerate() {
-                let marked = seen
-                    .positions
-                    .get(pos / 64)
-                    .is_some_and(|w| w & (1 << (pos % 64)) != 0);
                 // A replaced position is the delta's to decide.
-                if !marked
-                    && !self
-                        .shadowed
-                        .contains(&u32::try_from(pos).unwrap_or(u32::MAX))
-                {
+                if !seen.has(pos) && !self.replaced(pos) {
                     gone.push(MergeKey::of(row.key()));
                 }
             }
@@ -897,10 +906,7 @@ impl State {
             .filter_map(|(k, (_, r))| r.as_ref().map(|r| (k, r)))
             .peekable();
         for (pos, row) in self.base.rows.iter().enumerate() {
-            if self
-                .shadowed
-                .contains(&u32::try_from(pos).unwrap_or(u32::MAX))
-            {
+            if self.replaced(pos) {
                 continue;
             }
             while let Some((_, r)) = delta.next_if(|(k, _)| row.cmp_key(k).is_gt()) {
@@ -983,11 +989,7 @@ impl State {
                 None => break,
             };
             next = pos + 1;
-            if !self.shadowed.is_empty()
-                && self
-                    .shadowed
-                    .contains(&u32::try_from(pos).unwrap_or(u32::MAX))
-            {
+            if self.replaced(pos) {
                 continue;
             }
             let Some(row) = self.base.rows.get(pos) else {

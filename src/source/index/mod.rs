@@ -309,7 +309,8 @@ impl<T: Table> MemoryIndex<T> {
         let reconcile = p.last_reconcile.is_none_or(|t| {
             t.elapsed() >= self.table.refresh_every().saturating_mul(RECONCILE_EVERY)
         });
-        let full = !self.built.load(Ordering::SeqCst)
+        let first = !self.built.load(Ordering::SeqCst);
+        let full = first
             || !self.table.has_change_time()
             || p.lead.is_none()
             || (reconcile && p.reconciles % FULL_EVERY == 0);
@@ -334,7 +335,6 @@ impl<T: Table> MemoryIndex<T> {
         // read again as the index holds it (the refresh overlap, or a full read of rows that
         // did not change) is dropped at once. A full read after the first marks what it sees:
         // what it does not see is gone.
-        let first = !self.built.load(Ordering::SeqCst);
         let mut seen = (full && !first).then(|| self.read_state().seen());
         let rules = self.table.matching().clone();
         let mut rows: Vec<Row> = Vec::new();
@@ -350,22 +350,8 @@ impl<T: Table> MemoryIndex<T> {
                 rows.push(row);
             }
         };
-        let read = tokio::time::timeout(bound, self.table.read(since, &mut each))
-            .await
-            .unwrap_or_else(|_| {
-                Err(SourceError::Unavailable(format!(
-                    "reading the table for the search index took over {bound:?}"
-                )))
-            });
-        match read {
-            Ok(()) => {}
-            Err(e) => {
-                if self.healthy.swap(false, Ordering::SeqCst) {
-                    tracing::warn!(source = %self.table.source_name(), error = %e, "search index refresh failed: searches go to the database until one succeeds");
-                }
-                return Err(e);
-            }
-        }
+        self.bounded(bound, "the table", self.table.read(since, &mut each))
+            .await?;
         p.lead = p.lead.max(newest.map(|n| n - began_epoch));
         p.read_at = Some(began_epoch);
         if first {
@@ -417,22 +403,32 @@ impl<T: Table> MemoryIndex<T> {
         let read_seq = self.seq.load(Ordering::SeqCst);
         let mut seen = self.read_state().seen();
         let mut each = |key: String| self.read_state().mark_key_seen(&key, &mut seen);
-        let read = tokio::time::timeout(bound, self.table.read_keys(&mut each))
-            .await
-            .unwrap_or_else(|_| {
-                Err(SourceError::Unavailable(format!(
-                    "reading the table's keys for the search index took over {bound:?}"
-                )))
-            });
-        if let Err(e) = read {
-            if self.healthy.swap(false, Ordering::SeqCst) {
-                tracing::warn!(source = %self.table.source_name(), error = %e, "search index refresh failed: searches go to the database until one succeeds");
-            }
-            return Err(e);
-        }
+        self.bounded(bound, "the table's keys", self.table.read_keys(&mut each))
+            .await?;
         self.write_state()
             .apply_full_read(Vec::new(), &seen, read_seq);
         Ok(())
+    }
+
+    /// `read` (of `what`), given at most `bound`; a failure or timeout marks the index
+    /// unhealthy (searches go to the database), logged once until a refresh succeeds.
+    async fn bounded(
+        &self,
+        bound: Duration,
+        what: &str,
+        read: impl std::future::Future<Output = Result<(), SourceError>>,
+    ) -> Result<(), SourceError> {
+        let read = tokio::time::timeout(bound, read).await.unwrap_or_else(|_| {
+            Err(SourceError::Unavailable(format!(
+                "reading {what} for the search index took over {bound:?}"
+            )))
+        });
+        if let Err(e) = &read {
+            if self.healthy.swap(false, Ordering::SeqCst) {
+                tracing::warn!(source = %self.table.source_name(), error = %e, "search index refresh failed: searches go to the database until one succeeds");
+            }
+        }
+        read
     }
 
     fn report(&self, p: &Progress) {

@@ -8,19 +8,22 @@ use crate::error::Error;
 use crate::source::SourceError;
 
 /// Reads a text column that may be NULL.
-pub(crate) fn text_at<R: DbRow>(row: &R, idx: usize) -> Result<String, SourceError> {
+pub(crate) fn text_at<R: DbRow + ?Sized>(row: &R, idx: usize) -> Result<String, SourceError> {
     row.text(idx)
         .map(Option::unwrap_or_default)
         .map_err(|e| SourceError::Failed(format!("column {idx}: {e}")))
 }
 
 /// Reads an integer column that may be NULL.
-pub(crate) fn int_at<R: DbRow>(row: &R, idx: usize) -> Result<Option<i64>, SourceError> {
+pub(crate) fn int_at<R: DbRow + ?Sized>(row: &R, idx: usize) -> Result<Option<i64>, SourceError> {
     row.int(idx)
         .map_err(|e| SourceError::Failed(format!("column {idx}: {e}")))
 }
 
-pub(crate) fn time_at<R: DbRow>(row: &R, idx: usize) -> Result<Option<Timestamp>, SourceError> {
+pub(crate) fn time_at<R: DbRow + ?Sized>(
+    row: &R,
+    idx: usize,
+) -> Result<Option<Timestamp>, SourceError> {
     int_at(row, idx).map(|v| v.map(Timestamp))
 }
 

@@ -36,6 +36,31 @@ pub struct Table<F> {
     select_list: String,
 }
 
+/// Runs `sql`, handing each row to `on_row` as it arrives (PostgreSQL through its native
+/// driver, the others through `Any`): nothing is collected.
+async fn stream_rows(
+    db: &Db,
+    sql: &Sql,
+    on_row: &mut (dyn FnMut(&dyn DbRow) -> Result<(), SourceError> + Send),
+) -> Result<(), SourceError> {
+    use futures::TryStreamExt;
+    match db.pg_pool() {
+        Some(pg) => {
+            let mut rows = sql.query_pg().fetch(pg);
+            while let Some(row) = rows.try_next().await.map_err(source_error)? {
+                on_row(&row)?;
+            }
+        }
+        None => {
+            let mut rows = sql.query().fetch(db.pool());
+            while let Some(row) = rows.try_next().await.map_err(source_error)? {
+                on_row(&row)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 impl<F: Field> Table<F> {
     /// `skip` are mapped fields never read into a record (the password).
     pub fn new(
@@ -107,7 +132,7 @@ impl<F: Field> Table<F> {
         self.text_attrs.len() + if self.foreign_db { 1 } else { 3 }
     }
 
-    pub fn row_to_record<R: DbRow>(&self, row: &R) -> Result<F::Record, SourceError> {
+    pub fn row_to_record<R: DbRow + ?Sized>(&self, row: &R) -> Result<F::Record, SourceError> {
         let mut record = F::Record::default();
         for (i, (attr, _)) in self.text_attrs.iter().enumerate() {
             let value = text_at(row, i)?;
@@ -319,23 +344,12 @@ impl<F: Field> Table<F> {
         since: Option<i64>,
         each: &mut (dyn FnMut(F::Record) + Send),
     ) -> Result<(), SourceError> {
-        use futures::TryStreamExt;
         let sql = self.scan_statement(since);
-        match db.pg_pool() {
-            Some(pg) => {
-                let mut rows = sql.query_pg().fetch(pg);
-                while let Some(row) = rows.try_next().await.map_err(source_error)? {
-                    each(self.row_to_record(&row)?);
-                }
-            }
-            None => {
-                let mut rows = sql.query().fetch(db.pool());
-                while let Some(row) = rows.try_next().await.map_err(source_error)? {
-                    each(self.row_to_record(&row)?);
-                }
-            }
-        }
-        Ok(())
+        stream_rows(db, &sql, &mut |row| {
+            each(self.row_to_record(row)?);
+            Ok(())
+        })
+        .await
     }
 
     /// Every key of the table (the key column, read as records read it), each handed to
@@ -346,27 +360,16 @@ impl<F: Field> Table<F> {
         db: &Db,
         each: &mut (dyn FnMut(String) + Send),
     ) -> Result<(), SourceError> {
-        use futures::TryStreamExt;
         let mut sql = Sql::new(self.dialect);
         sql.push("SELECT ")
             .push(&self.dialect.text(&self.key_col))
             .push(" FROM ")
             .push(&self.name);
-        match db.pg_pool() {
-            Some(pg) => {
-                let mut rows = sql.query_pg().fetch(pg);
-                while let Some(row) = rows.try_next().await.map_err(source_error)? {
-                    each(text_at(&row, 0)?);
-                }
-            }
-            None => {
-                let mut rows = sql.query().fetch(db.pool());
-                while let Some(row) = rows.try_next().await.map_err(source_error)? {
-                    each(text_at(&row, 0)?);
-                }
-            }
-        }
-        Ok(())
+        stream_rows(db, &sql, &mut |row| {
+            each(text_at(row, 0)?);
+            Ok(())
+        })
+        .await
     }
 
     /// The statement [`Table::scan`] runs. `change_time` is compared bare (with the time
